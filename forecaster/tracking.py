@@ -1,0 +1,224 @@
+"""The only MLflow user: tracking URI, runs, the pyfunc model, the registry and aliases.
+
+Embedded default (no MLFLOW_TRACKING_URI): a SQLite file ``mlruns/mlflow.db`` under the
+working directory with artifacts beside it in ``mlruns/artifacts``, so ``mlflow ui
+--backend-store-uri sqlite:///mlruns/mlflow.db`` shows everything with no server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException, RestException
+from mlflow.tracking import MlflowClient
+
+from forecaster.artifact import load_bundle
+from forecaster.errors import ModelNotFoundError, RegistryUnavailableError
+from forecaster.predict import Forecaster
+
+log = logging.getLogger(__name__)
+
+LOCAL_STORE = Path("mlruns")
+EXPERIMENT = "forecaster"
+BUNDLE_ARTIFACT = "bundle"
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    """The tracking URI: explicit, else MLFLOW_TRACKING_URI, else the embedded SQLite store."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    LOCAL_STORE.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Point MLflow (tracking and registry) at one store; returns the URI used."""
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str = EXPERIMENT) -> str:
+    """Create the experiment if needed; with the local SQLite store, artifacts go beside it."""
+    client = MlflowClient()
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        db_path = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///"))
+        location = (db_path.parent / "artifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which registered model version a loaded forecaster is."""
+
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
+
+
+class MlflowTracker:
+    """The Tracker protocol of forecaster.train, writing to the active MLflow run."""
+
+    def __init__(self, run: mlflow.ActiveRun) -> None:
+        self.run = run
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        mlflow.log_figure(figure, name)
+
+    def log_table(self, frame: pd.DataFrame, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            frame.to_csv(path, index=False)
+            mlflow.log_artifact(str(path))
+
+    def log_dict(self, data: dict[str, Any], name: str) -> None:
+        mlflow.log_dict(data, name)
+
+    def log_dataset(self, frame: pd.DataFrame, source: str, name: str, context: str = "training") -> str:
+        """Log the data as an mlflow.data dataset input; returns its digest."""
+        dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets="close")
+        mlflow.log_input(dataset, context=context)
+        return dataset.digest
+
+
+@contextmanager
+def start_run(run_name: str | None = None, experiment: str = EXPERIMENT, tags: dict[str, str] | None = None) -> Iterator[MlflowTracker]:
+    """A tracked run; an exception inside marks it FAILED and propagates."""
+    experiment_id = ensure_experiment(experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        yield MlflowTracker(run)
+
+
+def log_model(bundle_dir: Path, example: pd.DataFrame, registered_name: str | None = None) -> tuple[str, str | None]:
+    """Log the bundle as a pyfunc model (models-from-code: nothing pickled) in the active run
+    and optionally register it. Returns (model_uri, version)."""
+    from mlflow.models import infer_signature
+
+    from forecaster.pyfunc_model import ForecasterPyfunc
+
+    output = ForecasterPyfunc.from_bundle_dir(bundle_dir).predict(None, example)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_ENTRY),
+        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=["torch", "numpy", "pandas", "safetensors", f"mlflow=={mlflow.__version__}"],
+        registered_model_name=registered_name,
+    )
+    version = str(info.registered_model_version) if info.registered_model_version is not None else None
+    return info.model_uri, version
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
+    if not uri.startswith("models:/"):
+        raise ModelNotFoundError(f"model_uri: expected models:/NAME@ALIAS or models:/NAME/VERSION, got '{uri}'")
+    body = uri.removeprefix("models:/").strip("/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return name, alias, None
+    if "/" in body:
+        name, version = body.rsplit("/", 1)
+        return name, None, version
+    raise ModelNotFoundError(f"model_uri: '{uri}' names no alias or version (use models:/NAME@ALIAS)")
+
+
+def resolve_version(name: str, alias: str | None = None, version: str | None = None) -> ModelRef:
+    """The registry's answer for NAME@ALIAS or NAME/VERSION; clear errors when it has none."""
+    client = MlflowClient()
+    try:
+        if alias is not None:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            mv = client.get_model_version(name, str(version))
+    except (RestException, MlflowException) as exc:
+        if _is_not_found(exc):
+            what = f"alias '{alias}'" if alias is not None else f"version '{version}'"
+            raise ModelNotFoundError(f"model '{name}': {what} not found in the registry") from exc
+        raise RegistryUnavailableError(f"registry: cannot resolve model '{name}': {exc}") from exc
+    except OSError as exc:
+        raise RegistryUnavailableError(f"registry: unreachable: {exc}") from exc
+    return ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    code = getattr(exc, "error_code", "")
+    text = str(exc).lower()
+    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in text or "does not exist" in text
+
+
+def load_forecaster(model_uri: str, device: str = "auto", ref: ModelRef | None = None) -> tuple[Forecaster, ModelRef]:
+    """The one loader: registry URI -> (ready Forecaster on `device`, which version it is).
+
+    Downloads the bundle artifact and rebuilds the network from JSON + safetensors; no
+    pickled object is ever loaded.
+    """
+    if ref is None:
+        name, alias, version = parse_model_uri(model_uri)
+        ref = resolve_version(name, alias, version)
+    try:
+        local = mlflow.artifacts.download_artifacts(f"models:/{ref.name}/{ref.version}")
+    except (MlflowException, OSError) as exc:
+        raise RegistryUnavailableError(f"registry: cannot download models:/{ref.name}/{ref.version}: {exc}") from exc
+    bundle_dir = Path(local) / "artifacts" / BUNDLE_ARTIFACT
+    return Forecaster(load_bundle(bundle_dir), device=device), ref
+
+
+def latest_versions(name: str) -> list[str]:
+    client = MlflowClient()
+    try:
+        return sorted((mv.version for mv in client.search_model_versions(f"name='{name}'")), key=int)
+    except MlflowException:
+        return []
+
+
+def example_input(frame: pd.DataFrame, lookback: int, tickers: int = 2) -> pd.DataFrame:
+    """The pyfunc input example: the last `lookback` bars of a few tickers, long format."""
+    names = sorted(frame["ticker"].unique())[:tickers]
+    parts = [frame[frame["ticker"] == t].tail(lookback) for t in names]
+    example = pd.concat(parts)[["ticker", "date", "open", "high", "low", "close"]].reset_index(drop=True)
+    example["date"] = example["date"].dt.strftime("%Y-%m-%d")
+    for column in ("open", "high", "low", "close"):
+        example[column] = example[column].astype(np.float64)
+    return example
