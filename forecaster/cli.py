@@ -186,8 +186,16 @@ def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 
 
-for _register in ("service.cli", "pipelines.cli"):
-    try:
-        __import__(_register).cli.register(app)  # type: ignore[attr-defined]
-    except ModuleNotFoundError:
-        pass
+def _register_plugins() -> None:
+    """Commands of the service and pipelines packages, found through entry points so that
+    forecaster never imports them."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="forecaster.commands"):
+        try:
+            entry.load()(app)
+        except ModuleNotFoundError:
+            log.debug("command plugin %s is not installed", entry.name)
+
+
+_register_plugins()

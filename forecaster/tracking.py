@@ -188,13 +188,15 @@ def _is_not_found(exc: MlflowException) -> bool:
     return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in text or "does not exist" in text
 
 
-def load_forecaster(model_uri: str, device: str = "auto", ref: ModelRef | None = None) -> tuple[Forecaster, ModelRef]:
+def load_forecaster(model_uri: str | None = None, device: str = "auto", ref: ModelRef | None = None) -> tuple[Forecaster, ModelRef]:
     """The one loader: registry URI -> (ready Forecaster on `device`, which version it is).
 
     Downloads the bundle artifact and rebuilds the network from JSON + safetensors; no
     pickled object is ever loaded.
     """
     if ref is None:
+        if model_uri is None:
+            raise ValueError("load_forecaster: give a model_uri or a resolved ref")
         name, alias, version = parse_model_uri(model_uri)
         ref = resolve_version(name, alias, version)
     try:

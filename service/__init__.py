@@ -1,0 +1,1 @@
+"""HTTP forecast service over the registered forecaster models."""

@@ -1,0 +1,97 @@
+"""Coalesce concurrent requests into one batched forward pass.
+
+Each request hands over its windows X[n,T,4] and awaits its slice of the result. A single
+worker per model takes whatever is queued, waits up to `wait_s` for more (up to
+`max_batch` windows), runs one forward pass in a thread and hands back the slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    windows: np.ndarray
+    future: asyncio.Future[np.ndarray]
+
+
+class MicroBatcher:
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], wait_s: float, max_batch: int,
+                 executor: ThreadPoolExecutor, on_batch: Callable[[int], None] | None = None) -> None:
+        self.predict = predict
+        self.wait_s = wait_s
+        self.max_batch = max_batch
+        self.executor = executor
+        self.on_batch = on_batch
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        if self.task is not None:
+            while not self.queue.empty():
+                await asyncio.sleep(0.005)
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+            self.task = None
+
+    async def submit(self, windows: np.ndarray) -> np.ndarray:
+        self.start()
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Job(windows, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            size = len(jobs[0].windows)
+            deadline = loop.time() + self.wait_s
+            while size < self.max_batch:
+                if self.queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        job = await asyncio.wait_for(self.queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                else:
+                    job = self.queue.get_nowait()
+                jobs.append(job)
+                size += len(job.windows)
+            await self._forward(loop, jobs)
+
+    async def _forward(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        batch = np.concatenate([job.windows for job in jobs]) if len(jobs) > 1 else jobs[0].windows
+        if self.on_batch:
+            self.on_batch(len(batch))
+        try:
+            result = await loop.run_in_executor(self.executor, self.predict, batch)
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request, never swallowed
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        offset = 0
+        for job in jobs:
+            n = len(job.windows)
+            if not job.future.done():
+                job.future.set_result(result[offset : offset + n])
+            offset += n

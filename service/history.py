@@ -1,0 +1,54 @@
+"""Recent bars for a ticker from the service's configured source (file, sample or yfinance)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecaster.data import PRICE_COLUMNS
+from forecaster.errors import DataError, SourceError
+from forecaster.sources import load_source
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class HistoryProvider:
+    """File and sample sources are read once; yfinance goes through its own cache each time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._frame: pd.DataFrame | None = None
+        self._lock = threading.Lock()
+
+    def _local_frame(self) -> pd.DataFrame:
+        with self._lock:
+            if self._frame is None:
+                source = "file" if self.settings.data_source == "file" else "sample"
+                self._frame, _ = load_source(source, self.settings.data_path if source == "file" else None)
+            return self._frame
+
+    def bars(self, ticker: str, rows: int) -> tuple[np.ndarray, dt.date]:
+        """The last `rows` bars [rows,4] of a ticker and the date of the last one."""
+        if self.settings.data_source == "yfinance":
+            start = (dt.date.today() - dt.timedelta(days=int(rows * 1.6) + 30)).isoformat()
+            try:
+                frame, _ = load_source("yfinance", tickers=[ticker], start=start,
+                                       cache_dir=Path(self.settings.cache_dir))
+            except SourceError:
+                log.warning("yfinance unavailable for %s; trying the local data", ticker)
+                frame = self._local_frame()
+        else:
+            frame = self._local_frame()
+        bars = frame[frame["ticker"] == ticker]
+        if bars.empty:
+            raise DataError(f"ticker '{ticker}' is not in the service's data source ({self.settings.data_source})")
+        if len(bars) < rows:
+            raise DataError(f"ticker '{ticker}': {len(bars)} bars in the data source, the model needs {rows}")
+        tail = bars.tail(rows)
+        return tail[list(PRICE_COLUMNS)].to_numpy(dtype=np.float32), tail["date"].iloc[-1].date()

@@ -1,0 +1,33 @@
+"""Service settings from FORECASTER_* environment variables, validated at startup."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FORECASTER_", extra="ignore")
+
+    tracking_uri: str | None = Field(None, description="MLflow tracking/registry URI; default MLFLOW_TRACKING_URI or local SQLite")
+    model_name: str = Field("forecaster", description="Registered model served by default")
+    alias: str = Field("champion", description="Alias served by default")
+    device: str = Field("auto", description="auto | cpu | cuda")
+    poll_interval_s: float = Field(30.0, ge=0.0, description="Seconds between alias checks; 0 disables polling")
+    batch_wait_ms: float = Field(2.0, ge=0.0, description="How long a forward pass waits to gather more requests")
+    max_batch_size: int = Field(512, ge=1, description="Most windows in one forward pass")
+    max_series: int = Field(256, ge=1, description="Most series in one request")
+    max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest request body accepted")
+    api_key: SecretStr | None = Field(None, description="Key for /forecast (optional) and /admin (required)")
+    data_source: str = Field("sample", description="Where ticker histories come from: yfinance | file | sample")
+    data_path: str | None = Field(None, description="CSV/Parquet file when data_source=file")
+    cache_dir: str = Field(".forecaster/cache", description="yfinance cache folder")
+    exchange: str = Field("XNYS", description="Exchange calendar for forecast dates")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After seconds on 503")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
