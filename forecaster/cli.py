@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from typing import Annotated, Any
@@ -31,6 +32,8 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("forecaster").setLevel(logging.INFO)
     for noisy in ("mlflow", "alembic", "urllib3", "yfinance"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow's schema and dataset-source hints are about inputs we build on purpose
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -224,3 +224,27 @@ def example_input(frame: pd.DataFrame, lookback: int, tickers: int = 2) -> pd.Da
     for column in ("open", "high", "low", "close"):
         example[column] = example[column].astype(np.float64)
     return example
+
+
+def tag_run(run_id: str, tags: dict[str, Any]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value)[:5000])
+
+
+def log_run_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    client = MlflowClient()
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the model or alias does not exist."""
+    try:
+        return resolve_version(name, alias).version
+    except ModelNotFoundError:
+        return None
+
+
+def delete_alias(name: str, alias: str) -> None:
+    MlflowClient().delete_registered_model_alias(name, alias)

@@ -1,0 +1,1 @@
+"""Scheduled retraining with a promotion gate, built on the forecaster library."""
