@@ -54,7 +54,9 @@ class Panel:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Panel:
-        """From a validated tidy frame (sorted by ticker then date)."""
+        """From a validated tidy frame; rows are grouped by ticker in date order."""
+        if not frame["ticker"].is_monotonic_increasing:
+            frame = frame.sort_values(["ticker", "date"], kind="stable")
         tickers, codes = np.unique(frame["ticker"].to_numpy(dtype=str), return_inverse=True)
         counts = np.bincount(codes, minlength=len(tickers))
         starts = np.concatenate([[0], np.cumsum(counts)])

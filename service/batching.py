@@ -34,15 +34,18 @@ class MicroBatcher:
         self.on_batch = on_batch
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.busy = False
 
     def start(self) -> None:
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
-        """Finish what is queued, then stop the worker."""
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """After `grace_s` (requests already holding this model may still submit), finish
+        everything queued or in a forward pass, then stop the worker."""
+        await asyncio.sleep(grace_s)
         if self.task is not None:
-            while not self.queue.empty():
+            while not self.queue.empty() or self.busy:
                 await asyncio.sleep(0.005)
             self.task.cancel()
             try:
@@ -76,7 +79,11 @@ class MicroBatcher:
                     job = self.queue.get_nowait()
                 jobs.append(job)
                 size += len(job.windows)
-            await self._forward(loop, jobs)
+            self.busy = True
+            try:
+                await self._forward(loop, jobs)
+            finally:
+                self.busy = False
 
     async def _forward(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         batch = np.concatenate([job.windows for job in jobs]) if len(jobs) > 1 else jobs[0].windows

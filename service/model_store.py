@@ -95,7 +95,7 @@ class ModelStore:
         if self.on_swap:
             self.on_swap(loaded)
         if old is not None and old is not loaded:
-            asyncio.get_running_loop().create_task(old.batcher.stop())
+            asyncio.get_running_loop().create_task(old.batcher.stop(grace_s=5.0))
 
     async def refresh(self) -> list[str]:
         """Re-resolve every alias now; load and swap in versions that moved. Returns changes."""
