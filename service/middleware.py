@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from service.metrics import ServiceMetrics
 
 Scope = dict[str, Any]
@@ -35,7 +37,7 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     too_large = True
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         try:
@@ -44,14 +46,22 @@ class BodyLimitMiddleware:
             await self._reject(send)
 
     async def _reject(self, send: Any) -> None:
-        body = json.dumps({"detail": f"request body is larger than the limit of {self.max_bytes} bytes"}).encode()
+        body = json.dumps({"detail": _limit_detail(self.max_bytes)}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+def _limit_detail(max_bytes: int) -> str:
+    return f"request body is larger than the limit of {max_bytes} bytes"
+
+
+class _TooLarge(HTTPException):
+    """Raised from receive() while streaming. An HTTPException, because FastAPI turns any other
+    error while reading the body into a 400 and re-raises only HTTPExceptions."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(status_code=413, detail=_limit_detail(max_bytes))
 
 
 class MetricsMiddleware:

@@ -60,7 +60,11 @@ class ModelStore:
         async with lock:
             if key in self.models:
                 return self.models[key]
-            loaded = await self._load(key)
+            try:
+                loaded = await self._load(key)
+            except Exception:
+                self.locks.pop(key, None)  # unknown references must not accumulate locks
+                raise
             self._install(key, loaded)
             return loaded
 

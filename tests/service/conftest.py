@@ -1,0 +1,247 @@
+"""Service fixtures: a temporary MLflow store with a tiny registered model, and apps served
+over real HTTP by uvicorn in a background thread.
+
+Everything heavy (the store, the trained model, the default app) is built once per session.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import uvicorn
+
+from forecaster import tracking
+from forecaster.config import DataConfig, ModelConfig, TrainConfig
+from forecaster.runs import RunResult, tracked_training
+from service.main import create_app
+from service.settings import Settings
+
+MODEL = "svc"
+LOOKBACK = 20
+HORIZON = 3
+TICKERS = ("AAA", "BBB", "CCC")
+READY_TIMEOUT_S = 60.0
+
+
+def make_ohlc(tickers: tuple[str, ...] = TICKERS, days: int = 220, end: str = "2023-12-22",
+              seed: int = 0) -> pd.DataFrame:
+    """Random-walk daily bars (long format), prices rounded to cents and kept consistent."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(end=end, periods=days)
+    parts = []
+    for i, ticker in enumerate(tickers):
+        close = 50.0 * (i + 1) * np.exp(np.cumsum(rng.normal(0, 0.01, days)))
+        open_ = np.concatenate([[close[0]], close[:-1]]) * np.exp(rng.normal(0, 0.003, days))
+        high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.004, days)))
+        low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.004, days)))
+        open_, high, low, close = (np.round(a, 2) for a in (open_, high, low, close))
+        high = np.maximum.reduce([high, open_, close])
+        low = np.minimum.reduce([low, open_, close])
+        parts.append(pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high,
+                                   "low": low, "close": close}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def history_payload(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One ticker's bars as the wire `history` list."""
+    return [{"date": f"{r.date:%Y-%m-%d}", "open": float(r.open), "high": float(r.high), "low": float(r.low),
+             "close": float(r.close)} for r in frame.itertuples()]
+
+
+def train_tiny(frame: pd.DataFrame, source: str, seed: int, register_as: str | None,
+               alias: str | None = None) -> RunResult:
+    """A seconds-long fit of a hidden-8, one-layer LSTM; registered when asked."""
+    data_config = DataConfig(lookback=LOOKBACK, horizon=HORIZON, test_fraction=0.0)
+    model_config = ModelConfig(arch="lstm", horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    train_config = TrainConfig(epochs=1, batch_size=64, patience=1, seed=seed, device="cpu", warmup_steps=2)
+    return tracked_training(frame, source, data_config, model_config, train_config,
+                            register_as=register_as, alias=alias)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run `app` with uvicorn on a free local port in a thread; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive(), "uvicorn did not shut down"
+
+
+def wait_ready(client: httpx.Client, timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/ready")
+        if response.status_code == 200:
+            return response.json()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not ready after {timeout}s: {response.status_code} {response.text}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Registry:
+    """The temporary MLflow store of this session and what was trained into it."""
+
+    root: Path
+    uri: str
+    data_path: Path
+    frame: pd.DataFrame
+    run: RunResult
+
+    lookback: int = LOOKBACK
+    horizon: int = HORIZON
+    model: str = MODEL
+
+    def history(self, ticker: str = "AAA", bars: int = 30) -> list[dict[str, Any]]:
+        """The last `bars` bars of a ticker of the data file, as the wire `history` list."""
+        return history_payload(self.frame[self.frame["ticker"] == ticker].tail(bars))
+
+    def train(self, seed: int, register_as: str | None, alias: str | None = None) -> RunResult:
+        return train_tiny(self.frame, str(self.data_path), seed, register_as, alias)
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {"model_name": MODEL, "tracking_uri": self.uri, "poll_interval_s": 0.0,
+                                  "data_source": "file", "data_path": str(self.data_path), "device": "cpu",
+                                  "max_body_bytes": 100_000, "cache_dir": str(self.root / "cache")}
+        values.update(overrides)
+        return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    root = tmp_path_factory.mktemp("svc_store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    torch.set_num_threads(1)  # two shared cores: no oversubscription
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a dead server fails fast, not after minutes
+        mp.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        mp.setenv("CUDA_VISIBLE_DEVICES", "")
+        mp.chdir(root)
+        tracking.configure(uri)
+        frame = make_ohlc()
+        data_path = root / "bars.csv"
+        frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d")).to_csv(data_path, index=False)
+        run = train_tiny(frame, str(data_path), seed=1, register_as=MODEL, alias="champion")
+        assert run.version == "1"
+        yield Registry(root, uri, data_path, frame, run)
+
+
+@pytest.fixture(autouse=True)
+def _service_store(registry: Registry) -> None:
+    """Point MLflow (process-global) at this session's store, whatever ran before."""
+    tracking.configure(registry.uri)
+
+
+@pytest.fixture(scope="session", name="free_port")
+def free_port_fixture() -> Callable[[], int]:
+    return free_port
+
+
+@pytest.fixture(scope="session")
+def serve_app(registry: Registry) -> Callable[..., AbstractContextManager[httpx.Client]]:
+    """`with serve_app(**settings) as client:` an app over real HTTP, ready to answer."""
+
+    @contextmanager
+    def run(wait: bool = True, **overrides: Any) -> Iterator[httpx.Client]:
+        app = create_app(registry.settings(**overrides))
+        try:
+            with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+                if wait:
+                    wait_ready(client)
+                yield client
+        finally:
+            tracking.configure(registry.uri)  # an app's lifespan points MLflow (process-global) at its URI
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def client(serve_app: Callable[..., AbstractContextManager[httpx.Client]]) -> Iterator[httpx.Client]:
+    """The default app: model svc@champion, no API key, loaded once for the session."""
+    with serve_app() as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def history(registry: Registry) -> list[dict[str, Any]]:
+    """30 bars of AAA ending Friday 2023-12-22 (next NYSE sessions: 12-26, 12-27, 12-28)."""
+    bars = registry.history("AAA", 30)
+    assert bars[-1]["date"] == "2023-12-22"
+    return bars
+
+
+@pytest.fixture(scope="session")
+def baseline(client: httpx.Client, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The default app's answer for `history`, taken once: later answers must equal it."""
+    response = client.post("/forecast", json={"history": history})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_same_points(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """Same steps and dates; prices equal to float tolerance (a batched pass may differ in the last bits)."""
+    assert [(p["step"], p["date"]) for p in got] == [(p["step"], p["date"]) for p in expected]
+    for key in ("close", "lower", "upper"):
+        np.testing.assert_allclose([p[key] for p in got], [p[key] for p in expected], rtol=1e-5, err_msg=key)
+
+
+def assert_same_forecast(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert {k: v for k, v in got.items() if k != "forecasts"} == {k: v for k, v in expected.items() if k != "forecasts"}
+    assert [f["id"] for f in got["forecasts"]] == [f["id"] for f in expected["forecasts"]]
+    for mine, theirs in zip(got["forecasts"], expected["forecasts"], strict=True):
+        assert_same_points(mine["points"], theirs["points"])
+
+
+@pytest.fixture(scope="session")
+def same_points() -> Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]:
+    return assert_same_points
+
+
+@pytest.fixture(scope="session")
+def same_forecast() -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    return assert_same_forecast
+
+
+@pytest.fixture()
+def assert_unchanged(client: httpx.Client, history: list[dict[str, Any]],
+                     baseline: dict[str, Any]) -> Callable[[], None]:
+    """A good request still succeeds with the same forecast (a bad one changed no state)."""
+
+    def check() -> None:
+        response = client.post("/forecast", json={"history": history})
+        assert response.status_code == 200, response.text
+        assert_same_forecast(response.json(), baseline)
+
+    return check
+

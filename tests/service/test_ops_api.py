@@ -1,0 +1,104 @@
+"""GET /models, /health, /ready, /metrics, the docs, and micro-batching under concurrency."""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from forecaster import tracking
+
+
+def metric(client, sample_name: str, **labels: str) -> float:
+    """The value of one sample of /metrics (0.0 when absent)."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def test_health_is_ok(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_reports_the_loaded_version(client):
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "model": "svc", "alias": "champion", "version": "1"}
+
+
+def test_models_lists_the_loaded_model(client, registry):
+    response = client.get("/models")
+    assert response.status_code == 200
+    champion = [m for m in response.json() if m["name"] == "svc" and m["alias"] == "champion"]
+    assert len(champion) == 1
+    info = champion[0]
+    assert info["version"] == "1"
+    assert info["run_id"] == registry.run.run_id
+    assert (info["lookback"], info["horizon"]) == (registry.lookback, registry.horizon)
+    assert (info["arch"], info["mode"], info["device"]) == ("lstm", "n-to-1", "cpu")
+    assert info["quantiles"] == [0.1, 0.5, 0.9]
+    loaded_at = dt.datetime.fromisoformat(info["loaded_at"])
+    assert abs(dt.datetime.now(dt.UTC) - loaded_at) < dt.timedelta(hours=1)
+
+
+def test_metrics_count_requests_by_route_and_status(client, history):
+    ok = {"route": "/forecast", "method": "POST", "status": "200"}
+    bad = {"route": "/forecast", "method": "POST", "status": "422"}
+    before_ok = metric(client, "forecaster_requests_total", **ok)
+    before_bad = metric(client, "forecaster_requests_total", **bad)
+    for _ in range(2):
+        assert client.post("/forecast", json={"history": history}).status_code == 200
+    assert client.post("/forecast", json={"history": history[:3]}).status_code == 422
+    assert metric(client, "forecaster_requests_total", **ok) == before_ok + 2
+    assert metric(client, "forecaster_requests_total", **bad) == before_bad + 1
+    assert metric(client, "forecaster_request_latency_seconds_count", route="/forecast", status="200") >= 2
+    assert metric(client, "forecaster_request_latency_seconds_bucket", route="/forecast", status="200",
+                  le="+Inf") >= 2
+    assert metric(client, "forecaster_model_version", name="svc", ref="champion") == 1.0
+    assert metric(client, "forecaster_batch_windows_count") >= 2
+    text = client.get("/metrics").text
+    assert "# TYPE forecaster_request_latency_seconds histogram" in text
+    assert "# TYPE forecaster_batch_windows histogram" in text
+
+
+def test_docs_and_openapi_describe_forecast(client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+    spec = client.get("/openapi.json")
+    assert spec.status_code == 200
+    paths = spec.json()["paths"]
+    assert "post" in paths["/forecast"]
+    assert {"/models", "/health", "/ready"} <= set(paths)
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve_app, registry):
+    bars = registry.frame[registry.frame["ticker"] == "BBB"]
+    ends = range(len(bars) - 32, len(bars))
+    windows = [bars.iloc[end - registry.lookback:end] for end in ends]
+    bodies = [{"history": [{"date": f"{r.date:%Y-%m-%d}", "open": r.open, "high": r.high, "low": r.low,
+                            "close": r.close} for r in w.itertuples()]} for w in windows]
+    forecaster, _ = tracking.load_forecaster("models:/svc@champion", device="cpu")
+    expected = forecaster.predict(np.stack([w[["open", "high", "low", "close"]].to_numpy() for w in windows]))
+
+    with serve_app(batch_wait_ms=20) as http, ThreadPoolExecutor(max_workers=32) as pool:
+        responses = list(pool.map(lambda body: http.post("/forecast", json=body), bodies))
+        assert [r.status_code for r in responses] == [200] * 32, [r.text for r in responses if r.status_code != 200]
+        for i, response in enumerate(responses):
+            got = response.json()["forecasts"][0]["points"]
+            np.testing.assert_allclose([p["close"] for p in got], expected.median[i], rtol=1e-5)
+            np.testing.assert_allclose([p["upper"] for p in got], expected.upper[i], rtol=1e-5)
+        passes = metric(http, "forecaster_batch_windows_count")
+        single = metric(http, "forecaster_batch_windows_bucket", le="1.0")
+        windows_total = metric(http, "forecaster_batch_windows_sum")
+    assert passes - single >= 1, f"no forward pass held more than one window ({passes} passes)"
+    assert passes < 32 + 5  # fewer passes than requests (+ warm-up and /ready probes)
+    assert windows_total >= 32

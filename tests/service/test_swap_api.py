@@ -1,0 +1,121 @@
+"""Moving an alias swaps the served version with no failed request: by polling, or at once
+through POST /admin/reload."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import mlflow
+import pytest
+
+from forecaster import tracking
+
+NAME = "svc_swap"  # its own registered model, so moving its alias leaves svc@champion alone
+SWAP_TIMEOUT_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def first_version(registry) -> str:
+    """svc_swap version 1: the session's trained model, registered again under this name."""
+    version = str(mlflow.register_model(registry.run.model_uri, NAME).version)
+    tracking.set_alias(NAME, "champion", version)
+    return version
+
+
+class Traffic:
+    """Threads posting forecasts back to back until stopped (bounded in count and time)."""
+
+    def __init__(self, http, body, threads: int = 2, max_requests: int = 3000, max_seconds: float = 90.0) -> None:
+        self.http, self.body = http, body
+        self.max_requests, self.deadline = max_requests, time.monotonic() + max_seconds
+        self.results: list[tuple[float, int, str | None, float | None]] = []  # (time, status, version, close)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and len(self.results) < self.max_requests and time.monotonic() < self.deadline:
+            response = self.http.post("/forecast", json=self.body)
+            ok = response.status_code == 200
+            body = response.json() if ok else None
+            with self.lock:
+                self.results.append((time.monotonic(), response.status_code,
+                                     body["model"]["version"] if body else response.text,
+                                     body["forecasts"][0]["points"][0]["close"] if body else None))
+
+    def __enter__(self) -> Traffic:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+
+    def versions_after(self, start: float) -> set[str | None]:
+        with self.lock:
+            return {version for t, _, version, _ in self.results if t > start}
+
+
+def test_alias_move_swaps_version_without_failed_requests(serve_app, registry, first_version, history):
+    body = {"history": history, "model": NAME}
+    with serve_app(model_name=NAME, poll_interval_s=0.2) as http:
+        assert http.get("/ready").json()["version"] == first_version
+        with Traffic(http, body) as traffic:
+            second = registry.train(seed=7, register_as=NAME).version  # registered while serving
+            assert second is not None and second != first_version
+            assert http.post("/forecast", json=body).json()["model"]["version"] == first_version  # alias not moved
+            moved_at = time.monotonic()
+            tracking.set_alias(NAME, "champion", second)
+            while second not in traffic.versions_after(moved_at) and time.monotonic() < moved_at + SWAP_TIMEOUT_S:
+                time.sleep(0.05)
+            swapped_at = time.monotonic()
+            time.sleep(0.5)  # keep traffic flowing on the new version for a moment
+        results = traffic.results
+        assert second in {version for _, _, version, _ in results}, f"no swap within {SWAP_TIMEOUT_S}s"
+        assert len(results) >= 20
+        failed = [(status, text) for _, status, text, _ in results if status != 200]
+        assert failed == []
+        ordered = [version for _, _, version, _ in sorted(results)]
+        first_new = ordered.index(second)
+        assert set(ordered[:first_new]) == {first_version}
+        assert set(ordered[first_new:]) == {second}  # once swapped, never back
+        closes = {version: close for _, _, version, close in results}
+        assert closes[first_version] != closes[second]  # a different model answers
+        assert swapped_at - moved_at < SWAP_TIMEOUT_S
+
+        assert http.get("/ready").json()["version"] == second
+        champion = [m for m in http.get("/models").json() if m["alias"] == "champion"]
+        assert [m["version"] for m in champion] == [second]
+        assert f'forecaster_model_version{{name="{NAME}",ref="champion"}} {float(second)}' in http.get("/metrics").text
+
+
+def test_admin_reload_swaps_at_once(serve_app, registry, first_version, history):
+    tracking.set_alias(NAME, "staging", first_version)
+    body = {"history": history, "model": NAME, "alias": "staging"}
+    headers = {"X-API-Key": "adm1n"}
+    with serve_app(model_name=NAME, alias="staging", poll_interval_s=3600, api_key="adm1n") as http:
+        response = http.post("/forecast", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == {"name": NAME, "version": first_version, "alias": "staging",
+                                            "run_id": registry.run.run_id}
+
+        newer = str(mlflow.register_model(registry.run.model_uri, NAME).version)
+        tracking.set_alias(NAME, "staging", newer)
+        time.sleep(0.3)
+        assert http.post("/forecast", json=body, headers=headers).json()["model"]["version"] == first_version
+
+        reload = http.post("/admin/reload", headers=headers)
+        assert reload.status_code == 200, reload.text
+        assert reload.json()["changes"] == [f"{NAME}@staging: {first_version} -> {newer}"]
+        assert reload.json()["models"][f"{NAME}@staging"] == newer
+        response = http.post("/forecast", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["model"]["version"] == newer
+        assert http.get("/ready").json()["version"] == newer
+
+        again = http.post("/admin/reload", headers=headers)
+        assert again.status_code == 200
+        assert again.json()["changes"] == []

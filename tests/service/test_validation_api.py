@@ -1,0 +1,105 @@
+"""Bad requests get a specific status and a `detail` naming the field, and change nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+
+def edited(history, index, **changes):
+    bars = copy.deepcopy(history)
+    bars[index].update(changes)
+    return bars
+
+
+def raw_json(body) -> bytes:
+    return json.dumps(body).encode()  # allow_nan: NaN / Infinity go out as JS literals
+
+
+CASES = {
+    "missing_series_fields": (lambda h: {"horizon": 2}, "body: give exactly one of 'history', 'ticker' or 'series'"),
+    "two_forms": (lambda h: {"history": h, "ticker": "AAA"}, "give exactly one of 'history', 'ticker' or 'series'"),
+    "extra_field": (lambda h: {"history": h, "colour": "red"}, "colour: unknown field"),
+    "extra_bar_field": (lambda h: {"history": edited(h, 2, volume=10)}, "history[2].volume: unknown field"),
+    "missing_bar_field": (lambda h: {"history": [{k: v for k, v in b.items() if k != "low"} for b in h]},
+                          "history[0].low: Field required"),
+    "nan_literal": (lambda h: {"history": edited(h, 3, close=float("nan"))},
+                    "history[3]: close must be a finite number"),
+    "nan_string": (lambda h: {"history": edited(h, 4, open="nan")}, "history[4]: open must be a finite number"),
+    "inf": (lambda h: {"history": edited(h, 5, high=float("inf"))}, "history[5]: high must be a finite number"),
+    "negative_price": (lambda h: {"history": edited(h, 6, low=-1.0)}, "history[6]: low must be positive"),
+    "zero_price": (lambda h: {"history": edited(h, 7, open=0)}, "history[7]: open must be positive"),
+    "high_below_low": (lambda h: {"history": edited(h, 8, high=1.0, low=2.0, open=1.5, close=1.5)},
+                       "history[8]: high (1.0) is below low (2.0)"),
+    "not_a_number": (lambda h: {"history": edited(h, 1, close="abc")},
+                     "history[1].close: Input should be a valid number"),
+    "bad_date": (lambda h: {"history": edited(h, 1, date="2023-13-45")}, "history[1].date:"),
+    "dates_not_increasing": (lambda h: {"history": h[:10] + [h[5]] + h[11:]},
+                             "history: dates must be strictly increasing"),
+    "duplicated_date": (lambda h: {"history": edited(h, 10, date=h[9]["date"])}, "(duplicated)"),
+    "short_history": (lambda h: {"history": h[:5]}, "history: 5 bars, the model needs at least lookback = 20"),
+    "empty_history": (lambda h: {"history": []}, "history: List should have at least 1 item"),
+    "horizon_zero": (lambda h: {"history": h, "horizon": 0}, "horizon: Input should be greater than or equal to 1"),
+    "horizon_too_long": (lambda h: {"history": h, "horizon": 4}, "horizon: 4 is larger than the model's horizon 3"),
+    "version_zero": (lambda h: {"history": h, "version": 0}, "version: Input should be greater than or equal to 1"),
+    "alias_and_version": (lambda h: {"history": h, "alias": "champion", "version": 1},
+                          "give either 'alias' or 'version', not both"),
+    "series_item_both_forms": (lambda h: {"series": [{"id": "a", "history": h, "ticker": "AAA"}]},
+                               "series[0]: give exactly one of 'history' or 'ticker'"),
+    "series_item_short": (lambda h: {"series": [{"id": "a", "history": h}, {"id": "b", "history": h[:3]}]},
+                          "series[1].history: 3 bars, the model needs at least lookback = 20"),
+    "series_item_nan": (lambda h: {"series": [{"history": edited(h, 0, close=float("nan"))}]},
+                        "series[0].history[0]: close must be a finite number"),
+    "too_many_series": (lambda h: {"series": [{"history": h[:1]}] * 257}, "series: 257 series, the limit is 256"),
+    "empty_series": (lambda h: {"series": []}, "series: List should have at least 1 item"),
+    "not_an_object": (lambda h: [1, 2], "Input should be a valid dictionary"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_forecast_rejects_bad_input_with_422_naming_the_field(client, history, assert_unchanged, case):
+    build, expected = CASES[case]
+    response = client.post("/forecast", content=raw_json(build(history)), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert expected in response.json()["detail"], response.json()
+    assert_unchanged()
+
+
+def test_forecast_rejects_unparseable_json(client, assert_unchanged):
+    response = client.post("/forecast", content=b"{bad", headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("body: not valid JSON")
+    assert_unchanged()
+
+
+def test_forecast_validation_errors_list_each_field(client, history):
+    bad = edited(edited(history, 1, close=-1.0), 2, open=float("nan"))
+    response = client.post("/forecast", content=raw_json({"history": bad, "horizon": 0}),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert {"history[1]", "history[2]", "horizon"} <= fields
+
+
+def test_forecast_rejects_body_over_limit_with_413(client, history, assert_unchanged):
+    body = raw_json({"history": history * 40})  # about 4 x 30 x 100 bytes x 10: over the 100 kB limit
+    assert len(body) > 100_000
+    response = client.post("/forecast", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["detail"] == "request body is larger than the limit of 100000 bytes"
+    assert_unchanged()
+
+
+def test_forecast_rejects_streamed_body_over_limit_with_413(client, history, assert_unchanged):
+    chunk = raw_json({"history": history})
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(60):
+            yield chunk
+
+    response = client.post("/forecast", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than the limit of 100000 bytes" in response.json()["detail"]
+    assert_unchanged()
