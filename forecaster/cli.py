@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from forecaster.errors import ForecasterError
@@ -44,7 +45,8 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (ForecasterError, ValueError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            # one line whatever the terminal width; the message is text, never rich markup
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper

@@ -110,10 +110,10 @@ def _row_problems(frame: pd.DataFrame, raw: pd.DataFrame) -> pd.Series:
             reasons[mask] = reasons[mask] + np.where(reasons[mask] == "", "", "; ") + add[mask]
 
     flag(frame["ticker"].isna() | (frame["ticker"] == ""), "ticker is empty")
-    flag(frame["date"].isna(), "date: unparseable " + raw["date"].astype(str).str.slice(0, 30))
+    flag(frame["date"].isna(), "date: unparseable " + _shown(raw["date"], 30))
     for column in PRICE_COLUMNS:
         values = frame[column]
-        flag(~np.isfinite(values), f"{column}: not a finite number (" + raw[column].astype(str).str.slice(0, 20) + ")")
+        flag(~np.isfinite(values), f"{column}: not a finite number (" + _shown(raw[column], 20) + ")")
         flag(np.isfinite(values) & (values <= 0), f"{column}: not positive ({values.astype(str)})")
     if "volume" in frame.columns:
         flag(frame["volume"] < 0, "volume: negative")
@@ -125,6 +125,12 @@ def _row_problems(frame: pd.DataFrame, raw: pd.DataFrame) -> pd.Series:
     dup = frame.duplicated(["ticker", "date"], keep="first") & frame["date"].notna()
     flag(dup, "duplicate (ticker, date)")
     return reasons
+
+
+def _shown(values: pd.Series, width: int) -> pd.Series:
+    """Raw cells as text for messages; missing cells read 'missing' (pandas keeps them NaN,
+    which would turn the whole reason into NaN)."""
+    return values.astype(str).str.slice(0, width).fillna("missing")
 
 
 def _describe(frame: pd.DataFrame, raw: pd.DataFrame, reasons: pd.Series) -> str:

@@ -1,0 +1,162 @@
+"""forecaster.artifact and forecaster.predict: the bundle rebuilds the same network from JSON +
+safetensors (no pickle), and Forecaster.predict is the transform around that network."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from factories import random_ohlc
+from safetensors import safe_open
+
+from forecaster.artifact import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_bundle, save_bundle
+from forecaster.config import DataConfig, ModelConfig
+from forecaster.errors import ForecasterError
+from forecaster.models import build_model
+from forecaster.predict import Forecaster
+from forecaster.scaling import WindowTransform
+from forecaster.windows import Panel
+
+LOOKBACK, HORIZON = 12, 3
+DATA = DataConfig(lookback=LOOKBACK, horizon=HORIZON)
+TRANSFORM = WindowTransform(scale=0.0125)
+
+
+def random_weights_model(config: ModelConfig) -> torch.nn.Module:
+    """A network with every weight random (a zero head would hide a lost tensor)."""
+    torch.manual_seed(3)
+    model = build_model(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def price_windows(n_tickers: int = 2) -> np.ndarray:
+    panel = Panel.from_frame(random_ohlc(tickers=("AAA", "BBB", "CCC")[:n_tickers], days=40))
+    return panel.gather(panel.origins(LOOKBACK, HORIZON, need_future=False), LOOKBACK, HORIZON).X
+
+
+@pytest.mark.parametrize(("arch", "mode", "bidirectional"),
+                         [("lstm", "n-to-1", False), ("gru", "seq2seq", False), ("rnn", "n-to-1", True)])
+def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode: str, bidirectional: bool) -> None:
+    config = ModelConfig(arch=arch, mode=mode, horizon=HORIZON, hidden_size=8, num_layers=2, dropout=0.1,
+                         bidirectional=bidirectional, quantiles=(0.05, 0.5, 0.95))
+    model = random_weights_model(config)
+    save_bundle(tmp_path, model, config, DATA, TRANSFORM, meta={"note": "test"})
+
+    bundle = load_bundle(tmp_path)
+    rebuilt = bundle.build(torch.device("cpu"))
+
+    assert bundle.model_config == config
+    assert bundle.data_config == DATA
+    assert bundle.transform == TRANSFORM
+    assert bundle.meta == {"note": "test"}
+    assert not rebuilt.training
+    x = torch.randn(6, LOOKBACK, 4)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
+def test_bundle_is_json_and_safetensors_and_loads_without_pickle(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    model = random_weights_model(config)
+    save_bundle(tmp_path, model, config, DATA, TRANSFORM)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    stored = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert stored["format_version"] == FORMAT_VERSION
+    assert stored["model"]["arch"] == "lstm" and stored["model"]["quantiles"] == [0.1, 0.5, 0.9]
+    assert stored["data"]["lookback"] == LOOKBACK and stored["data"]["horizon"] == HORIZON
+    assert stored["transform"] == TRANSFORM.state()
+    assert not (tmp_path / WEIGHTS_FILE).read_bytes().startswith(b"\x80")  # not a pickle stream
+    with safe_open(str(tmp_path / WEIGHTS_FILE), framework="pt") as weights:  # pure tensors, by name
+        assert set(weights.keys()) == set(model.state_dict())
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the loader must not unpickle anything")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    rebuilt = load_bundle(tmp_path).build(torch.device("cpu"))
+    x = torch.randn(3, LOOKBACK, 4)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
+def test_load_rejects_another_format_version(tmp_path: Path) -> None:
+    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    save_bundle(tmp_path, build_model(config), config, DATA, TRANSFORM)
+    stored = json.loads((tmp_path / CONFIG_FILE).read_text())
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({**stored, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(ForecasterError, match=f"format_version {FORMAT_VERSION + 1} is not supported"):
+        load_bundle(tmp_path)
+
+
+def test_load_of_a_missing_bundle_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ForecasterError, match="config.json"):
+        load_bundle(tmp_path / "nowhere")
+
+
+def test_load_rejects_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
+    small = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    save_bundle(tmp_path, build_model(small), small, DATA, TRANSFORM)
+    stored = json.loads((tmp_path / CONFIG_FILE).read_text())
+    stored["model"]["hidden_size"] = 16
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(stored))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_bundle(tmp_path).build(torch.device("cpu"))
+
+
+@pytest.mark.parametrize("mode", ["n-to-1", "seq2seq"])
+def test_forecaster_predict_is_transform_then_model_then_inverse(tmp_path: Path, mode: str) -> None:
+    config = ModelConfig(mode=mode, horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    model = random_weights_model(config)
+    save_bundle(tmp_path, model, config, DATA, TRANSFORM)
+    forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
+    X = price_windows()
+
+    forecast = forecaster.predict(X)
+
+    with torch.no_grad():
+        z = model(torch.from_numpy(TRANSFORM.inputs(X))).numpy()
+    expected = TRANSFORM.to_prices(z, X[:, -1, 3])
+    assert forecast.quantiles.shape == (len(X), HORIZON, 3)
+    np.testing.assert_array_equal(forecast.quantiles, expected)
+    np.testing.assert_array_equal(forecast.median, expected[..., 1])
+    np.testing.assert_array_equal(forecast.lower, expected[..., 0])
+    np.testing.assert_array_equal(forecast.upper, expected[..., 2])
+    # one series' history: the forecast from its last T bars
+    history = np.concatenate([X[0, :5], X[3]])  # extra older bars are ignored
+    # (a batch of one may round differently from a batch of many in the last float32 bits)
+    np.testing.assert_allclose(forecaster.predict_history(history).quantiles[0], expected[3], rtol=1e-6)
+
+
+def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:
+    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    save_bundle(tmp_path, build_model(config), config, DATA, TRANSFORM)
+    forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
+    with pytest.raises(ValueError, match=f"expected shape \\[N, {LOOKBACK}, 4\\]"):
+        forecaster.predict(np.ones((2, LOOKBACK - 1, 4)))
+    with pytest.raises(ValueError, match=f"at least lookback = {LOOKBACK}"):
+        forecaster.predict_history(np.ones((LOOKBACK - 1, 4)))
+    assert forecaster.predict(np.ones((0, LOOKBACK, 4))).quantiles.shape == (0, HORIZON, 3)
+
+
+@pytest.mark.gpu
+def test_bundle_saved_from_cuda_loads_on_cpu_with_close_forecasts(tmp_path: Path) -> None:
+    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    model = random_weights_model(config).to("cuda")
+    save_bundle(tmp_path, model, config, DATA, TRANSFORM)
+    bundle = load_bundle(tmp_path)
+    assert all(t.device.type == "cpu" for t in bundle.state_dict.values())
+    X = price_windows()
+    on_cpu = Forecaster(bundle, device="cpu").predict(X).quantiles
+    on_gpu = Forecaster(bundle, device="cuda").predict(X).quantiles  # bf16 autocast on CUDA
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=2e-2)

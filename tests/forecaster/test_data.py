@@ -1,0 +1,217 @@
+"""forecaster.data: every bad row is refused with its ticker and date, or dropped with a
+counted warning; files load whatever their header case; split jumps are found and removed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import random_ohlc, to_csv
+
+from forecaster.data import find_split_jumps, read_ohlc_file, validate_ohlc
+from forecaster.errors import DataError
+
+PRICES = ["open", "high", "low", "close"]
+
+
+def good_frame() -> pd.DataFrame:
+    return random_ohlc(tickers=("AAA", "BBB"), days=30)
+
+
+def row_of(frame: pd.DataFrame, ticker: str, day: int) -> int:
+    return int(frame.index[frame["ticker"] == ticker][day])
+
+
+def date_of(frame: pd.DataFrame, index: int) -> str:
+    return f"{pd.Timestamp(frame.at[index, 'date']):%Y-%m-%d}"
+
+
+def set_close(value: object) -> Callable[[pd.DataFrame, int], None]:
+    def change(frame: pd.DataFrame, i: int) -> None:
+        frame["close"] = frame["close"].astype(object)
+        frame.at[i, "close"] = value
+    return change
+
+
+def set_price(column: str, value: float) -> Callable[[pd.DataFrame, int], None]:
+    def change(frame: pd.DataFrame, i: int) -> None:
+        frame.at[i, column] = value
+    return change
+
+
+def high_below_close(frame: pd.DataFrame, i: int) -> None:
+    frame.at[i, "high"] = max(frame.at[i, "open"], frame.at[i, "close"]) * 0.99
+
+
+def low_above_open(frame: pd.DataFrame, i: int) -> None:
+    frame.at[i, "low"] = min(frame.at[i, "open"], frame.at[i, "close"]) * 1.01
+
+
+BAD_ROWS = {
+    "non-numeric price": (set_close("abc"), "close: not a finite number (abc)"),
+    "empty price": (set_close(None), "close: not a finite number (missing)"),
+    "zero price": (set_price("open", 0.0), "open: not positive"),
+    "negative price": (set_price("low", -3.0), "low: not positive"),
+    "high below max(open, close)": (high_below_close, "high below max(open, close)"),
+    "low above min(open, close)": (low_above_open, "low above min(open, close)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROWS, ids=list(BAD_ROWS))
+def test_bad_row_is_refused_naming_ticker_and_date(case: str) -> None:
+    change, reason = BAD_ROWS[case]
+    frame = good_frame()
+    i = row_of(frame, "BBB", 17)
+    change(frame, i)
+    with pytest.raises(DataError) as error:
+        validate_ohlc(frame)
+    message = str(error.value)
+    assert f"ticker BBB date {date_of(frame, i)}" in message
+    assert reason in message
+    assert "1 bad row(s)" in message
+
+
+def test_duplicate_ticker_date_is_refused_naming_both() -> None:
+    frame = good_frame()
+    i = row_of(frame, "AAA", 9)
+    duplicated = pd.concat([frame, frame.loc[[i]]], ignore_index=True)
+    with pytest.raises(DataError, match=f"ticker AAA date {date_of(frame, i)} .*duplicate \\(ticker, date\\)"):
+        validate_ohlc(duplicated)
+
+
+def test_unparseable_date_is_refused_showing_the_raw_text_and_ticker() -> None:
+    frame = good_frame()
+    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d").astype(object)
+    i = row_of(frame, "AAA", 4)
+    frame.at[i, "date"] = "2021-02-31x"
+    with pytest.raises(DataError, match="ticker AAA date 2021-02-31x .*date: unparseable 2021-02-31x"):
+        validate_ohlc(frame)
+
+
+@pytest.mark.parametrize("column", ["date", "ticker", "open", "high", "low", "close"])
+def test_missing_column_is_named(column: str) -> None:
+    with pytest.raises(DataError, match=f"missing column\\(s\\) \\['{column}'\\]"):
+        validate_ohlc(good_frame().drop(columns=[column]))
+
+
+def test_ticker_with_too_few_rows_for_lookback_plus_horizon_is_named() -> None:
+    frame = pd.concat([good_frame(), random_ohlc(tickers=("SHORT",), days=8)], ignore_index=True)
+    with pytest.raises(DataError, match="too few rows for lookback \\+ horizon \\(25 needed\\): SHORT has 8"):
+        validate_ohlc(frame, min_rows=25)
+
+
+def test_drop_policy_drops_short_tickers_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    frame = pd.concat([good_frame(), random_ohlc(tickers=("SHORT",), days=8)], ignore_index=True)
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"):
+        clean = validate_ohlc(frame, bad_rows="drop", min_rows=25)
+    assert sorted(clean["ticker"].unique()) == ["AAA", "BBB"]
+    assert "dropped 1 ticker(s)" in caplog.text and "SHORT has 8" in caplog.text
+
+
+def test_drop_policy_removes_bad_rows_warns_with_the_count_and_keeps_good_rows(
+        caplog: pytest.LogCaptureFixture) -> None:
+    frame = good_frame()
+    bad = [row_of(frame, "AAA", 3), row_of(frame, "BBB", 11), row_of(frame, "BBB", 20)]
+    set_close("n/a")(frame, bad[0])
+    set_price("open", -1.0)(frame, bad[1])
+    high_below_close(frame, bad[2])
+    expected = good_frame().drop(index=bad).reset_index(drop=True)
+
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"):
+        clean = validate_ohlc(frame, bad_rows="drop")
+
+    assert "dropped 3 bad row(s)" in caplog.text
+    assert f"ticker BBB date {date_of(frame, bad[1])}" in caplog.text
+    pd.testing.assert_frame_equal(clean, expected[["date", "ticker", *PRICES]], check_dtype=False)
+
+
+def test_validate_sorts_by_ticker_then_date_and_normalises_dates() -> None:
+    frame = good_frame()
+    shuffled = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    shuffled["date"] = shuffled["date"] + pd.Timedelta(hours=16)  # a time part is dropped
+    clean = validate_ohlc(shuffled)
+    pd.testing.assert_frame_equal(clean, frame, check_dtype=False)
+
+
+def test_csv_with_any_header_case_loads(tmp_path: Path) -> None:
+    frame = good_frame()
+    path = tmp_path / "bars.csv"
+    to_csv(frame.rename(columns={"date": "Date", "ticker": "Ticker", "open": "OPEN", "high": "High",
+                                 "low": "LOW", "close": "Close"}), path)
+    assert path.read_text().splitlines()[0] == "Date,Ticker,OPEN,High,LOW,Close"
+    clean = validate_ohlc(read_ohlc_file(path))
+    np.testing.assert_allclose(clean[PRICES].to_numpy(), frame[PRICES].to_numpy())
+    assert clean["date"].tolist() == frame["date"].tolist()
+
+
+def test_blank_and_text_cells_in_a_csv_are_named_by_column_ticker_and_date(tmp_path: Path) -> None:
+    frame = good_frame()
+    to_csv(frame, tmp_path / "bars.csv")
+    lines = (tmp_path / "bars.csv").read_text().splitlines()
+    i, j = row_of(frame, "AAA", 2), row_of(frame, "BBB", 5)
+    lines[1 + i] = lines[1 + i].rsplit(",", 1)[0] + ","  # close left empty
+    cells = lines[1 + j].split(",")
+    lines[1 + j] = ",".join([*cells[:2], "#N/A!", *cells[3:]])  # open is text
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as error:
+        validate_ohlc(read_ohlc_file(tmp_path / "bars.csv"))
+    message = str(error.value)
+    assert f"ticker AAA date {date_of(frame, i)} (row {i}): close: not a finite number (missing)" in message
+    assert f"ticker BBB date {date_of(frame, j)} (row {j}): open: not a finite number (#N/A!)" in message
+
+
+def test_parquet_file_loads(tmp_path: Path) -> None:
+    frame = good_frame()
+    frame.to_parquet(tmp_path / "bars.parquet")
+    clean = validate_ohlc(read_ohlc_file(tmp_path / "bars.parquet"))
+    pd.testing.assert_frame_equal(clean, frame, check_dtype=False)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nope.csv' does not exist"):
+        read_ohlc_file(tmp_path / "nope.csv")
+
+
+def with_split(frame: pd.DataFrame, ticker: str, day: int, ratio: float) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """Unadjust: multiply the ticker's prices before `day` by `ratio` (a ratio:1 split on that day)."""
+    frame = frame.copy()
+    rows = frame.index[frame["ticker"] == ticker]
+    frame.loc[rows[:day], PRICES] *= ratio
+    return frame, pd.Timestamp(frame.at[rows[day], "date"])
+
+
+def test_find_split_jumps_detects_a_two_for_one_split() -> None:
+    frame, split_day = with_split(good_frame(), "BBB", 12, 2.0)
+    jumps = find_split_jumps(frame)
+    assert len(jumps) == 1
+    assert jumps.at[0, "ticker"] == "BBB" and jumps.at[0, "date"] == split_day
+    assert jumps.at[0, "ratio"] == pytest.approx(2.0, rel=0.03)
+    assert find_split_jumps(good_frame()).empty
+
+
+def test_splits_adjust_removes_the_jump_and_keeps_later_prices(caplog: pytest.LogCaptureFixture) -> None:
+    original = good_frame()
+    frame, split_day = with_split(original, "BBB", 12, 2.0)
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"):
+        adjusted = validate_ohlc(frame, splits="adjust")
+    assert f"ticker BBB date {split_day:%Y-%m-%d}" in caplog.text
+    assert find_split_jumps(adjusted).empty
+    closes = adjusted.loc[adjusted["ticker"] == "BBB", "close"].to_numpy()
+    assert np.abs(np.diff(np.log(closes))).max() < 0.1  # no jump left
+    # the bars from the split on are untouched; earlier bars are back on the same scale (÷ 2 ± 3%)
+    after = (adjusted["ticker"] == "BBB") & (adjusted["date"] >= split_day)
+    pd.testing.assert_frame_equal(adjusted[after], original[after])
+    before = (adjusted["ticker"] == "BBB") & (adjusted["date"] < split_day)
+    np.testing.assert_allclose(adjusted.loc[before, PRICES], original.loc[before, PRICES], rtol=0.03)
+    pd.testing.assert_frame_equal(adjusted[adjusted["ticker"] == "AAA"], original[original["ticker"] == "AAA"])
+
+
+def test_splits_fail_names_ticker_and_date() -> None:
+    frame, split_day = with_split(good_frame(), "AAA", 5, 2.0)
+    expected = f"unadjusted stock splits: ticker AAA date {split_day:%Y-%m-%d} ratio (1\\.9|2\\.0)"
+    with pytest.raises(DataError, match=expected):
+        validate_ohlc(frame, splits="fail")

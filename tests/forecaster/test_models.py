@@ -1,0 +1,158 @@
+"""The model contract, for every arch x mode: output shape (B,H,Q), quantiles never cross,
+the loss drops on tiny synthetic OHLC with a learnable signal, and the seq2seq decoder's
+teacher forcing only acts in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from factories import sine_ohlc
+
+from forecaster.config import ARCHES, MODES, DataConfig, ModelConfig, TrainConfig
+from forecaster.job import SplitWindows, split_windows
+from forecaster.models import DirectRNN, Seq2SeqRNN, build_model, order_quantiles, pinball_loss
+from forecaster.train import evaluate_loss, fit
+
+LOOKBACK, HORIZON = 16, 3
+CPU = torch.device("cpu")
+CONFIGS = [(arch, mode, False) for arch in ARCHES for mode in MODES] + [("lstm", "n-to-1", True)]
+
+
+def tiny_config(arch: str = "lstm", mode: str = "n-to-1", bidirectional: bool = False,
+                quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)) -> ModelConfig:
+    return ModelConfig(arch=arch, mode=mode, horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0,
+                       bidirectional=bidirectional, quantiles=quantiles)
+
+
+@pytest.fixture(scope="module")
+def sine_windows() -> SplitWindows:
+    """Windows of a deterministic sine: the next closes are a function of the last ones."""
+    return split_windows(sine_ohlc(days=260), DataConfig(lookback=LOOKBACK, horizon=HORIZON))
+
+
+def blind_loss(windows: SplitWindows, quantiles: tuple[float, ...]) -> float:
+    """Pinball loss of the best forecast that ignores its input: each step's empirical quantiles."""
+    _, y = windows.train.tensors(np.arange(len(windows.train)), CPU)
+    const = np.quantile(y.numpy(), quantiles, axis=0).T  # -> (H, Q)
+    pred = torch.from_numpy(np.broadcast_to(const, (len(y), *const.shape)).copy()).float()
+    return float(pinball_loss(pred, y, quantiles))
+
+
+@pytest.mark.parametrize(("arch", "mode", "bidirectional"), CONFIGS,
+                         ids=[f"{a}-{m}{'-bi' if b else ''}" for a, m, b in CONFIGS])
+def test_every_model_learns_a_predictable_signal(sine_windows: SplitWindows, arch: str, mode: str,
+                                                 bidirectional: bool) -> None:
+    config = tiny_config(arch, mode, bidirectional)
+    train_config = TrainConfig(epochs=6, batch_size=32, lr=2e-2, warmup_steps=1, patience=6, seed=0, device="cpu")
+    untrained = evaluate_loss(build_model(config), sine_windows.train, config.quantiles, CPU)
+
+    result = fit(config, train_config, sine_windows.train, sine_windows.val)
+    trained = evaluate_loss(result.model, sine_windows.train, config.quantiles, CPU)
+
+    losses = [s.train_loss for s in result.history]
+    assert losses[-1] < losses[0]
+    assert trained < 0.5 * untrained
+    # better than any forecast blind to the input: it uses the window
+    assert trained < 0.6 * blind_loss(sine_windows, config.quantiles)
+
+    x = torch.randn(7, LOOKBACK, 4) * 3.0  # far outside the training data
+    with torch.no_grad():
+        out = result.model(x)
+    assert out.shape == (7, HORIZON, 3)
+    assert (out.diff(dim=-1) >= 0).all(), "quantiles cross"
+
+
+@pytest.mark.parametrize(("arch", "mode", "bidirectional"), CONFIGS)
+def test_output_is_batch_by_horizon_by_quantiles(arch: str, mode: str, bidirectional: bool) -> None:
+    config = tiny_config(arch, mode, bidirectional, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95))
+    model = build_model(config).eval()
+    assert isinstance(model, DirectRNN if mode == "n-to-1" else Seq2SeqRNN)
+    with torch.no_grad():
+        out = model(torch.randn(5, LOOKBACK, 4))
+    assert out.shape == (5, HORIZON, 5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_untrained_model_forecasts_no_change_as_its_median(mode: str) -> None:
+    config = tiny_config(mode=mode)
+    with torch.no_grad():
+        out = build_model(config).eval()(torch.randn(4, LOOKBACK, 4))
+    assert (out[..., config.median_index] == 0.0).all()  # 0 = the last close: the naive forecast
+    assert (out[..., 0] < 0).all() and (out[..., -1] > 0).all()
+
+
+def test_quantiles_never_cross_for_any_raw_output() -> None:
+    raw = torch.randn(1000, 4, 5) * 10.0
+    ordered = order_quantiles(raw, median_index=2)
+    assert (ordered.diff(dim=-1) >= 0).all()
+    assert torch.equal(ordered[..., 2], raw[..., 2])  # the median passes through unchanged
+
+
+@pytest.mark.parametrize(("arch", "mode", "bidirectional"), CONFIGS)
+def test_quantiles_never_cross_with_random_weights(arch: str, mode: str, bidirectional: bool) -> None:
+    model = build_model(tiny_config(arch, mode, bidirectional)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 2.0)
+        out = model(torch.randn(64, LOOKBACK, 4) * 5.0)
+    assert (out.diff(dim=-1) >= 0).all()
+
+
+def test_bidirectional_encoder_reads_both_ends_of_the_window() -> None:
+    model = build_model(tiny_config(bidirectional=True))
+    assert "encoder.weight_ih_l0_reverse" in model.state_dict()
+    assert model.head.proj.in_features == 2 * 8
+
+
+def seq2seq_with_live_head(arch: str = "gru") -> Seq2SeqRNN:
+    """A seq2seq model whose head is not zero, so what the decoder is fed shows in its output."""
+    model = build_model(tiny_config(arch, "seq2seq"))
+    assert isinstance(model, Seq2SeqRNN)
+    torch.nn.init.normal_(model.head.proj.weight, 0.0, 1.0)
+    return model
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_seq2seq_teacher_forcing_changes_training_outputs(arch: str) -> None:
+    model = seq2seq_with_live_head(arch).train()
+    x, target = torch.randn(8, LOOKBACK, 4), torch.randn(8, HORIZON) * 5.0
+
+    forced = model(x, target=target, teacher_forcing=1.0)
+    free = model(x, target=target, teacher_forcing=0.0)
+
+    assert torch.equal(forced[:, 0], free[:, 0])  # step 1 is fed the last close (0) either way
+    assert not torch.allclose(forced[:, 1:], free[:, 1:])  # later steps see the true previous close
+    assert torch.equal(free, model(x))  # no forcing: the target is ignored
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_seq2seq_eval_output_ignores_the_target(arch: str) -> None:
+    model = seq2seq_with_live_head(arch).eval()
+    x = torch.randn(8, LOOKBACK, 4)
+    with torch.no_grad():
+        plain = model(x)
+        given = model(x, target=torch.randn(8, HORIZON) * 5.0, teacher_forcing=1.0)
+    assert torch.equal(plain, given)
+
+
+def test_models_reject_windows_with_the_wrong_feature_count() -> None:
+    model = build_model(tiny_config())
+    with pytest.raises(ValueError, match="expected shape \\[B, T, 4\\]"):
+        model(torch.randn(2, LOOKBACK, 5))
+    with pytest.raises(ValueError, match="expected shape \\[B, T, 4\\]"):
+        model(torch.randn(LOOKBACK, 4))
+
+
+def test_pinball_loss_matches_hand_computation() -> None:
+    pred = torch.tensor([[[-1.0, 0.0, 2.0]]])  # one window, one step, quantiles 0.1 / 0.5 / 0.9
+    target = torch.tensor([[1.0]])
+    # errors target - pred: 2, 1, -1 -> max(q e, (q-1) e): 0.2, 0.5, 0.1
+    assert float(pinball_loss(pred, target, (0.1, 0.5, 0.9))) == pytest.approx((0.2 + 0.5 + 0.1) / 3)
+
+
+@pytest.mark.parametrize("bad", [dict(mode="seq2seq", bidirectional=True), dict(quantiles=(0.1, 0.9)),
+                                 dict(quantiles=(0.9, 0.5, 0.1)), dict(arch="transformer")])
+def test_model_config_rejects_impossible_models(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(**bad)

@@ -1,0 +1,111 @@
+"""No leakage across the date split: targets stay on their side of each cut, and the scaler
+is fitted on training data only (forecaster.job.split_windows, forecaster.data.split_by_date)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import random_ohlc
+
+from forecaster.config import DataConfig
+from forecaster.data import split_by_date
+from forecaster.errors import DataError
+from forecaster.job import split_windows
+
+CONFIG = DataConfig(lookback=10, horizon=3, val_fraction=0.15, test_fraction=0.15)
+
+
+def target_dates(panel, origins: np.ndarray, horizon: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """dates[N, H] of the targets of the windows ending at `origins`."""
+    return panel.dates[origins[:, None] + np.arange(1, horizon + 1)]
+
+
+def test_split_by_date_cuts_the_calendar_by_fraction() -> None:
+    frame = random_ohlc(days=100)
+    split = split_by_date(frame, val_fraction=0.2, test_fraction=0.1)
+    dates = np.sort(frame["date"].unique())
+    assert split.test_start == pd.Timestamp(dates[90])
+    assert split.val_start == pd.Timestamp(dates[70])
+    labels = split.label(dates)
+    assert labels.tolist() == [0] * 70 + [1] * 20 + [2] * 10
+
+
+def test_split_windows_targets_never_cross_a_cut() -> None:
+    frame = random_ohlc(tickers=("AAA", "BBB", "CCC"), days=200)
+    windows = split_windows(frame, CONFIG)
+    split, panel, H = windows.split, windows.panel, CONFIG.horizon
+    val_start, test_start = split.val_start.to_datetime64(), split.test_start.to_datetime64()
+
+    train_targets = target_dates(panel, windows.train.origins, H)
+    val_targets = target_dates(panel, windows.val.origins, H)
+    test_targets = target_dates(panel, windows.test_origins, H)
+    assert len(train_targets) and len(val_targets) and len(test_targets)
+    assert (train_targets < val_start).all()
+    assert (val_targets >= val_start).all() and (val_targets < test_start).all()
+    assert (test_targets >= test_start).all()
+    # and inputs of a training window are earlier still: nothing of a training window is after val_start
+    assert (panel.dates[windows.train.origins] < val_start).all()
+    # every ticker contributes to every split
+    for origins in (windows.train.origins, windows.val.origins, windows.test_origins):
+        assert set(panel.series_id[origins].tolist()) == {0, 1, 2}
+
+
+def test_split_windows_drops_only_windows_straddling_a_cut() -> None:
+    frame = random_ohlc(tickers=("AAA",), days=150)
+    windows = split_windows(frame, CONFIG)
+    panel, H = windows.panel, CONFIG.horizon
+    all_origins = panel.origins(CONFIG.lookback, H)
+    kept = np.concatenate([windows.train.origins, windows.val.origins, windows.test_origins])
+    dropped = np.setdiff1d(all_origins, kept)
+    labels = windows.split.label(target_dates(panel, dropped, H).ravel()).reshape(-1, H)
+    assert len(dropped) == 2 * (H - 1)  # H-1 straddling windows at each of the two cuts
+    assert (labels.min(axis=1) != labels.max(axis=1)).all()
+
+
+def test_split_windows_stride_thins_training_windows_only() -> None:
+    frame = random_ohlc(days=200)
+    full = split_windows(frame, CONFIG)
+    strided = split_windows(frame, CONFIG, stride=3)
+    np.testing.assert_array_equal(strided.train.origins, full.train.origins[::3])
+    np.testing.assert_array_equal(strided.val.origins, full.val.origins)
+    np.testing.assert_array_equal(strided.test_origins, full.test_origins)
+
+
+def test_scaler_and_train_windows_ignore_the_test_period() -> None:
+    frame = random_ohlc(tickers=("AAA", "BBB"), days=200)
+    dates = np.sort(frame["date"].unique())
+    late = frame["date"] >= dates[int(len(dates) * 0.85)]  # the last 15% of dates: the test period
+    wild = frame.copy()
+    factor = np.exp(np.random.default_rng(7).normal(0.0, 0.5, late.sum()))  # huge noisy moves
+    for column in ("open", "high", "low", "close"):
+        wild.loc[late, column] = wild.loc[late, column] * factor
+
+    calm, shaken = split_windows(frame, CONFIG), split_windows(wild, CONFIG)
+
+    assert shaken.split == calm.split
+    assert shaken.train.transform.scale == calm.train.transform.scale
+    np.testing.assert_array_equal(shaken.train.origins, calm.train.origins)
+    before = calm.panel.gather(calm.train.origins, CONFIG.lookback, CONFIG.horizon)
+    after = shaken.panel.gather(shaken.train.origins, CONFIG.lookback, CONFIG.horizon)
+    np.testing.assert_array_equal(after.X, before.X)
+    np.testing.assert_array_equal(after.Y, before.Y)
+    # the change did reach the test windows, so the equalities above are not vacuous
+    test_before = calm.panel.gather(calm.test_origins, CONFIG.lookback, CONFIG.horizon)
+    test_after = shaken.panel.gather(shaken.test_origins, CONFIG.lookback, CONFIG.horizon)
+    assert not np.allclose(test_after.Y, test_before.Y)
+
+
+def test_scaler_scale_is_the_std_of_training_one_day_close_log_returns() -> None:
+    frame = random_ohlc(tickers=("AAA",), days=120)
+    windows = split_windows(frame, CONFIG)
+    X = windows.panel.gather(windows.train.origins, CONFIG.lookback, CONFIG.horizon).X
+    returns = np.diff(np.log(X[:, :, 3].astype(np.float64)), axis=1)
+    assert windows.train.transform.scale == pytest.approx(float(np.std(returns)), rel=1e-12)
+    assert 0.005 < windows.train.transform.scale < 0.02  # the factory's daily volatility is 1%
+
+
+def test_split_windows_without_training_history_names_the_cut() -> None:
+    frame = random_ohlc(tickers=("AAA",), days=40)
+    with pytest.raises(DataError, match="no training windows before"):
+        split_windows(frame, DataConfig(lookback=30, horizon=5))
