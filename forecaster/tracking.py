@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
 import pandas as pd
+import requests
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
@@ -26,6 +29,7 @@ from forecaster.errors import ModelNotFoundError, RegistryUnavailableError
 from forecaster.predict import Forecaster
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 LOCAL_STORE = Path("mlruns")
 EXPERIMENT = "forecaster"
@@ -61,6 +65,25 @@ def ensure_experiment(name: str = EXPERIMENT) -> str:
         db_path = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///"))
         location = (db_path.parent / "artifacts").resolve().as_uri()
     return client.create_experiment(name, artifact_location=location)
+
+
+@contextmanager
+def registry_errors(action: str) -> Iterator[None]:
+    """MLflow client failures (server down or answering errors) -> RegistryUnavailableError
+    naming the action and the store, so callers print one line instead of a client traceback."""
+    try:
+        yield
+    except (MlflowException, requests.RequestException) as exc:
+        raise RegistryUnavailableError(f"tracking: {action} failed at {mlflow.get_tracking_uri()}: {exc}") from exc
+
+
+def _registry_call(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with registry_errors(func.__name__):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -113,12 +136,15 @@ class MlflowTracker:
 
 @contextmanager
 def start_run(run_name: str | None = None, experiment: str = EXPERIMENT, tags: dict[str, str] | None = None) -> Iterator[MlflowTracker]:
-    """A tracked run; an exception inside marks it FAILED and propagates."""
-    experiment_id = ensure_experiment(experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        yield MlflowTracker(run)
+    """A tracked run; an exception inside marks it FAILED and propagates (MLflow's own
+    failures, e.g. the server going away mid-run, as RegistryUnavailableError)."""
+    with registry_errors(f"run '{run_name or experiment}'"):
+        experiment_id = ensure_experiment(experiment)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            yield MlflowTracker(run)
 
 
+@_registry_call
 def log_model(bundle_dir: Path, example: pd.DataFrame, registered_name: str | None = None) -> tuple[str, str | None]:
     """Log the bundle as a pyfunc model (models-from-code: nothing pickled) in the active run
     and optionally register it. Returns (model_uri, version)."""
@@ -140,10 +166,12 @@ def log_model(bundle_dir: Path, example: pd.DataFrame, registered_name: str | No
     return info.model_uri, version
 
 
+@_registry_call
 def set_alias(name: str, alias: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(name, alias, version)
 
 
+@_registry_call
 def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
@@ -226,12 +254,14 @@ def example_input(frame: pd.DataFrame, lookback: int, tickers: int = 2) -> pd.Da
     return example
 
 
+@_registry_call
 def tag_run(run_id: str, tags: dict[str, Any]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
         client.set_tag(run_id, key, str(value)[:5000])
 
 
+@_registry_call
 def log_run_metrics(run_id: str, metrics: dict[str, float]) -> None:
     client = MlflowClient()
     for key, value in metrics.items():
@@ -246,5 +276,6 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
+@_registry_call
 def delete_alias(name: str, alias: str) -> None:
     MlflowClient().delete_registered_model_alias(name, alias)

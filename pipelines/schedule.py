@@ -13,16 +13,52 @@ from apscheduler.triggers.cron import CronTrigger
 log = logging.getLogger(__name__)
 
 
+CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab numbering: 0 (and 7) = Sunday
+
+
 def cron_trigger(expression: str, timezone: str) -> CronTrigger:
-    """5 fields (minute hour day month weekday), or 6 with seconds first."""
+    """5 fields (minute hour day month weekday), or 6 with seconds first; weekdays numbered
+    as in crontab (0 or 7 = Sunday, 1-5 = Monday to Friday)."""
     fields = expression.split()
     if len(fields) == 5:
-        return CronTrigger.from_crontab(expression, timezone=timezone)
-    if len(fields) == 6:
-        second, minute, hour, day, month, day_of_week = fields
-        return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
-                           timezone=timezone)
-    raise ValueError(f"schedule: expected a cron expression of 5 (or 6) fields, got '{expression}'")
+        fields = ["0", *fields]
+    if len(fields) != 6:
+        raise ValueError(f"schedule: expected a cron expression of 5 (or 6) fields, got '{expression}'")
+    second, minute, hour, day, month, day_of_week = fields
+    return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=crontab_weekdays(day_of_week), timezone=timezone)
+
+
+def crontab_weekdays(field: str) -> str:
+    """A crontab weekday field as day names, because APScheduler 3 numbers weekdays from
+    Monday = 0 (its issue #286): '1-5' -> 'mon,tue,wed,thu,fri', '0,6' -> 'sun,sat'."""
+    if not any(ch.isdigit() for ch in field):
+        return field  # '*', names and name ranges mean the same to both
+    days: list[int] = []
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = 0, 6
+        else:
+            low, _, high = span.partition("-")
+            first = _weekday_number(low, field)
+            last = _weekday_number(high, field) if high else (6 if step_text else first)
+            if high and last == 0:
+                last = 7  # '5-7' / '5-0': Friday to Sunday
+        if step < 1 or last < first:
+            raise ValueError(f"schedule: bad weekday field '{field}'")
+        days += [d % 7 for d in range(first, last + 1, step)]
+    return ",".join(CRON_WEEKDAYS[d] for d in dict.fromkeys(days))
+
+
+def _weekday_number(text: str, field: str) -> int:
+    text = text.strip().lower()
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    if text[:3] in CRON_WEEKDAYS:
+        return CRON_WEEKDAYS.index(text[:3])
+    raise ValueError(f"schedule: bad weekday '{text}' in '{field}' (expected 0-7 or sun..sat)")
 
 
 def run_on_schedule(job: Callable[[], object], expression: str, timezone: str, max_runs: int | None = None) -> int:

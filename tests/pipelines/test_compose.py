@@ -1,0 +1,183 @@
+"""The production topology as files: docker-compose.yml, its GPU overlay and the Dockerfile
+wire PostgreSQL -> MLflow -> (api, scheduler) consistently with the code's settings."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("postgres", "mlflow", "api", "scheduler")
+
+
+def load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / name).read_text())
+    assert isinstance(data, dict), f"{name} must hold a mapping"
+    return data
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load("docker-compose.yml")
+
+
+def command_text(service: dict[str, Any]) -> str:
+    command = service["command"]
+    return " ".join(command) if isinstance(command, list) else str(command)
+
+
+def option(command: str, name: str) -> str:
+    """The value after `--name` in a command line (`--name value` or `--name=value`)."""
+    found = re.search(rf"{re.escape(name)}(?:=|\s+)(\S+)", command)
+    assert found, f"'{name}' missing from: {command}"
+    return found.group(1).strip("\"'")
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def named_volumes(service: dict[str, Any]) -> list[str]:
+    """Sources of `name:/path` (or long-syntax type: volume) mounts; bind mounts are paths."""
+    names = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "volume" and volume.get("source"):
+                names.append(volume["source"])
+        elif ":" in str(volume) and not str(volume).startswith((".", "/", "~", "$")):
+            names.append(str(volume).split(":", 1)[0])
+    return names
+
+
+def test_compose_declares_the_four_services(compose: dict[str, Any]) -> None:
+    assert set(SERVICES) <= set(compose["services"])
+
+
+def test_mlflow_server_uses_postgres_backend_and_proxied_artifacts(compose: dict[str, Any]) -> None:
+    mlflow = compose["services"]["mlflow"]
+    command = command_text(mlflow)
+    assert "mlflow server" in command
+    backend = urlparse(option(command, "--backend-store-uri"))
+    assert backend.scheme in ("postgresql", "postgresql+psycopg2", "postgres")
+    assert backend.hostname == "postgres", "the backend store must be the compose postgres service"
+    postgres_env = environment(compose["services"]["postgres"])
+    assert backend.username == postgres_env["POSTGRES_USER"]
+    assert backend.password == postgres_env["POSTGRES_PASSWORD"]
+    assert backend.path.lstrip("/") == postgres_env["POSTGRES_DB"]
+    assert re.search(r"--serve-artifacts(\s|$)", command)
+    destination = option(command, "--artifacts-destination")
+    mounts = [str(v).split(":")[1] for v in mlflow.get("volumes", []) if ":" in str(v)]
+    assert destination in mounts, f"artifacts at {destination} would not survive a restart: mounts {mounts}"
+    allowed = option(command, "--allowed-hosts").split(",")
+    assert "mlflow" in allowed and "mlflow:5000" in allowed, allowed
+    assert option(command, "--host") == "0.0.0.0"
+    assert option(command, "--port") == "5000"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = {name for service in compose["services"].values() for name in named_volumes(service)}
+    assert used, "expected named volumes (pgdata, mlartifacts, data)"
+    assert used <= declared, f"undeclared named volumes: {sorted(used - declared)}"
+    assert "pgdata" in named_volumes(compose["services"]["postgres"])
+
+
+@pytest.mark.parametrize(("service", "port"), [("mlflow", 5000), ("api", 8000)])
+def test_published_ports(compose: dict[str, Any], service: str, port: int) -> None:
+    ports = [str(p) for p in compose["services"][service]["ports"]]
+    assert f"{port}:{port}" in ports, ports
+    assert option(command_text(compose["services"][service]), "--port") == str(port)
+
+
+def test_start_order_follows_health(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "scheduler"):
+        depends = services[name]["depends_on"]
+        assert "mlflow" in depends, f"{name} must start after mlflow"
+        assert depends["mlflow"]["condition"] == "service_healthy", f"{name} must wait for a healthy mlflow"
+
+
+def test_services_have_healthchecks_and_restart_policies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in SERVICES:
+        assert services[name].get("restart") in ("always", "unless-stopped", "on-failure"), name
+    for name in ("postgres", "mlflow", "api"):  # waited on, or probed by the orchestrator
+        check = services[name].get("healthcheck")
+        assert check and check.get("test"), f"{name} needs a healthcheck"
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "localhost:5000/health" in " ".join(services["mlflow"]["healthcheck"]["test"])
+    api_check = " ".join(services["api"]["healthcheck"]["test"])
+    assert re.search(r"localhost:8000/(health|ready)\b", api_check), api_check
+
+
+def test_api_and_scheduler_reach_mlflow_by_service_name(compose: dict[str, Any]) -> None:
+    port = option(command_text(compose["services"]["mlflow"]), "--port")
+    for name in ("api", "scheduler"):
+        env = environment(compose["services"][name])
+        assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow:{port}", name
+
+
+def test_scheduler_environment_builds_valid_retrain_settings(compose: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's env + the mounted retrain.yaml are what `forecaster retrain` reads."""
+    from pipelines.settings import load_settings
+
+    scheduler = compose["services"]["scheduler"]
+    command = scheduler["command"]
+    assert command[:2] == ["forecaster", "retrain"]
+    config = option(command_text(scheduler), "--config")
+    mounted = {str(v).split(":")[1]: str(v).split(":")[0] for v in scheduler["volumes"] if ":" in str(v)}
+    assert config in mounted, f"{config} is not mounted into the scheduler"
+    for key, value in environment(scheduler).items():
+        if key.startswith("FORECASTER_RETRAIN_"):
+            monkeypatch.setenv(key, value)
+    settings = load_settings(ROOT / mounted[config].removeprefix("./"))
+    assert settings.source == "yfinance" and len(settings.tickers) >= 1
+    assert settings.schedule, "the scheduler service needs a schedule in its config"
+    lock = urlparse(settings.lock_database_url or "")
+    assert lock.hostname == "postgres", "the advisory lock must live in the compose postgres"
+
+
+def test_api_environment_builds_valid_service_settings(compose: dict[str, Any]) -> None:
+    from service.settings import Settings
+
+    env = environment(compose["services"]["api"])
+    settings = Settings(**{k.removeprefix("FORECASTER_").lower(): v for k, v in env.items()
+                           if k.startswith("FORECASTER_")})
+    assert settings.alias == "champion" and settings.poll_interval_s > 0
+
+
+def test_dockerfile_installs_pinned_torch_before_the_project() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    runs = [line for line in lines if line.startswith("RUN ")]
+    torch = [i for i, line in enumerate(runs) if re.search(r"pip install .*[\"']?torch==2\.13\.0\b", line)]
+    project = [i for i, line in enumerate(runs) if re.search(r"pip install (\S+ )*\.(\s|$)", line)]
+    assert torch, "the Dockerfile must `pip install torch==2.13.0`"
+    assert project, "the Dockerfile must `pip install .`"
+    assert torch[0] < project[0], "torch must be installed before the project"
+    assert "--index-url" in shlex.split(runs[torch[0]])
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    from packaging.specifiers import SpecifierSet
+
+    spec = re.search(r'"torch([^"]*)"', pyproject)
+    assert spec and "2.13.0" in SpecifierSet(spec.group(1)), "the pinned torch must satisfy pyproject's range"
+
+
+def test_gpu_overlay_reserves_an_nvidia_device() -> None:
+    gpu = load("docker-compose.gpu.yml")
+    for name in ("api", "scheduler"):
+        devices = gpu["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices), name
+        assert "cu" in gpu["services"][name]["build"]["args"]["TORCH_INDEX"]
+    assert environment(gpu["services"]["api"])["FORECASTER_DEVICE"] == "cuda"
+    assert environment(gpu["services"]["scheduler"])["FORECASTER_RETRAIN_DEVICE"] == "cuda"
