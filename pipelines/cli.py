@@ -67,7 +67,8 @@ def register(app: typer.Typer) -> None:
             overrides["schedule"] = schedule
         settings = load_settings(config, overrides)
         if settings.schedule and not once:
-            run_on_schedule(lambda: run_locked(settings), settings.schedule, settings.timezone, max_runs)
+            run_on_schedule(lambda: run_locked(settings), settings.schedule, settings.timezone, max_runs,
+                            settings.run_on_start)
             return
         report = run_locked(settings)
         if report is None:

@@ -61,7 +61,8 @@ def _weekday_number(text: str, field: str) -> int:
     raise ValueError(f"schedule: bad weekday '{text}' in '{field}' (expected 0-7 or sun..sat)")
 
 
-def run_on_schedule(job: Callable[[], object], expression: str, timezone: str, max_runs: int | None = None) -> int:
+def run_on_schedule(job: Callable[[], object], expression: str, timezone: str, max_runs: int | None = None,
+                    run_on_start: bool = False) -> int:
     """Block and run `job` on the trigger; a failed run is logged and the next starts clean.
     Returns the number of runs when `max_runs` ends the loop."""
     scheduler = BlockingScheduler(timezone=timezone)
@@ -76,7 +77,8 @@ def run_on_schedule(job: Callable[[], object], expression: str, timezone: str, m
 
     scheduler.add_listener(finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     trigger = cron_trigger(expression, timezone)
-    scheduler.add_job(job, trigger, id="retrain", max_instances=1, coalesce=True, misfire_grace_time=300)
+    first = {"next_run_time": dt.datetime.now(trigger.timezone)} if run_on_start else {}
+    scheduler.add_job(job, trigger, id="retrain", max_instances=1, coalesce=True, misfire_grace_time=300, **first)
     log.info("retraining scheduled: '%s' (%s); next run at %s", expression, timezone,
              trigger.get_next_fire_time(None, dt.datetime.now(trigger.timezone)))
     scheduler.start()

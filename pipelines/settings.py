@@ -45,6 +45,7 @@ class RetrainSettings(BaseSettings):
     # scheduling and locking
     schedule: str | None = Field(None, description="Cron expression; none = run once")
     timezone: str = "America/New_York"
+    run_on_start: bool = Field(False, description="With a schedule: also run once as soon as the scheduler starts")
     lock_database_url: str | None = Field(None, description="PostgreSQL URL for an advisory lock")
     lock_file: str = ".forecaster/retrain.lock"
     on_busy: Literal["skip", "wait"] = "skip"

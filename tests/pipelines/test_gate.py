@@ -249,3 +249,13 @@ def test_lock_database_defaults_to_a_postgres_tracking_store() -> None:
     assert database_url(None, "postgresql+psycopg2://u@h:5432/mlflow") == "postgresql://u@h:5432/mlflow"
     assert database_url(None, "http://mlflow:5000") is None
     assert database_url(None, None) is None
+
+
+def test_scheduler_runs_once_at_start_when_asked_even_if_the_cron_is_far_away() -> None:
+    from pipelines.schedule import run_on_schedule
+
+    fired: list[dt.datetime] = []
+    # once a year: only run_on_start can fire it within this test
+    runs = run_on_schedule(lambda: fired.append(dt.datetime.now()), "0 0 1 1 *", "UTC", max_runs=1, run_on_start=True)
+    assert runs == 1
+    assert len(fired) == 1
