@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger(__name__)
@@ -65,21 +66,27 @@ def run_on_schedule(job: Callable[[], object], expression: str, timezone: str, m
                     run_on_start: bool = False) -> int:
     """Block and run `job` on the trigger; a failed run is logged and the next starts clean.
     Returns the number of runs when `max_runs` ends the loop."""
-    scheduler = BlockingScheduler(timezone=timezone)
+    scheduler = BackgroundScheduler(timezone=timezone)
     runs = {"count": 0}
+    enough = threading.Event()
 
     def finished(event: JobExecutionEvent) -> None:
         runs["count"] += 1
         if event.exception is not None:
             log.error("scheduled run failed; nothing was promoted: %s", event.exception)
         if max_runs is not None and runs["count"] >= max_runs:
-            scheduler.shutdown(wait=False)
+            enough.set()  # shut down from the main thread, not from inside the scheduler's own loop
 
     scheduler.add_listener(finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     trigger = cron_trigger(expression, timezone)
     first = {"next_run_time": dt.datetime.now(trigger.timezone)} if run_on_start else {}
     scheduler.add_job(job, trigger, id="retrain", max_instances=1, coalesce=True, misfire_grace_time=300, **first)
     log.info("retraining scheduled: '%s' (%s); next run at %s", expression, timezone,
-             trigger.get_next_fire_time(None, dt.datetime.now(trigger.timezone)))
+             "now" if run_on_start else trigger.get_next_fire_time(None, dt.datetime.now(trigger.timezone)))
     scheduler.start()
+    try:
+        while not enough.wait(timeout=1.0):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)
     return runs["count"]
