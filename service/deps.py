@@ -1,4 +1,8 @@
-"""Shared request dependencies: settings, the model store, API-key checks."""
+"""Shared request dependencies: settings, the model store, API-key checks.
+
+All are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
+thread hop per dependency per request (5 on /forecast) for what is an attribute lookup.
+"""
 
 from __future__ import annotations
 
@@ -16,19 +20,19 @@ from service.settings import Settings
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> ModelStore:
+async def get_store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
-def get_history(request: Request) -> HistoryProvider:
+async def get_history(request: Request) -> HistoryProvider:
     return request.app.state.history
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
@@ -37,15 +41,15 @@ def _key_matches(settings: Settings, given: str | None) -> bool:
     return bool(given) and secrets.compare_digest(given.encode(), expected.encode())
 
 
-def require_key_if_configured(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
-    settings = get_app_settings(request)
+async def require_key_if_configured(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
+    settings: Settings = request.app.state.settings
     if settings.api_key is not None and not _key_matches(settings, key):
         raise HTTPException(status_code=401, detail="X-API-Key header: missing or wrong API key",
                             headers={"WWW-Authenticate": "APIKey"})
 
 
-def require_admin_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
-    settings = get_app_settings(request)
+async def require_admin_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
+    settings: Settings = request.app.state.settings
     if settings.api_key is None:
         raise HTTPException(status_code=403, detail="admin endpoints are disabled: set FORECASTER_API_KEY to enable them")
     if not _key_matches(settings, key):

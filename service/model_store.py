@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from forecaster import tracking
 from forecaster.errors import ModelNotFoundError, RegistryUnavailableError
@@ -25,6 +26,15 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # (name, "alias" | "version", value)
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Intra-op threads of the forward thread. The LSTM runs one small matmul per time step, so
+    with several OpenMP threads every step ends in a barrier: on a small or shared CPU that costs
+    far more (threads spinning or waiting to be scheduled) than it saves, and takes cores from
+    the event loop that parses requests."""
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -41,7 +51,8 @@ class ModelStore:
         self.models: dict[Key, LoadedModel] = {}
         self.locks: dict[Key, asyncio.Lock] = {}
         self.load_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
-        self.predict_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        self.predict_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward",
+                                                   initializer=_set_torch_threads, initargs=(settings.torch_threads,))
         self.on_batch = on_batch
         self.on_swap = on_swap
         self.last_error: str | None = None

@@ -82,7 +82,8 @@ class ForecastRequest(Strict):
     def all_series(self) -> list[SeriesIn]:
         if self.series is not None:
             return self.series
-        return [SeriesIn(id=self.ticker or "series", history=self.history, ticker=self.ticker)]
+        # Already validated as part of this request: no second pass over every bar.
+        return [SeriesIn.model_construct(id=self.ticker or "series", history=self.history, ticker=self.ticker)]
 
 
 class ForecastPoint(BaseModel):

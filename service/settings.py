@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(30.0, ge=0.0, description="Seconds between alias checks; 0 disables polling")
     batch_wait_ms: float = Field(2.0, ge=0.0, description="How long a forward pass waits to gather more requests")
     max_batch_size: int = Field(512, ge=1, description="Most windows in one forward pass")
+    torch_threads: int = Field(1, ge=0, description="torch intra-op threads of the forward pass (0 = torch's default, "
+                                                   "one per core); 1 leaves the other cores to the event loop")
     max_series: int = Field(256, ge=1, description="Most series in one request")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest request body accepted")
     api_key: SecretStr | None = Field(None, description="Key for /forecast (optional) and /admin (required)")

@@ -1,0 +1,631 @@
+"""Serving benchmark: our FastAPI service vs `mlflow models serve`, same model, same load.
+
+One run does everything, back to back:
+
+1. trains the production-sized model (LSTM n-to-1, hidden 64, 2 layers, lookback 60, horizon 5,
+   quantiles 0.1/0.5/0.9; 1 epoch, speed not accuracy) on the bundled sample and registers it
+   as `bench@champion` in a temporary MLflow SQLite store;
+2. starts our service as in production (`uvicorn service.app:app --workers 1`, uvloop, httptools,
+   no access log, FORECASTER_DEVICE=cpu) and `mlflow models serve -m models:/bench@champion
+   --env-manager local` (its defaults: 1 uvicorn worker, access log on);
+3. checks once that both return the same median forecast for the same histories (rtol 1e-4);
+4. drives each server from a separate closed-loop load generator process
+   (`benchmarks/loadgen.py`) over the same real 60-bar windows of the sample:
+   (a) 1 series per request at concurrency 1, (b) 1 series at concurrency 32,
+   (c) 64 series per request at concurrency 4; each phase warm-up, then at most
+   `--requests` requests or `--time-limit` seconds; the two servers alternate who goes first;
+5. prints a markdown table and writes `benchmarks/RESULTS_service.md`; stops every server it
+   started, also on error.
+
+    .venv/bin/python benchmarks/bench_service.py            # about 3-4 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LOADGEN = HERE / "loadgen.py"
+DEFAULT_OUT = HERE / "RESULTS_service.md"
+VENV_BIN = Path(sys.executable).parent
+LOOKBACK, HORIZON, BATCH_SERIES = 60, 5, 64
+MODEL_NAME = "bench"
+COLUMNS = ["ticker", "date", "open", "high", "low", "close"]
+
+
+def say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def load3() -> str:
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# --------------------------------------------------------------------------- model
+
+def forward_ms(tracking_uri: str, windows: list[Window], default_threads: int) -> dict[tuple[int, int], float]:
+    """In-process median ms of Forecaster.predict (scaling + forward + back to prices), keyed by
+    (torch threads, windows), each in a fresh thread set to that many intra-op threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from forecaster import tracking
+
+    tracking.configure(tracking_uri)
+    forecaster, _ = tracking.load_forecaster(f"models:/{MODEL_NAME}@champion", device="cpu")
+    X = np.array([w.ohlc for w in windows], dtype=np.float32)
+
+    def measure(n: int) -> float:
+        for _ in range(3):
+            forecaster.predict(X[:n])
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            forecaster.predict(X[:n])
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times) * 1e3)
+
+    out = {}
+    for threads in sorted({1, default_threads}):
+        with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+            for n in (1, 32, 64):
+                out[(threads, n)] = pool.submit(measure, n).result()
+    return out
+
+
+def train_and_register(tracking_uri: str, epochs: int, max_batches: int | None) -> str:
+    """Train the default-size model briefly and register it as bench@champion; returns the version."""
+    import torch
+
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    from forecaster import tracking
+    from forecaster.config import DataConfig, ModelConfig, TrainConfig
+    from forecaster.runs import tracked_training
+    from forecaster.sources import load_source
+
+    frame, origin = load_source("sample")
+    tracking.configure(tracking_uri)
+    torch.set_num_threads(1)  # faster than 2 on a small shared machine; only the training is affected
+    result = tracked_training(
+        frame, origin,
+        DataConfig(lookback=LOOKBACK, horizon=HORIZON, val_fraction=0.05, test_fraction=0.05),
+        ModelConfig(arch="lstm", mode="n-to-1", horizon=HORIZON, hidden_size=64, num_layers=2,
+                    quantiles=(0.1, 0.5, 0.9)),
+        TrainConfig(epochs=epochs, device="cpu", seed=42, max_batches_per_epoch=max_batches),
+        register_as=MODEL_NAME, alias="champion", run_name="bench_service")
+    assert result.version is not None
+    return result.version
+
+
+# --------------------------------------------------------------------------- payloads
+
+@dataclass(frozen=True)
+class Window:
+    id: str
+    dates: list[str]
+    ohlc: list[list[float]]  # [60][4]
+
+
+def sample_windows(count: int, seed: int = 0) -> list[Window]:
+    """`count` distinct real 60-bar windows of the bundled sample, from all its tickers."""
+    from forecaster.sources import load_source
+
+    frame, _ = load_source("sample")
+    rng = random.Random(seed)
+    per_ticker = {t: g.sort_values("date").reset_index(drop=True) for t, g in frame.groupby("ticker")}
+    choices = [(t, end) for t, g in per_ticker.items() for end in range(LOOKBACK, len(g) + 1)]
+    picked = rng.sample(choices, count)
+    windows = []
+    for ticker, end in picked:
+        g = per_ticker[ticker].iloc[end - LOOKBACK:end]
+        windows.append(Window(
+            id=f"{ticker}_{end:04d}",
+            dates=[d.strftime("%Y-%m-%d") for d in g["date"]],
+            ohlc=g[["open", "high", "low", "close"]].astype(float).values.tolist()))
+    return windows
+
+
+def ours_single(w: Window) -> dict[str, Any]:
+    return {"history": [{"date": d, "open": o, "high": h, "low": lo, "close": c}
+                        for d, (o, h, lo, c) in zip(w.dates, w.ohlc, strict=True)]}
+
+
+def ours_batch(ws: list[Window]) -> dict[str, Any]:
+    return {"series": [{"id": w.id, "history": ours_single(w)["history"]} for w in ws]}
+
+
+def mlflow_body(ws: list[Window]) -> dict[str, Any]:
+    rows = [[w.id, d, *bar] for w in ws for d, bar in zip(w.dates, w.ohlc, strict=True)]
+    return {"dataframe_split": {"columns": COLUMNS, "data": rows}}
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+class Servers:
+    """Subprocesses started here, each in its own session; stopped by process group on exit."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        handle = log.open("wb")
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        handle.close()
+        self.procs[name], self.logs[name] = proc, log
+        return proc
+
+    def wait_http(self, name: str, url: str, timeout_s: float) -> float:
+        started = time.perf_counter()
+        proc = self.procs[name]
+        while time.perf_counter() - started < timeout_s:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return time.perf_counter() - started
+            time.sleep(0.25)
+        raise RuntimeError(f"{name}: {url} not ready after {timeout_s:.0f} s:\n{self.tail(name)}")
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)  # its own session: pgid == pid
+        deadline = time.time() + 15
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group, if any
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+
+def post_json(url: str, body: str) -> Any:
+    req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def batch_windows_stats(metrics_url: str) -> tuple[float, float]:
+    """(sum, count) of the service's forecaster_batch_windows histogram."""
+    total = count = 0.0
+    for line in get_text(metrics_url).splitlines():
+        if line.startswith("forecaster_batch_windows_sum"):
+            total += float(line.split()[-1])
+        elif line.startswith("forecaster_batch_windows_count"):
+            count += float(line.split()[-1])
+    return total, count
+
+
+# --------------------------------------------------------------------------- correctness
+
+def check_same_forecast(ours_url: str, mlflow_url: str, windows: list[Window]) -> str:
+    """Both servers give the same medians for one series and for a 64-series batch (rtol 1e-4)."""
+    lines = []
+    for label, ws in (("1 series", windows[:1]), (f"{len(windows)} series", windows)):
+        if len(ws) == 1:
+            got = post_json(ours_url, dumps(ours_single(ws[0])))
+            ours = {ws[0].id: [p["close"] for p in got["forecasts"][0]["points"]]}
+        else:
+            got = post_json(ours_url, dumps(ours_batch(ws)))
+            ours = {f["id"]: [p["close"] for p in f["points"]] for f in got["forecasts"]}
+        preds = post_json(mlflow_url, dumps(mlflow_body(ws)))["predictions"]
+        theirs: dict[str, list[tuple[int, float]]] = {}
+        for row in preds:
+            theirs.setdefault(row["ticker"], []).append((int(row["step"]), float(row["close"])))
+        a = np.array([ours[w.id] for w in ws])
+        b = np.array([[c for _, c in sorted(theirs[w.id])] for w in ws])
+        if a.shape != (len(ws), HORIZON) or a.shape != b.shape:
+            raise AssertionError(f"forecast shapes differ: ours {a.shape}, mlflow {b.shape}")
+        if not np.allclose(a, b, rtol=1e-4, atol=0):
+            raise AssertionError(f"{label}: medians differ: max rel diff {np.max(np.abs(a - b) / np.abs(b)):.2e}")
+        worst = np.max(np.abs(a - b) / np.abs(b))
+        lines.append(f"{label}: max relative difference of the {a.size} medians {worst:.1e}")
+    return "; ".join(lines)
+
+
+# --------------------------------------------------------------------------- load
+
+@dataclass(frozen=True)
+class Phase:
+    key: str
+    series: int
+    concurrency: int
+
+
+def run_loadgen(label: str, port: int, path: str, bodies: Path, phase: Phase, pids: list[int],
+                expect: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, str(LOADGEN), "--port", str(port), "--path", path, "--bodies", str(bodies),
+           "--concurrency", str(phase.concurrency), "--requests", str(args.requests),
+           "--time-limit", str(args.time_limit), "--warmup", str(max(args.warmup, 4 * phase.concurrency)),
+           "--warmup-time-limit", "5", "--pause", "0.5", "--expect", expect,
+           "--series-per-request", str(phase.series), "--label", label]
+    for pid in pids:
+        cmd += ["--server-pid", str(pid)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.time_limit + 120)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadgen {label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- report
+
+def versions() -> str:
+    out = [f"python {platform.python_version()}"]
+    for name in ("torch", "mlflow", "fastapi", "uvicorn", "pydantic", "numpy", "pandas", "uvloop", "httptools"):
+        try:
+            out.append(f"{name} {__import__(name).__version__}")
+        except (ImportError, AttributeError):
+            out.append(f"{name} ?")
+    return ", ".join(out)
+
+
+def machine() -> str:
+    cpu, ram = "unknown", "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+                break
+    return f"nproc {os.cpu_count()}, {cpu}, RAM {ram}, {platform.system()} {platform.release()}"
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return f"{x:,.{digits}f}" if x == x else "n/a"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ["phase", "server", "series/req", "conc", "ok", "errors", "s", "req/s", "series/s", "p50 ms", "p99 ms",
+            "server cores", "server CPU ms/req", "loadgen cores", "other cores", "load1 before→after"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        errors = sum(r["errors"].values())
+        other = r["other_cpu_s"] / r["elapsed_s"] if r["elapsed_s"] else float("nan")
+        rows.append("| " + " | ".join([
+            r["phase"], r["server"], str(r["series_per_request"]), str(r["concurrency"]), str(r["ok"]), str(errors),
+            fmt(r["elapsed_s"]) + ("*" if r["hit_time_limit"] else ""), fmt(r["req_per_s"]), fmt(r["series_per_s"], 0),
+            fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2), fmt(r["server_cores"], 2),
+            fmt(r["server_cpu_s"] * 1e3 / r["ok"] if r["ok"] else float("nan"), 2), fmt(r["client_cores"], 2),
+            fmt(other, 2), f"{r['load1_before']:.2f}→{r['load1_after']:.2f}"]) + " |")
+    return "\n".join(rows)
+
+
+def cpu_eff(r: dict[str, Any]) -> float:
+    """Requests served per CPU-second of the server process tree."""
+    return r["ok"] / r["server_cpu_s"] if r["server_cpu_s"] > 0 else float("nan")
+
+
+def pick(results: list[dict[str, Any]], phase: str, server: str) -> dict[str, Any]:
+    return next(r for r in results if r["phase"] == phase and r["server"] == server)
+
+
+def verdicts(results: list[dict[str, Any]], batch_avg: dict[str, float]) -> list[str]:
+    lines = []
+    others = [name for name in dict.fromkeys(r["server"] for r in results) if name != "ours"]
+    for key in ("a", "b", "c"):
+        o = pick(results, key, "ours")
+        for name in others:
+            m = pick(results, key, name)
+            lines.append(f"phase {key}: throughput ours/{name} = **{o['req_per_s'] / m['req_per_s']:.1f}x** "
+                         f"({fmt(o['series_per_s'], 0)} vs {fmt(m['series_per_s'], 0)} series/s), "
+                         f"per server CPU-second {cpu_eff(o) / cpu_eff(m):.1f}x; "
+                         f"p50 {fmt(o['p50_ms'], 2)} vs {fmt(m['p50_ms'], 2)} ms")
+    b_ratio = pick(results, "b", "ours")["req_per_s"] / pick(results, "b", "mlflow")["req_per_s"]
+    a_p99 = pick(results, "a", "ours")["p99_ms"]
+    lines.append(f"target throughput ratio at concurrency 32 >= 5x: **{'met' if b_ratio >= 5 else 'MISSED'}** "
+                 f"({b_ratio:.1f}x)")
+    lines.append(f"target our p99 at concurrency 1 < 25 ms: **{'met' if a_p99 < 25 else 'MISSED'}** ({a_p99:.2f} ms)")
+    for key, avg in batch_avg.items():
+        lines.append(f"our micro-batcher in phase {key}: {avg:.1f} windows per forward pass on average")
+    saturated = [f"{r['phase']}/{r['server']} ({r['client_cores']:.2f})" for r in results if r["client_cores"] >= 0.8]
+    if saturated:
+        lines.append("the load generator was close to saturating a core in: " + ", ".join(saturated)
+                     + " (same generator for both servers, so ratios stay fair, but absolute rates there are a floor)")
+    else:
+        top = max(results, key=lambda r: r["client_cores"])
+        lines.append(f"the load generator never saturated a core (max {top['client_cores']:.2f} cores, "
+                     f"{top['phase']}/{top['server']})")
+    return lines
+
+
+def interpretation(results: list[dict[str, Any]], batch_avg: dict[str, float],
+                   fwd: dict[tuple[int, int], float]) -> list[str]:
+    """A few lines read off the numbers of this run."""
+    oa, ma = pick(results, "a", "ours"), pick(results, "a", "mlflow")
+    ob, mb = pick(results, "b", "ours"), pick(results, "b", "mlflow")
+    oc, mc = pick(results, "c", "ours"), pick(results, "c", "mlflow")
+    ms_req = lambda r: r["server_cpu_s"] * 1e3 / max(1, r["ok"])  # noqa: E731
+    other = max(r["other_cpu_s"] / r["elapsed_s"] for r in results)
+    out = [
+        f"- One request at a time (a): p50 {fmt(oa['p50_ms'], 2)} vs {fmt(ma['p50_ms'], 2)} ms. A one-window forward "
+        f"costs {fwd[(1, 1)]:.2f} ms in process (1 torch thread), so most of each request is HTTP, JSON, validation "
+        f"and, for ours, up to {2:.0f} ms of batching wait.",
+        f"- Concurrency 32 (b): ours coalesced {batch_avg.get('b', float('nan')):.1f} windows per forward pass and "
+        f"served {ob['req_per_s']:.0f} vs {mb['req_per_s']:.0f} req/s ({ob['req_per_s'] / mb['req_per_s']:.1f}x); "
+        f"server CPU per request {ms_req(ob):.2f} vs {ms_req(mb):.2f} ms ({cpu_eff(ob) / cpu_eff(mb):.1f}x fewer "
+        f"CPU-ms per request), p99 {fmt(ob['p99_ms'], 0)} vs {fmt(mb['p99_ms'], 0)} ms (closed loop: mostly queueing).",
+        f"- 64-series requests (c): {oc['series_per_s']:.0f} vs {mc['series_per_s']:.0f} series/s "
+        f"({oc['series_per_s'] / mc['series_per_s']:.1f}x), {ms_req(oc):.1f} vs {ms_req(mc):.1f} CPU-ms per request; "
+        f"MLflow runs one forward per request, ours coalesced {batch_avg.get('c', float('nan')):.0f} windows per pass; "
+        f"the largest part of our CPU here is decoding and validating the 64 x 60 bars.",
+        f"- Caveat: the 2 cores were shared with other jobs (up to {other:.2f} cores of 'other' CPU in a cell, see "
+        f"load averages), and a single-threaded event loop gets a smaller CPU share than MLflow's thread pool on an "
+        f"oversubscribed machine; one run per cell. Compare ratios within this run, not absolute numbers across runs.",
+    ]
+    if any(r["server"] == "mlflow-1t" for r in results):
+        tb = pick(results, "b", "mlflow-1t")
+        out.append(f"- Control: MLflow with OMP_NUM_THREADS=1 served {tb['req_per_s']:.0f} req/s at concurrency 32 "
+                   f"({ms_req(tb):.2f} CPU-ms per request), "
+                   f"i.e. ours is {ob['req_per_s'] / tb['req_per_s']:.1f}x that.")
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Our service vs mlflow models serve, back to back.")
+    p.add_argument("--requests", type=int, default=3000, help="most measured requests per phase and server")
+    p.add_argument("--time-limit", type=float, default=20.0, help="most seconds per phase and server")
+    p.add_argument("--warmup", type=int, default=100, help="warm-up requests per phase (at least 4 x concurrency)")
+    p.add_argument("--batch-concurrency", type=int, default=4, help="concurrency of phase c (64-series requests)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-batches", type=int, default=10, help="training steps per epoch (0 = all windows)")
+    p.add_argument("--pool", type=int, default=256, help="distinct history windows")
+    p.add_argument("--phases", default="abc", help="subset of phases to run, e.g. 'b'")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results fragment (markdown)")
+    p.add_argument("--no-write", action="store_true", help="print only; do not write --out")
+    p.add_argument("--keep-tmp", action="store_true", help="keep the temporary store and server logs")
+    p.add_argument("--mlflow-1t", action="store_true",
+                   help="also measure a second MLflow server with OMP_NUM_THREADS=1 (one torch thread, like ours)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python benchmarks/bench_service.py" + ("" if argv is None and len(sys.argv) == 1 else
+                                                     " " + " ".join(argv if argv is not None else sys.argv[1:]))
+    started = dt.datetime.now()
+    load_start = load3()
+    say(f"# serving benchmark {started:%Y-%m-%d %H:%M}; load average {load_start}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_service_"))
+    servers = Servers()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        import torch
+
+        default_threads = torch.get_num_threads()  # before training sets 1 in this process
+        tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        t0 = time.perf_counter()
+        version = train_and_register(tracking_uri, args.epochs, args.max_batches or None)
+        say(f"trained and registered {MODEL_NAME} v{version} @champion in {time.perf_counter() - t0:.1f} s "
+            f"(load {load3()})")
+
+        windows = sample_windows(args.pool)
+        fwd = forward_ms(tracking_uri, windows, default_threads)
+        fwd_text = "in-process Forecaster.predict, median of 20 (1 / 32 / 64 windows): " + "; ".join(
+            f"torch threads {t}: {fwd[(t, 1)]:.2f} / {fwd[(t, 32)]:.2f} / {fwd[(t, 64)]:.2f} ms"
+            for t in sorted({t for t, _ in fwd}))
+        say(fwd_text + f" (load {load3()})")
+        bodies = {
+            ("ours", 1): [dumps(ours_single(w)) for w in windows],
+            ("mlflow", 1): [dumps(mlflow_body([w])) for w in windows],
+            ("ours", BATCH_SERIES): [], ("mlflow", BATCH_SERIES): [],
+        }
+        for k in range(0, len(windows), BATCH_SERIES // 2):  # overlapping 64-window groups
+            group = (windows + windows)[k:k + BATCH_SERIES]
+            bodies[("ours", BATCH_SERIES)].append(dumps(ours_batch(group)))
+            bodies[("mlflow", BATCH_SERIES)].append(dumps(mlflow_body(group)))
+        files = {}
+        for (server, n), items in bodies.items():
+            files[(server, n)] = tmp / f"bodies_{server}_{n}.ndjson"
+            files[(server, n)].write_text("\n".join(items) + "\n")
+        sizes = {k: sum(map(len, v)) / len(v) / 1024 for k, v in bodies.items()}
+
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "FORECASTER_MODEL_NAME": MODEL_NAME,
+               "FORECASTER_DEVICE": "cpu", "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+               "PYTHONWARNINGS": "ignore"}
+        keep = ("FORECASTER_MODEL_NAME", "FORECASTER_DEVICE")
+        for key in [k for k in env if k.startswith("FORECASTER_") and k not in keep]:
+            env.pop(key)  # production defaults for everything else
+        names = ["ours", "mlflow"] + (["mlflow-1t"] if args.mlflow_1t else [])
+        ports = {name: free_port() for name in names}
+        ready = {name: "/ready" if name == "ours" else "/ping" for name in names}
+        for name in names:
+            if name == "ours":
+                cmd = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port",
+                       str(ports[name]), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+                       "--no-access-log", "--log-level", "warning"]
+            else:
+                cmd = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion",
+                       "--env-manager", "local", "-p", str(ports[name]), "-h", "127.0.0.1"]
+            extra = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if name == "mlflow-1t" else {}
+            servers.start(name, cmd, {**env, **extra}, tmp / f"{name}.log")
+        up = {name: servers.wait_http(name, f"http://127.0.0.1:{ports[name]}{ready[name]}", 180) for name in names}
+        pids = {name: descendants(servers.procs[name].pid) for name in names}
+        say("servers up (started together): " + ", ".join(
+            f"{name} {ready[name]} after {up[name]:.1f} s (pids {pids[name]})" for name in names) + f"; load {load3()}")
+
+        ours_port, mlflow_port = ports["ours"], ports["mlflow"]
+        ours_url = f"http://127.0.0.1:{ours_port}/forecast"
+        mlflow_url = f"http://127.0.0.1:{mlflow_port}/invocations"
+        check = check_same_forecast(ours_url, mlflow_url, windows[:BATCH_SERIES])
+        say(f"correctness: same medians from both servers ({check})")
+
+        phases = [p for p in (Phase("a", 1, 1), Phase("b", 1, 32), Phase("c", BATCH_SERIES, args.batch_concurrency))
+                  if p.key in args.phases]
+        results: list[dict[str, Any]] = []
+        batch_avg: dict[str, float] = {}
+        metrics_url = f"http://127.0.0.1:{ours_port}/metrics"
+        for i, phase in enumerate(phases):
+            order = names if i % 2 == 0 else names[::-1]
+            for server in order:
+                path, expect = ("/forecast", '{"model"') if server == "ours" else ("/invocations", '{"predictions"')
+                kind = "ours" if server == "ours" else "mlflow"
+                before = batch_windows_stats(metrics_url) if server == "ours" else None
+                r = run_loadgen(f"{phase.key}/{server}", ports[server], path, files[(kind, phase.series)], phase,
+                                pids[server], expect, args)
+                if before is not None:
+                    after = batch_windows_stats(metrics_url)  # includes the warm-up requests
+                    batch_avg[phase.key] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+                r.update(phase=phase.key, server=server)
+                results.append(r)
+                errs = sum(r["errors"].values())
+                say(f"  {phase.key}/{server:9s} c={phase.concurrency:<2d} {r['ok']:5d} ok {errs} err "
+                    f"{r['req_per_s']:8.1f} req/s p50 {r['p50_ms']:7.2f} p99 {r['p99_ms']:7.2f} ms "
+                    f"server {r['server_cores']:.2f} cores ({r['server_cpu_s'] * 1e3 / max(1, r['ok']):.2f} ms "
+                    f"CPU/req), loadgen {r['client_cores']:.2f} cores, "
+                    f"load {r['load1_before']:.2f}->{r['load1_after']:.2f}"
+                    + (f"  first error: {r['first_error']}" if errs or r["warmup_errors"] else ""))
+                for name in pids:
+                    if servers.procs[name].poll() is not None:
+                        raise RuntimeError(f"{name} died:\n{servers.tail(name)}")
+        load_end = load3()
+
+        info = (f"date {started:%Y-%m-%d %H:%M}; machine: {machine()}; versions: {versions()}")
+        say("")
+        say(table(results))
+        say("")
+        for line in verdicts(results, batch_avg):
+            say(f"- {line}")
+        if len(phases) == 3:
+            report = "\n".join([
+                "## Serving: our service vs `mlflow models serve` (same model, same load, one run)",
+                "",
+                f"Command: `{command}` (from the repo root with the project venv; total "
+                f"{(dt.datetime.now() - started).total_seconds():.0f} s).",
+                f"Date: {started:%Y-%m-%d %H:%M}. Machine: {machine()}.",
+                f"Versions: {versions()}.",
+                f"Load average (1/5/15 min): {load_start} at start, {load_end} at end; per-cell 1-min load in the "
+                "table.",
+                "",
+                f"Model: LSTM n-to-1, hidden 64, 2 layers, lookback 60, horizon 5, quantiles 0.1/0.5/0.9, trained "
+                f"{args.epochs} epoch(s) of at most {args.max_batches or 'all'} batches on the bundled sample, "
+                f"registered as `{MODEL_NAME}@champion` (v{version}) in a temporary SQLite store.",
+                "Servers (started together; each idle while another is measured): ours `uvicorn service.app:app "
+                "--workers 1 "
+                "--loop uvloop --http httptools --no-access-log` (as `forecaster serve`), FORECASTER_DEVICE=cpu, "
+                "other settings "
+                "default (batch wait 2 ms); MLflow `mlflow models serve -m models:/bench@champion --env-manager local` "
+                f"(defaults: 1 uvicorn worker, access log on, torch's default intra-op threads, {default_threads} "
+                "here). Our service runs its "
+                "forward passes with 1 torch thread (FORECASTER_TORCH_THREADS default)"
+                + (", and `mlflow-1t` is the same MLflow server with OMP_NUM_THREADS=1 as a control."
+                   if args.mlflow_1t else "."),
+                "Load: `benchmarks/loadgen.py`, a separate process (raw HTTP/1.1 keep-alive on asyncio/uvloop), "
+                "closed loop, "
+                f"pre-serialised bodies from {args.pool} distinct real 60-bar windows of the sample (ours "
+                f"{sizes[('ours', 1)]:.1f} KB / "
+                f"{sizes[('ours', BATCH_SERIES)]:.0f} KB, MLflow {sizes[('mlflow', 1)]:.1f} KB / "
+                f"{sizes[('mlflow', BATCH_SERIES)]:.0f} KB "
+                f"per 1 / 64-series body). Per cell: warm-up (max({args.warmup}, 4 x concurrency) requests, not "
+                "reported), "
+                f"then at most {args.requests} requests or {args.time_limit:.0f} s (`*` = time limit hit). Every "
+                "response "
+                "checked for 200 and the expected JSON start. Server order alternates by phase (a: ours first, b: "
+                "ours last, c: ours first).",
+                f"Correctness (once, before the load): {check} (rtol 1e-4).",
+                f"Floor: {fwd_text}, measured before the servers started.",
+                "CPU columns are CPU-seconds per wall-second over the measured window: server process tree, load "
+                "generator, "
+                "and everything else on the machine (other agents included).",
+                "",
+                table(results),
+                "",
+                *[f"- {line}" for line in verdicts(results, batch_avg)],
+                "",
+                "Interpretation:",
+                "",
+                *interpretation(results, batch_avg, fwd),
+                "",
+            ])
+            if not args.no_write:
+                args.out.write_text(report)
+                say(f"\nwrote {args.out}")
+        say(f"load average at end {load_end}; {info}")
+        return 0
+    finally:
+        servers.stop_all()
+        if args.keep_tmp:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
