@@ -36,18 +36,20 @@ class Backtest:
     lower: np.ndarray | None  # [N, H] model's outer quantiles
     upper: np.ndarray | None
     mase_scale: np.ndarray  # [S] mean |one-step change| of each series' close over the data
+    target_dates: np.ndarray | None = None  # [N, H] date of each forecast step
 
     @property
     def horizon(self) -> int:
         return self.actual.shape[1]
 
-    def table(self, target_dates: np.ndarray | None = None) -> pd.DataFrame:
+    def table(self) -> pd.DataFrame:
         """Long table: ticker, origin, step, actual and each forecast (the MLflow artifact)."""
         n, h = self.actual.shape
         frame = pd.DataFrame({
             "ticker": np.repeat(np.asarray(self.tickers)[self.series_id], h),
             "origin_date": np.repeat(self.origin_dates, h),
             "step": np.tile(np.arange(1, h + 1), n),
+            **({"target_date": self.target_dates.ravel()} if self.target_dates is not None else {}),
             "last_close": np.repeat(self.last_close, h),
             "actual": self.actual.ravel(),
         })
@@ -117,6 +119,7 @@ def backtest(predict: PredictFn | None, panel: Panel, lookback: int, horizon: in
         lower=lower,
         upper=upper,
         mase_scale=mase_scales(panel),
+        target_dates=panel.dates[origins[:, None] + np.arange(1, horizon + 1)],
     )
 
 

@@ -15,13 +15,13 @@ from forecaster.train import EpochStats  # noqa: E402
 
 
 def forecast_figure(result: Backtest, step: int = 1, max_tickers: int = 4, last_origins: int = 150) -> Figure:
-    """Per ticker: the actual close `step` days after each origin, the model's median for it
-    and its outer-quantile band, over the last origins of the backtest."""
+    """Per ticker: the actual close on each target date `step` trading days after its origin,
+    the model's median for it and its outer-quantile band, over the last origins."""
     series = np.unique(result.series_id)[:max_tickers]
     fig, axes = plt.subplots(len(series), 1, figsize=(10, 2.6 * len(series)), squeeze=False)
     for ax, s in zip(axes[:, 0], series, strict=True):
         rows = np.flatnonzero(result.series_id == s)[-last_origins:]
-        x = result.origin_dates[rows]
+        x = result.target_dates[rows, step - 1] if result.target_dates is not None else result.origin_dates[rows]
         ax.plot(x, result.actual[rows, step - 1], color="black", lw=1.2, label="actual")
         if "model" in result.forecasts:
             ax.plot(x, result.forecasts["model"][rows, step - 1], color="tab:blue", lw=1.0, label="model median")
@@ -29,7 +29,7 @@ def forecast_figure(result: Backtest, step: int = 1, max_tickers: int = 4, last_
             ax.fill_between(x, result.lower[rows, step - 1], result.upper[rows, step - 1], color="tab:blue",
                             alpha=0.2, label="model interval")
         ax.plot(x, result.forecasts["naive"][rows, step - 1], color="tab:orange", lw=0.8, ls="--", label="naive")
-        ax.set_title(f"{result.tickers[s]}: close {step} day(s) ahead, by forecast origin")
+        ax.set_title(f"{result.tickers[s]}: close forecast {step} trading day(s) ahead, by target date")
         ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return fig

@@ -121,8 +121,11 @@ def test_backtest_scores_every_origin_with_the_models_median_and_outer_quantiles
     assert score(result)["model"]["mae"] == score(result)["naive"]["mae"]
     table = result.table()
     assert len(table) == 4 * 2
-    assert table.columns.tolist() == ["ticker", "origin_date", "step", "last_close", "actual", "model", "naive",
-                                      "drift", "model_lower", "model_upper"]
+    assert table.columns.tolist() == ["ticker", "origin_date", "step", "target_date", "last_close", "actual", "model",
+                                      "naive", "drift", "model_lower", "model_upper"]
+    # the target date of step h is the h-th bar after the origin, within the same ticker
+    assert (table["target_date"] > table["origin_date"]).all()
+    assert table.groupby(["ticker", "origin_date"])["target_date"].is_monotonic_increasing.all()
     assert table["ticker"].tolist() == ["A"] * 6 + ["B"] * 2
     assert table["step"].tolist() == [1, 2] * 4
 
