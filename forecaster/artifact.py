@@ -44,8 +44,14 @@ class Bundle:
         return model.to(device).eval()
 
 
-def save_bundle(path: str | Path, model: nn.Module, model_config: ModelConfig, data_config: DataConfig,
-                transform: WindowTransform, meta: dict[str, Any] | None = None) -> Path:
+def save_bundle(
+    path: str | Path,
+    model: nn.Module,
+    model_config: ModelConfig,
+    data_config: DataConfig,
+    transform: WindowTransform,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """Write the bundle directory; weights are moved to CPU so a GPU-trained model loads anywhere."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

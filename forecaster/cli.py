@@ -28,8 +28,12 @@ log = logging.getLogger("forecaster")
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
     logging.getLogger("forecaster").setLevel(logging.INFO)
     for noisy in ("mlflow", "alembic", "urllib3", "yfinance"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -59,7 +63,9 @@ def parse_list(text: str | None) -> list[str] | None:
 @app.command()
 @friendly_errors
 def train(
-    data: Annotated[str | None, typer.Option(help="CSV/Parquet file, long format date,ticker,open,high,low,close")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="CSV/Parquet file, long format date,ticker,open,high,low,close")
+    ] = None,
     source: Annotated[str, typer.Option(help="sample | yfinance | file (file when --data is given)")] = "sample",
     tickers: Annotated[str | None, typer.Option(help="Comma-separated tickers (required for yfinance)")] = None,
     start: Annotated[str | None, typer.Option(help="First date YYYY-MM-DD")] = None,
@@ -100,29 +106,56 @@ def train(
     setup_logging(verbose)
     if alias and not register_as:
         raise ValueError("alias: --alias needs --register-as NAME")
-    data_config = DataConfig(lookback=lookback, horizon=horizon, val_fraction=val_fraction,
-                             test_fraction=test_fraction, bad_rows=bad_rows)
-    model_config = ModelConfig(arch=arch, mode=mode, horizon=horizon, hidden_size=hidden, num_layers=layers,
-                               dropout=dropout, bidirectional=bidirectional,
-                               quantiles=tuple(float(q) for q in parse_list(quantiles) or []))
-    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-                               device=device, teacher_forcing=teacher_forcing)
-    frame, origin = load_source(source, data, parse_list(tickers), start, end,
-                                Path(cache_dir) if cache_dir else None, bad_rows)
+    data_config = DataConfig(
+        lookback=lookback, horizon=horizon, val_fraction=val_fraction, test_fraction=test_fraction, bad_rows=bad_rows
+    )
+    model_config = ModelConfig(
+        arch=arch,
+        mode=mode,
+        horizon=horizon,
+        hidden_size=hidden,
+        num_layers=layers,
+        dropout=dropout,
+        bidirectional=bidirectional,
+        quantiles=tuple(float(q) for q in parse_list(quantiles) or []),
+    )
+    train_config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        seed=seed,
+        device=device,
+        teacher_forcing=teacher_forcing,
+    )
+    frame, origin = load_source(
+        source, data, parse_list(tickers), start, end, Path(cache_dir) if cache_dir else None, bad_rows
+    )
     uri = tracking.configure(tracking_uri)
     log.info("tracking store: %s", uri)
-    log.debug("config: %s", json.dumps({"data": to_dict(data_config), "model": to_dict(model_config),
-                                       "train": to_dict(train_config)}))
+    log.debug(
+        "config: %s",
+        json.dumps({"data": to_dict(data_config), "model": to_dict(model_config), "train": to_dict(train_config)}),
+    )
     from forecaster.progress import EpochProgress
 
     with EpochProgress(console) as progress:
-        result = tracked_training(frame, origin, data_config, model_config, train_config, register_as=register_as,
-                                  alias=alias, hooks=progress.hooks())
+        result = tracked_training(
+            frame,
+            origin,
+            data_config,
+            model_config,
+            train_config,
+            register_as=register_as,
+            alias=alias,
+            hooks=progress.hooks(),
+        )
     if result.metrics:
         console.print(metrics_table(result.metrics, "Test split: model vs baselines (mean over steps 1..H)"))
     fit = result.outcome.fit
-    console.print(f"best epoch {fit.best_epoch} of {len(fit.history)} (val loss {fit.best_val_loss:.4f}), "
-                  f"device {fit.device}")
+    console.print(
+        f"best epoch {fit.best_epoch} of {len(fit.history)} (val loss {fit.best_val_loss:.4f}), device {fit.device}"
+    )
     console.print(f"run id: [bold]{result.run_id}[/]")
     if result.version:
         where = f"models:/{register_as}@{alias}" if alias else f"models:/{register_as}/{result.version}"
@@ -170,8 +203,13 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(payload))
         return
-    console.print(metrics_table(metrics, f"{model_uri} (version {ref.version}) on {origin}: "
-                                         f"{payload['n_series']} series, {payload['n_origins']} origins"))
+    console.print(
+        metrics_table(
+            metrics,
+            f"{model_uri} (version {ref.version}) on {origin}: "
+            f"{payload['n_series']} series, {payload['n_origins']} origins",
+        )
+    )
 
 
 def metrics_table(metrics: dict[str, dict[str, list[float]]], title: str) -> Table:

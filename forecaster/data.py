@@ -186,7 +186,9 @@ def _handle_split_jumps(frame: pd.DataFrame, splits: str) -> pd.DataFrame:
     if splits == "fail":
         raise DataError(f"data: {len(jumps)} jump(s) look like unadjusted stock splits: {listing}")
     if splits == "warn":
-        log.warning("%d jump(s) look like unadjusted splits (pass adjusted prices or splits='adjust'): %s", len(jumps), listing)
+        log.warning(
+            "%d jump(s) look like unadjusted splits (pass adjusted prices or splits='adjust'): %s", len(jumps), listing
+        )
         return frame
     frame = frame.copy()
     for row in jumps.itertuples():

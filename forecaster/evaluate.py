@@ -45,14 +45,16 @@ class Backtest:
     def table(self) -> pd.DataFrame:
         """Long table: ticker, origin, step, actual and each forecast (the MLflow artifact)."""
         n, h = self.actual.shape
-        frame = pd.DataFrame({
-            "ticker": np.repeat(np.asarray(self.tickers)[self.series_id], h),
-            "origin_date": np.repeat(self.origin_dates, h),
-            "step": np.tile(np.arange(1, h + 1), n),
-            **({"target_date": self.target_dates.ravel()} if self.target_dates is not None else {}),
-            "last_close": np.repeat(self.last_close, h),
-            "actual": self.actual.ravel(),
-        })
+        frame = pd.DataFrame(
+            {
+                "ticker": np.repeat(np.asarray(self.tickers)[self.series_id], h),
+                "origin_date": np.repeat(self.origin_dates, h),
+                "step": np.tile(np.arange(1, h + 1), n),
+                **({"target_date": self.target_dates.ravel()} if self.target_dates is not None else {}),
+                "last_close": np.repeat(self.last_close, h),
+                "actual": self.actual.ravel(),
+            }
+        )
         for name, values in self.forecasts.items():
             frame[name] = values.ravel()
         if self.lower is not None and self.upper is not None:
@@ -61,7 +63,9 @@ class Backtest:
         return frame
 
 
-def rolling_origins(panel: Panel, lookback: int, horizon: int, from_date: str | pd.Timestamp | None = None) -> np.ndarray:
+def rolling_origins(
+    panel: Panel, lookback: int, horizon: int, from_date: str | pd.Timestamp | None = None
+) -> np.ndarray:
     """Every row with T bars of history and H bars of future (stride 1), optionally from a date on."""
     origins = panel.origins(lookback, horizon, need_future=True)
     if from_date is not None:
@@ -104,7 +108,9 @@ def backtest(predict: PredictFn | None, panel: Panel, lookback: int, horizon: in
     forecasts = baseline_forecasts(panel, origins, horizon)
     lower = upper = None
     if predict is not None:
-        parts = [predict(panel.gather(origins[i : i + CHUNK], lookback, horizon).X) for i in range(0, len(origins), CHUNK)]
+        parts = [
+            predict(panel.gather(origins[i : i + CHUNK], lookback, horizon).X) for i in range(0, len(origins), CHUNK)
+        ]
         quantiles = np.concatenate([q for q, _ in parts])  # -> (N, H, Q)
         median_index = parts[0][1]
         forecasts = {"model": quantiles[..., median_index], **forecasts}
@@ -152,4 +158,8 @@ def _mase(result: Backtest, abs_error: np.ndarray) -> np.ndarray:
 
 def summary(metrics: dict[str, dict[str, list[float]]]) -> dict[str, float]:
     """Flat {name_metric: mean over steps} for logging and gating."""
-    return {f"{name}_{metric}": float(np.mean(values)) for name, block in metrics.items() for metric, values in block.items()}
+    return {
+        f"{name}_{metric}": float(np.mean(values))
+        for name, block in metrics.items()
+        for metric, values in block.items()
+    }

@@ -56,7 +56,7 @@ def split_windows(frame: pd.DataFrame, data_config: DataConfig, stride: int = 1)
         )
     sample = train_o[:: max(1, len(train_o) // SCALE_FIT_WINDOWS)]
     transform = fit_transform(panel.gather(sample, T, H).X)
-    train_o = train_o[:: stride] if stride > 1 else train_o
+    train_o = train_o[::stride] if stride > 1 else train_o
     return SplitWindows(
         panel=panel,
         split=split,
@@ -91,7 +91,9 @@ def run_training(
         raise ValueError(f"horizon: model ({model_config.horizon}) and data ({data_config.horizon}) differ")
     frame = validate_ohlc(frame, bad_rows=data_config.bad_rows, min_rows=data_config.lookback + data_config.horizon)
     windows = split_windows(frame, data_config, train_config.stride)
-    log.info("windows: train %d, validation %d, test %d", len(windows.train), len(windows.val), len(windows.test_origins))
+    log.info(
+        "windows: train %d, validation %d, test %d", len(windows.train), len(windows.val), len(windows.test_origins)
+    )
     result = fit(model_config, train_config, windows.train, windows.val, tracker=tracker, hooks=hooks)
     full_meta = {
         "train_config": to_dict(train_config),
@@ -106,8 +108,9 @@ def run_training(
     forecaster = Forecaster(load_bundle(bundle_dir), device=result.device)
     backtest, metrics = None, {}
     if len(windows.test_origins):
-        backtest = evaluate.backtest(predict_fn(forecaster), windows.panel, data_config.lookback,
-                                     data_config.horizon, windows.test_origins)
+        backtest = evaluate.backtest(
+            predict_fn(forecaster), windows.panel, data_config.lookback, data_config.horizon, windows.test_origins
+        )
         metrics = evaluate.score(backtest)
     else:
         log.warning("no test windows: test_fraction is 0 or the data is too short; no test metrics")
@@ -124,8 +127,9 @@ def predict_fn(forecaster: Forecaster) -> evaluate.PredictFn:
     return predict
 
 
-def evaluate_frame(forecaster: Forecaster | None, frame: pd.DataFrame, lookback: int, horizon: int,
-                   from_date: str | None = None) -> evaluate.Backtest:
+def evaluate_frame(
+    forecaster: Forecaster | None, frame: pd.DataFrame, lookback: int, horizon: int, from_date: str | None = None
+) -> evaluate.Backtest:
     """The whole frame as test data: every origin with T bars of history and H of future."""
     panel = Panel.from_frame(frame)
     origins = evaluate.rolling_origins(panel, lookback, horizon, from_date)

@@ -59,7 +59,9 @@ class DirectRNN(nn.Module):
         directions = 2 if config.bidirectional else 1
         self.head = QuantileHead(config.hidden_size * directions, config.horizon, config.quantiles)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None, teacher_forcing: float = 0.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, target: torch.Tensor | None = None, teacher_forcing: float = 0.0
+    ) -> torch.Tensor:
         # x: (B, T, F) -> (B, H, Q); target/teacher_forcing are accepted for a common signature
         check_input(x, self.config.n_features)
         out, _ = self.encoder(x)  # -> (B, T, D * directions)
@@ -93,7 +95,9 @@ class Seq2SeqRNN(nn.Module):
         self.decoder = cell(input_size=1, **common)
         self.head = QuantileHead(config.hidden_size, 1, config.quantiles)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None, teacher_forcing: float = 0.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, target: torch.Tensor | None = None, teacher_forcing: float = 0.0
+    ) -> torch.Tensor:
         # x: (B, T, F), target: (B, H) scaled log ratios -> (B, H, Q)
         check_input(x, self.config.n_features)
         _, state = self.encoder(x)

@@ -26,8 +26,14 @@ def forecast_figure(result: Backtest, step: int = 1, max_tickers: int = 4, last_
         if "model" in result.forecasts:
             ax.plot(x, result.forecasts["model"][rows, step - 1], color="tab:blue", lw=1.0, label="model median")
         if result.lower is not None and result.upper is not None:
-            ax.fill_between(x, result.lower[rows, step - 1], result.upper[rows, step - 1], color="tab:blue",
-                            alpha=0.2, label="model interval")
+            ax.fill_between(
+                x,
+                result.lower[rows, step - 1],
+                result.upper[rows, step - 1],
+                color="tab:blue",
+                alpha=0.2,
+                label="model interval",
+            )
         ax.plot(x, result.forecasts["naive"][rows, step - 1], color="tab:orange", lw=0.8, ls="--", label="naive")
         ax.set_title(f"{result.tickers[s]}: close forecast {step} trading day(s) ahead, by target date")
         ax.legend(loc="upper left", fontsize=7)

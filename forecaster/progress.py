@@ -12,8 +12,14 @@ from forecaster.train import EpochStats, FitHooks
 
 class EpochProgress:
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=console)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+        )
         self.task: Any = None
 
     def __enter__(self) -> EpochProgress:
@@ -33,5 +39,7 @@ class EpochProgress:
         self.progress.update(self.task, advance=1, status=f"loss {loss:.4f}")
 
     def _end(self, stats: EpochStats) -> None:
-        self.progress.update(self.task, status=f"train {stats.train_loss:.4f}  val {stats.val_loss:.4f}  "
-                                               f"{stats.windows_per_s:,.0f} win/s")
+        self.progress.update(
+            self.task,
+            status=f"train {stats.train_loss:.4f}  val {stats.val_loss:.4f}  {stats.windows_per_s:,.0f} win/s",
+        )

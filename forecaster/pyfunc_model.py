@@ -49,10 +49,12 @@ class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
             windows.append(bars[-T:])
         forecast = self.forecaster.predict(np.stack(windows))
         H = self.forecaster.horizon
-        return pd.DataFrame({
-            "ticker": np.repeat(tickers, H),
-            "step": np.tile(np.arange(1, H + 1), len(tickers)),
-            "close": forecast.median.ravel(),
-            "lower": forecast.lower.ravel(),
-            "upper": forecast.upper.ravel(),
-        })
+        return pd.DataFrame(
+            {
+                "ticker": np.repeat(tickers, H),
+                "step": np.tile(np.arange(1, H + 1), len(tickers)),
+                "close": forecast.median.ravel(),
+                "lower": forecast.lower.ravel(),
+                "upper": forecast.upper.ravel(),
+            }
+        )

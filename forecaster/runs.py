@@ -35,8 +35,13 @@ class RunResult:
 def code_version() -> str:
     """The git commit of the code, else the package version."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return sha or __version__
@@ -60,20 +65,44 @@ def tracked_training(
     moves an alias.
     """
     with tracking.start_run(run_name=run_name) as tracker, tempfile.TemporaryDirectory() as tmp:
-        params = {**prefixed("data", to_dict(data_config)), **prefixed("model", to_dict(model_config)),
-                  **prefixed("train", to_dict(train_config)), "source": source}
+        params = {
+            **prefixed("data", to_dict(data_config)),
+            **prefixed("model", to_dict(model_config)),
+            **prefixed("train", to_dict(train_config)),
+            "source": source,
+        }
         tracker.log_params(params)
         digest = tracker.log_dataset(frame, source=source, name=Path(source).name or "ohlc")
-        tracker.set_tags({"code_version": code_version(), "data_digest": digest,
-                          "data_start": f"{frame['date'].min():%Y-%m-%d}", "data_end": f"{frame['date'].max():%Y-%m-%d}",
-                          "tickers": ",".join(sorted(frame["ticker"].unique())), **(extra_tags or {})})
-        outcome = run_training(frame, data_config, model_config, train_config, Path(tmp) / "bundle",
-                               tracker=tracker, hooks=hooks, meta={"data_digest": digest, "source": source})
+        tracker.set_tags(
+            {
+                "code_version": code_version(),
+                "data_digest": digest,
+                "data_start": f"{frame['date'].min():%Y-%m-%d}",
+                "data_end": f"{frame['date'].max():%Y-%m-%d}",
+                "tickers": ",".join(sorted(frame["ticker"].unique())),
+                **(extra_tags or {}),
+            }
+        )
+        outcome = run_training(
+            frame,
+            data_config,
+            model_config,
+            train_config,
+            Path(tmp) / "bundle",
+            tracker=tracker,
+            hooks=hooks,
+            meta={"data_digest": digest, "source": source},
+        )
         fit = outcome.fit
-        tracker.log_metrics({"best_epoch": fit.best_epoch, "best_val_loss": fit.best_val_loss,
-                             "epochs_run": len(fit.history)})
-        tracker.set_tags({"val_start": f"{outcome.windows.split.val_start:%Y-%m-%d}",
-                          "test_start": f"{outcome.windows.split.test_start:%Y-%m-%d}"})
+        tracker.log_metrics(
+            {"best_epoch": fit.best_epoch, "best_val_loss": fit.best_val_loss, "epochs_run": len(fit.history)}
+        )
+        tracker.set_tags(
+            {
+                "val_start": f"{outcome.windows.split.val_start:%Y-%m-%d}",
+                "test_start": f"{outcome.windows.split.test_start:%Y-%m-%d}",
+            }
+        )
         figure = plots.loss_figure(fit.history)
         tracker.log_figure(figure, "plots/loss.png")
         plots.close(figure)
@@ -83,7 +112,9 @@ def tracked_training(
                 for metric, values in block.items():
                     for h, value in enumerate(values, start=1):
                         tracker.log_metrics({f"test_{name}_{metric}_by_step": value}, step=h)
-            tracker.log_dict({"horizon": outcome.backtest.horizon, "metrics": outcome.metrics}, "metrics/test_metrics.json")
+            tracker.log_dict(
+                {"horizon": outcome.backtest.horizon, "metrics": outcome.metrics}, "metrics/test_metrics.json"
+            )
             tracker.log_table(outcome.backtest.table(), "backtest.csv")
             for step in sorted({1, data_config.horizon}):
                 figure = plots.forecast_figure(outcome.backtest, step=step)
@@ -92,9 +123,15 @@ def tracked_training(
         example = tracking.example_input(frame, data_config.lookback)
         model_uri, version = tracking.log_model(outcome.bundle_dir, example, registered_name=register_as)
         if register_as and version is not None:
-            tracking.set_version_tags(register_as, version, {"data_digest": digest, "code_version": code_version(),
-                                                              **{f"test_{k}": f"{v:.6g}" for k, v in
-                                                                 summary(outcome.metrics).items()}})
+            tracking.set_version_tags(
+                register_as,
+                version,
+                {
+                    "data_digest": digest,
+                    "code_version": code_version(),
+                    **{f"test_{k}": f"{v:.6g}" for k, v in summary(outcome.metrics).items()},
+                },
+            )
             if alias:
                 tracking.set_alias(register_as, alias, version)
         return RunResult(tracker.run_id, model_uri, version, outcome.metrics, outcome, digest)

@@ -135,7 +135,9 @@ class MlflowTracker:
 
 
 @contextmanager
-def start_run(run_name: str | None = None, experiment: str = EXPERIMENT, tags: dict[str, str] | None = None) -> Iterator[MlflowTracker]:
+def start_run(
+    run_name: str | None = None, experiment: str = EXPERIMENT, tags: dict[str, str] | None = None
+) -> Iterator[MlflowTracker]:
     """A tracked run; an exception inside marks it FAILED and propagates (MLflow's own
     failures, e.g. the server going away mid-run, as RegistryUnavailableError)."""
     with registry_errors(f"run '{run_name or experiment}'"):
@@ -213,10 +215,16 @@ def resolve_version(name: str, alias: str | None = None, version: str | None = N
 def _is_not_found(exc: MlflowException) -> bool:
     code = getattr(exc, "error_code", "")
     text = str(exc).lower()
-    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in text or "does not exist" in text
+    return (
+        code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+        or "not found" in text
+        or "does not exist" in text
+    )
 
 
-def load_forecaster(model_uri: str | None = None, device: str = "auto", ref: ModelRef | None = None) -> tuple[Forecaster, ModelRef]:
+def load_forecaster(
+    model_uri: str | None = None, device: str = "auto", ref: ModelRef | None = None
+) -> tuple[Forecaster, ModelRef]:
     """The one loader: registry URI -> (ready Forecaster on `device`, which version it is).
 
     Downloads the bundle artifact and rebuilds the network from JSON + safetensors; no

@@ -152,8 +152,10 @@ def fit(
         stats = EpochStats(epoch, float(np.mean(losses)), val_loss, lr, seconds, seen / seconds)
         result.history.append(stats)
         if tracker is not None:
-            tracker.log_metrics({"train_loss": stats.train_loss, "val_loss": val_loss, "lr": lr,
-                                 "windows_per_s": stats.windows_per_s}, step=epoch)
+            tracker.log_metrics(
+                {"train_loss": stats.train_loss, "val_loss": val_loss, "lr": lr, "windows_per_s": stats.windows_per_s},
+                step=epoch,
+            )
         if hooks.on_epoch_end:
             hooks.on_epoch_end(stats)
         if val_loss < result.best_val_loss - 1e-7:

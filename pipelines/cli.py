@@ -67,8 +67,9 @@ def register(app: typer.Typer) -> None:
             overrides["schedule"] = schedule
         settings = load_settings(config, overrides)
         if settings.schedule and not once:
-            run_on_schedule(lambda: run_locked(settings), settings.schedule, settings.timezone, max_runs,
-                            settings.run_on_start)
+            run_on_schedule(
+                lambda: run_locked(settings), settings.schedule, settings.timezone, max_runs, settings.run_on_start
+            )
             return
         report = run_locked(settings)
         if report is None:
@@ -76,9 +77,18 @@ def register(app: typer.Typer) -> None:
             return
         import json
 
-        typer.echo(json.dumps({"run_id": report.run_id, "version": report.version,
-                               "promoted": report.decision.promote, "reason": report.decision.reason,
-                               "champion_before": report.champion_before, "champion_after": report.champion_after}))
+        typer.echo(
+            json.dumps(
+                {
+                    "run_id": report.run_id,
+                    "version": report.version,
+                    "promoted": report.decision.promote,
+                    "reason": report.decision.reason,
+                    "champion_before": report.champion_before,
+                    "champion_after": report.champion_after,
+                }
+            )
+        )
 
     @app.command()
     @friendly_errors

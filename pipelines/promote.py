@@ -28,8 +28,12 @@ def mean_metric(metrics: dict[str, dict[str, list[float]]], name: str, metric: s
     return float(np.mean(metrics[name][metric][:steps]))
 
 
-def decide(challenger: dict[str, dict[str, list[float]]], champion: dict[str, dict[str, list[float]]] | None,
-           metric: str, margin: float) -> Decision:
+def decide(
+    challenger: dict[str, dict[str, list[float]]],
+    champion: dict[str, dict[str, list[float]]] | None,
+    metric: str,
+    margin: float,
+) -> Decision:
     """Promote only if the challenger beats naive and beats the champion by `margin` (relative).
 
     Both were scored on the same holdout origins; lower is better for every gate metric.
@@ -43,13 +47,27 @@ def decide(challenger: dict[str, dict[str, list[float]]], champion: dict[str, di
     if not ours < naive:
         return Decision(False, f"{metric} {ours:.4f} does not beat naive {naive:.4f}", metric, ours, theirs, naive)
     if theirs is None:
-        return Decision(True, f"no champion yet; {metric} {ours:.4f} beats naive {naive:.4f}", metric, ours, None, naive)
+        return Decision(
+            True, f"no champion yet; {metric} {ours:.4f} beats naive {naive:.4f}", metric, ours, None, naive
+        )
     needed = theirs * (1.0 - margin)
     if ours < needed:
-        return Decision(True, f"{metric} {ours:.4f} beats champion {theirs:.4f} by more than {margin:.1%} "
-                              f"and naive {naive:.4f}", metric, ours, theirs, naive)
-    return Decision(False, f"{metric} {ours:.4f} does not beat champion {theirs:.4f} by {margin:.1%} "
-                           f"(needs < {needed:.4f})", metric, ours, theirs, naive)
+        return Decision(
+            True,
+            f"{metric} {ours:.4f} beats champion {theirs:.4f} by more than {margin:.1%} and naive {naive:.4f}",
+            metric,
+            ours,
+            theirs,
+            naive,
+        )
+    return Decision(
+        False,
+        f"{metric} {ours:.4f} does not beat champion {theirs:.4f} by {margin:.1%} (needs < {needed:.4f})",
+        metric,
+        ours,
+        theirs,
+        naive,
+    )
 
 
 def apply(name: str, version: str, decision: Decision, champion_version: str | None) -> None:

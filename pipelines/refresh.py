@@ -31,16 +31,23 @@ def refresh_data(settings: RetrainSettings, sleep: Callable[[float], None] = tim
             last_error = exc
             if attempt < settings.retries:
                 delay = settings.retry_backoff_s * 2 ** (attempt - 1)
-                log.warning("data source failed (attempt %d/%d), retrying in %.1fs: %s", attempt, settings.retries,
-                            delay, exc)
+                log.warning(
+                    "data source failed (attempt %d/%d), retrying in %.1fs: %s", attempt, settings.retries, delay, exc
+                )
                 sleep(delay)
     else:
         raise SourceError(f"data refresh: source '{settings.source}' failed {settings.retries} time(s): {last_error}")
     merged = merge(stored(store), fresh)
     frame = validate_ohlc(merged, min_rows=settings.lookback + settings.horizon)
     write_atomically(frame, store)
-    log.info("data: %d rows, %d tickers, %s..%s stored in %s", len(frame), frame["ticker"].nunique(),
-             f"{frame['date'].min():%Y-%m-%d}", f"{frame['date'].max():%Y-%m-%d}", store)
+    log.info(
+        "data: %d rows, %d tickers, %s..%s stored in %s",
+        len(frame),
+        frame["ticker"].nunique(),
+        f"{frame['date'].min():%Y-%m-%d}",
+        f"{frame['date'].max():%Y-%m-%d}",
+        store,
+    )
     return frame, origin
 
 
@@ -52,9 +59,14 @@ def fetch(settings: RetrainSettings) -> tuple[pd.DataFrame, str]:
         frame = validate_ohlc(pd.concat([read_ohlc_file(p) for p in files], ignore_index=True))
         return frame, str(Path(settings.data_path).resolve())
     try:
-        return load_source(settings.source, settings.data_path if settings.source == "file" else None,
-                           settings.tickers or None, settings.start, None,
-                           Path(settings.data_dir) / "yfinance")
+        return load_source(
+            settings.source,
+            settings.data_path if settings.source == "file" else None,
+            settings.tickers or None,
+            settings.start,
+            None,
+            Path(settings.data_dir) / "yfinance",
+        )
     except OSError as exc:
         raise SourceError(f"data: source '{settings.source}' unreadable: {exc}") from exc
 

@@ -30,11 +30,15 @@ class RetrainReport:
 
 
 def configs(s: RetrainSettings) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    data = DataConfig(lookback=s.lookback, horizon=s.horizon, val_fraction=s.val_fraction, test_fraction=s.test_fraction)
-    model = ModelConfig(arch=s.arch, mode=s.mode, horizon=s.horizon, hidden_size=s.hidden, num_layers=s.layers,
-                        dropout=s.dropout)
-    train = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, patience=s.patience, seed=s.seed,
-                        device=s.device)
+    data = DataConfig(
+        lookback=s.lookback, horizon=s.horizon, val_fraction=s.val_fraction, test_fraction=s.test_fraction
+    )
+    model = ModelConfig(
+        arch=s.arch, mode=s.mode, horizon=s.horizon, hidden_size=s.hidden, num_layers=s.layers, dropout=s.dropout
+    )
+    train = TrainConfig(
+        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, patience=s.patience, seed=s.seed, device=s.device
+    )
     return data, model, train
 
 
@@ -44,8 +48,11 @@ def run_locked(settings: RetrainSettings) -> RetrainReport | None:
     db_url = database_url(settings.lock_database_url, uri)
     with pipeline_lock(settings.model_name, db_url, settings.lock_file, wait=settings.on_busy == "wait") as held:
         if not held:
-            log.warning("skipped: another retraining run of '%s' holds the lock (%s)", settings.model_name,
-                        "postgres advisory lock" if db_url else settings.lock_file)
+            log.warning(
+                "skipped: another retraining run of '%s' holds the lock (%s)",
+                settings.model_name,
+                "postgres advisory lock" if db_url else settings.lock_file,
+            )
             return None
         return run_once(settings)
 
@@ -58,8 +65,16 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
     log.info("step 2/5: train the challenger (%s %s)", settings.arch, settings.mode)
     data_config, model_config, train_config = configs(settings)
     champion_before = tracking.alias_version(name, promote.CHAMPION)
-    result = tracked_training(frame, origin, data_config, model_config, train_config, register_as=name,
-                              run_name="retrain", extra_tags={"pipeline": "retrain"})
+    result = tracked_training(
+        frame,
+        origin,
+        data_config,
+        model_config,
+        train_config,
+        register_as=name,
+        run_name="retrain",
+        extra_tags={"pipeline": "retrain"},
+    )
     if result.version is None:
         raise RuntimeError("challenger was not registered")
     holdout = result.outcome.windows.split.test_start
@@ -81,15 +96,20 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
     log.info("step 5/5: record the decision")
     record = decision_record(decision, frame, result.dataset_digest, holdout, champion_before)
     tracking.tag_run(result.run_id, record)
-    tracking.log_run_metrics(result.run_id, {f"gate_challenger_{settings.metric}": decision.challenger,
-                                             f"gate_naive_{settings.metric}": decision.naive,
-                                             **({f"gate_champion_{settings.metric}": decision.champion}
-                                                if decision.champion is not None else {})})
+    tracking.log_run_metrics(
+        result.run_id,
+        {
+            f"gate_challenger_{settings.metric}": decision.challenger,
+            f"gate_naive_{settings.metric}": decision.naive,
+            **({f"gate_champion_{settings.metric}": decision.champion} if decision.champion is not None else {}),
+        },
+    )
     tracking.set_version_tags(name, result.version, record)
     promote.apply(name, result.version, decision, champion_before)
     champion_after = tracking.alias_version(name, promote.CHAMPION)
-    log.info("%s: version %s %s: %s", name, result.version, "PROMOTED" if decision.promote else "rejected",
-             decision.reason)
+    log.info(
+        "%s: version %s %s: %s", name, result.version, "PROMOTED" if decision.promote else "rejected", decision.reason
+    )
     return RetrainReport(result.run_id, result.version, decision, champion_before, champion_after)
 
 
@@ -98,8 +118,9 @@ def holdout_metrics(forecaster: Any, frame: Any, holdout: Any) -> dict[str, dict
     return evaluate.score(backtest)
 
 
-def decision_record(decision: promote.Decision, frame: Any, digest: str, holdout: Any,
-                    champion_before: str | None) -> dict[str, str]:
+def decision_record(
+    decision: promote.Decision, frame: Any, digest: str, holdout: Any, champion_before: str | None
+) -> dict[str, str]:
     return {
         "gate_promoted": str(decision.promote).lower(),
         "gate_reason": decision.reason,

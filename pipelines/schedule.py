@@ -26,8 +26,15 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
     if len(fields) != 6:
         raise ValueError(f"schedule: expected a cron expression of 5 (or 6) fields, got '{expression}'")
     second, minute, hour, day, month, day_of_week = fields
-    return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=crontab_weekdays(day_of_week), timezone=timezone)
+    return CronTrigger(
+        second=second,
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=crontab_weekdays(day_of_week),
+        timezone=timezone,
+    )
 
 
 def crontab_weekdays(field: str) -> str:
@@ -62,8 +69,9 @@ def _weekday_number(text: str, field: str) -> int:
     raise ValueError(f"schedule: bad weekday '{text}' in '{field}' (expected 0-7 or sun..sat)")
 
 
-def run_on_schedule(job: Callable[[], object], expression: str, timezone: str, max_runs: int | None = None,
-                    run_on_start: bool = False) -> int:
+def run_on_schedule(
+    job: Callable[[], object], expression: str, timezone: str, max_runs: int | None = None, run_on_start: bool = False
+) -> int:
     """Block and run `job` on the trigger; a failed run is logged and the next starts clean.
     Returns the number of runs when `max_runs` ends the loop."""
     scheduler = BackgroundScheduler(timezone=timezone)
@@ -81,8 +89,12 @@ def run_on_schedule(job: Callable[[], object], expression: str, timezone: str, m
     trigger = cron_trigger(expression, timezone)
     first = {"next_run_time": dt.datetime.now(trigger.timezone)} if run_on_start else {}
     scheduler.add_job(job, trigger, id="retrain", max_instances=1, coalesce=True, misfire_grace_time=300, **first)
-    log.info("retraining scheduled: '%s' (%s); next run at %s", expression, timezone,
-             "now" if run_on_start else trigger.get_next_fire_time(None, dt.datetime.now(trigger.timezone)))
+    log.info(
+        "retraining scheduled: '%s' (%s); next run at %s",
+        expression,
+        timezone,
+        "now" if run_on_start else trigger.get_next_fire_time(None, dt.datetime.now(trigger.timezone)),
+    )
     scheduler.start()
     try:
         while not enough.wait(timeout=1.0):

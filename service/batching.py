@@ -25,8 +25,14 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], wait_s: float, max_batch: int,
-                 executor: ThreadPoolExecutor, on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        wait_s: float,
+        max_batch: int,
+        executor: ThreadPoolExecutor,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.predict = predict
         self.wait_s = wait_s
         self.max_batch = max_batch

@@ -24,8 +24,18 @@ def register(app: typer.Typer) -> None:
         from service.main import create_app
         from service.settings import Settings
 
-        overrides = {k: v for k, v in {"model_name": model, "alias": alias, "device": device,
-                                       "tracking_uri": tracking_uri}.items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in {"model_name": model, "alias": alias, "device": device, "tracking_uri": tracking_uri}.items()
+            if v is not None
+        }
         settings = Settings(**overrides)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
-                    loop="uvloop", http="httptools")
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )

@@ -44,17 +44,21 @@ def _key_matches(settings: Settings, given: str | None) -> bool:
 async def require_key_if_configured(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
     settings: Settings = request.app.state.settings
     if settings.api_key is not None and not _key_matches(settings, key):
-        raise HTTPException(status_code=401, detail="X-API-Key header: missing or wrong API key",
-                            headers={"WWW-Authenticate": "APIKey"})
+        raise HTTPException(
+            status_code=401, detail="X-API-Key header: missing or wrong API key", headers={"WWW-Authenticate": "APIKey"}
+        )
 
 
 async def require_admin_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
     settings: Settings = request.app.state.settings
     if settings.api_key is None:
-        raise HTTPException(status_code=403, detail="admin endpoints are disabled: set FORECASTER_API_KEY to enable them")
+        raise HTTPException(
+            status_code=403, detail="admin endpoints are disabled: set FORECASTER_API_KEY to enable them"
+        )
     if not _key_matches(settings, key):
-        raise HTTPException(status_code=401, detail="X-API-Key header: missing or wrong API key",
-                            headers={"WWW-Authenticate": "APIKey"})
+        raise HTTPException(
+            status_code=401, detail="X-API-Key header: missing or wrong API key", headers={"WWW-Authenticate": "APIKey"}
+        )
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -49,10 +49,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         messages = [validation_message(e) for e in errors]
-        return JSONResponse(status_code=422, content={
-            "detail": "; ".join(messages[:10]) + (f"; and {len(messages) - 10} more" if len(messages) > 10 else ""),
-            "errors": [{"field": field_path(e.get("loc", ())), "message": m} for e, m in zip(errors, messages, strict=True)],
-        })
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": "; ".join(messages[:10]) + (f"; and {len(messages) - 10} more" if len(messages) > 10 else ""),
+                "errors": [
+                    {"field": field_path(e.get("loc", ())), "message": m} for e, m in zip(errors, messages, strict=True)
+                ],
+            },
+        )
 
     @app.exception_handler(DataError)
     async def bad_data(_: Request, exc: DataError) -> JSONResponse:
@@ -65,9 +70,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RegistryUnavailableError)
     async def registry_down(request: Request, exc: RegistryUnavailableError) -> JSONResponse:
         retry = request.app.state.settings.retry_after_s
-        return JSONResponse(status_code=503, content={"detail": f"no model available: {exc}"},
-                            headers={"Retry-After": str(retry)})
+        return JSONResponse(
+            status_code=503, content={"detail": f"no model available: {exc}"}, headers={"Retry-After": str(retry)}
+        )
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": exc.detail}, headers={"Retry-After": str(exc.retry_after)})
+        return JSONResponse(
+            status_code=503, content={"detail": exc.detail}, headers={"Retry-After": str(exc.retry_after)}
+        )

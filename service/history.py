@@ -38,8 +38,9 @@ class HistoryProvider:
         if self.settings.data_source == "yfinance":
             start = (dt.date.today() - dt.timedelta(days=int(rows * 1.6) + 30)).isoformat()
             try:
-                frame, _ = load_source("yfinance", tickers=[ticker], start=start,
-                                       cache_dir=Path(self.settings.cache_dir))
+                frame, _ = load_source(
+                    "yfinance", tickers=[ticker], start=start, cache_dir=Path(self.settings.cache_dir)
+                )
             except SourceError:
                 log.warning("yfinance unavailable for %s; trying the local data", ticker)
                 frame = self._local_frame()

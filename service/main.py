@@ -43,8 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await poller
             await store.close()
 
-    app = FastAPI(title="forecaster", version=__version__, lifespan=lifespan,
-                  description="Daily stock forecasts with prediction intervals from MLflow-registered models.")
+    app = FastAPI(
+        title="forecaster",
+        version=__version__,
+        lifespan=lifespan,
+        description="Daily stock forecasts with prediction intervals from MLflow-registered models.",
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.history = HistoryProvider(settings)

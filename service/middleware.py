@@ -47,8 +47,13 @@ class BodyLimitMiddleware:
 
     async def _reject(self, send: Any) -> None:
         body = json.dumps({"detail": _limit_detail(self.max_bytes)}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -51,8 +51,12 @@ class ModelStore:
         self.models: dict[Key, LoadedModel] = {}
         self.locks: dict[Key, asyncio.Lock] = {}
         self.load_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
-        self.predict_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward",
-                                                   initializer=_set_torch_threads, initargs=(settings.torch_threads,))
+        self.predict_executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="forward",
+            initializer=_set_torch_threads,
+            initargs=(settings.torch_threads,),
+        )
         self.on_batch = on_batch
         self.on_swap = on_swap
         self.last_error: str | None = None
@@ -84,13 +88,23 @@ class ModelStore:
         loop = asyncio.get_running_loop()
         if ref is None:
             ref = await loop.run_in_executor(
-                self.load_executor, tracking.resolve_version, name,
-                value if kind == "alias" else None, value if kind == "version" else None)
+                self.load_executor,
+                tracking.resolve_version,
+                name,
+                value if kind == "alias" else None,
+                value if kind == "version" else None,
+            )
         forecaster, ref = await loop.run_in_executor(
-            self.load_executor, lambda: tracking.load_forecaster(device=self.settings.device, ref=ref))
+            self.load_executor, lambda: tracking.load_forecaster(device=self.settings.device, ref=ref)
+        )
         await loop.run_in_executor(self.predict_executor, self._warm_up, forecaster)
-        batcher = MicroBatcher(self._predict_fn(forecaster), self.settings.batch_wait_ms / 1000.0,
-                               self.settings.max_batch_size, self.predict_executor, self.on_batch)
+        batcher = MicroBatcher(
+            self._predict_fn(forecaster),
+            self.settings.batch_wait_ms / 1000.0,
+            self.settings.max_batch_size,
+            self.predict_executor,
+            self.on_batch,
+        )
         log.info("loaded %s version %s on %s", name, ref.version, forecaster.device)
         return LoadedModel(forecaster, ref, batcher)
 

@@ -11,15 +11,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORECASTER_", extra="ignore")
 
-    tracking_uri: str | None = Field(None, description="MLflow tracking/registry URI; default MLFLOW_TRACKING_URI or local SQLite")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking/registry URI; default MLFLOW_TRACKING_URI or local SQLite"
+    )
     model_name: str = Field("forecaster", description="Registered model served by default")
     alias: str = Field("champion", description="Alias served by default")
     device: str = Field("auto", description="auto | cpu | cuda")
     poll_interval_s: float = Field(30.0, ge=0.0, description="Seconds between alias checks; 0 disables polling")
     batch_wait_ms: float = Field(2.0, ge=0.0, description="How long a forward pass waits to gather more requests")
     max_batch_size: int = Field(512, ge=1, description="Most windows in one forward pass")
-    torch_threads: int = Field(1, ge=0, description="torch intra-op threads of the forward pass (0 = torch's default, "
-                                                   "one per core); 1 leaves the other cores to the event loop")
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        description="torch intra-op threads of the forward pass (0 = torch's default, "
+        "one per core); 1 leaves the other cores to the event loop",
+    )
     max_series: int = Field(256, ge=1, description="Most series in one request")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest request body accepted")
     api_key: SecretStr | None = Field(None, description="Key for /forecast (optional) and /admin (required)")

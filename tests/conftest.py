@@ -126,14 +126,52 @@ def cli_model(tmp_path_factory: pytest.TempPathFactory, _empty_mlflow_db: Path) 
         use_store(store, mp)
         mp.setattr(torch.cuda, "is_available", lambda: False)
         mp.setattr(runs, "tracked_training", spy)
-        result = CliRunner().invoke(app, [
-            "train", "--data", str(data_path), "--lookback", str(lookback), "--horizon", str(horizon),
-            "--epochs", str(epochs), "--hidden", "8", "--layers", "1", "--dropout", "0", "--batch-size", "64",
-            "--patience", "5", "--seed", "3", "--device", "cpu", "--register-as", "tiny", "--alias", "champion",
-        ])
+        result = CliRunner().invoke(
+            app,
+            [
+                "train",
+                "--data",
+                str(data_path),
+                "--lookback",
+                str(lookback),
+                "--horizon",
+                str(horizon),
+                "--epochs",
+                str(epochs),
+                "--hidden",
+                "8",
+                "--layers",
+                "1",
+                "--dropout",
+                "0",
+                "--batch-size",
+                "64",
+                "--patience",
+                "5",
+                "--seed",
+                "3",
+                "--device",
+                "cpu",
+                "--register-as",
+                "tiny",
+                "--alias",
+                "champion",
+            ],
+        )
     assert result.exit_code == 0, result.output
-    return CliModel(store, data_path, frame, "tiny", lookback, horizon, epochs, result.output, result.stdout,
-                    result.exit_code, captured[0])
+    return CliModel(
+        store,
+        data_path,
+        frame,
+        "tiny",
+        lookback,
+        horizon,
+        epochs,
+        result.output,
+        result.stdout,
+        result.exit_code,
+        captured[0],
+    )
 
 
 @pytest.fixture()

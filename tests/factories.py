@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 
-def random_ohlc(tickers: Sequence[str] = ("AAA", "BBB"), days: int = 300, seed: int = 0,
-                start: str = "2020-01-01") -> pd.DataFrame:
+def random_ohlc(
+    tickers: Sequence[str] = ("AAA", "BBB"), days: int = 300, seed: int = 0, start: str = "2020-01-01"
+) -> pd.DataFrame:
     """Geometric random-walk daily bars on business days, one block per ticker.
 
     Always valid: prices positive, high >= max(open, close), low <= min(open, close),
@@ -24,13 +25,19 @@ def random_ohlc(tickers: Sequence[str] = ("AAA", "BBB"), days: int = 300, seed: 
         open_ = np.concatenate([[close[0]], close[:-1]]) * np.exp(rng.normal(0.0, 0.003, days))
         high = np.maximum(open_, close) * (1.0 + np.abs(rng.normal(0.0, 0.004, days)))
         low = np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 0.004, days)))
-        parts.append(pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high,
-                                   "low": low, "close": close}))
+        parts.append(
+            pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high, "low": low, "close": close})
+        )
     return pd.concat(parts, ignore_index=True)
 
 
-def sine_ohlc(tickers: Sequence[str] = ("AAA", "BBB"), days: int = 260, period: int = 16,
-              amplitude: float = 0.05, start: str = "2020-01-01") -> pd.DataFrame:
+def sine_ohlc(
+    tickers: Sequence[str] = ("AAA", "BBB"),
+    days: int = 260,
+    period: int = 16,
+    amplitude: float = 0.05,
+    start: str = "2020-01-01",
+) -> pd.DataFrame:
     """Deterministic bars whose log close is a sine: the next closes follow from the last ones,
     so a network can learn them (a learnable signal, unlike a random walk)."""
     dates = pd.bdate_range(start=start, periods=days)
@@ -41,13 +48,15 @@ def sine_ohlc(tickers: Sequence[str] = ("AAA", "BBB"), days: int = 260, period: 
         open_ = np.concatenate([[close[0]], close[:-1]])
         high = np.maximum(open_, close) * 1.002
         low = np.minimum(open_, close) * 0.998
-        parts.append(pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high,
-                                   "low": low, "close": close}))
+        parts.append(
+            pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high, "low": low, "close": close})
+        )
     return pd.concat(parts, ignore_index=True)
 
 
 def to_csv(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a frame as the long CSV the CLI reads (dates as YYYY-MM-DD)."""
-    dates = {c: frame[c].dt.strftime("%Y-%m-%d") for c in frame.columns
-             if pd.api.types.is_datetime64_any_dtype(frame[c])}
+    dates = {
+        c: frame[c].dt.strftime("%Y-%m-%d") for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])
+    }
     frame.assign(**dates).to_csv(path, index=False)

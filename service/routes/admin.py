@@ -18,5 +18,9 @@ async def reload(settings: SettingsDep, store: StoreDep) -> dict[str, object]:
         changes = [f"{settings.model_name}@{settings.alias}: loaded"]
     else:
         changes = await store.refresh()
-    return {"changes": changes, "models": {f"{k[0]}@{k[2]}" if k[1] == "alias" else f"{k[0]}/{k[2]}": m.ref.version
-                                           for k, m in store.models.items()}}
+    return {
+        "changes": changes,
+        "models": {
+            f"{k[0]}@{k[2]}" if k[1] == "alias" else f"{k[0]}/{k[2]}": m.ref.version for k, m in store.models.items()
+        },
+    }

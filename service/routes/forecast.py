@@ -22,12 +22,20 @@ def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]
     return tuple(d.isoformat() for d in next_sessions(exchange, after, count))
 
 
-@router.post("", response_model=ForecastResponse, dependencies=[ApiKeyDep],
-             responses={404: {"description": "Unknown model, alias or version"},
-                        413: {"description": "Body too large"}, 422: {"description": "Invalid request"},
-                        503: {"description": "No model loaded yet; retry after Retry-After seconds"}})
-async def forecast(body: ForecastRequest, settings: SettingsDep, store: StoreDep, history: HistoryDep,
-                   metrics: MetricsDep) -> JSONResponse:
+@router.post(
+    "",
+    response_model=ForecastResponse,
+    dependencies=[ApiKeyDep],
+    responses={
+        404: {"description": "Unknown model, alias or version"},
+        413: {"description": "Body too large"},
+        422: {"description": "Invalid request"},
+        503: {"description": "No model loaded yet; retry after Retry-After seconds"},
+    },
+)
+async def forecast(
+    body: ForecastRequest, settings: SettingsDep, store: StoreDep, history: HistoryDep, metrics: MetricsDep
+) -> JSONResponse:
     """Forecast one series (`history` or `ticker`) or many (`series`) with a registered model."""
     series = body.all_series()
     if len(series) > settings.max_series:
@@ -53,15 +61,29 @@ async def forecast(body: ForecastRequest, settings: SettingsDep, store: StoreDep
     for i, series_id in enumerate(ids):
         dates = forecast_dates(settings.exchange, last_dates[i], horizon)
         q = quantiles[i]
-        forecasts.append({"id": series_id, "points": [
-            {"step": h + 1, "date": dates[h], "close": float(q[h, median]), "lower": float(q[h, 0]),
-             "upper": float(q[h, -1])} for h in range(horizon)]})
+        forecasts.append(
+            {
+                "id": series_id,
+                "points": [
+                    {
+                        "step": h + 1,
+                        "date": dates[h],
+                        "close": float(q[h, median]),
+                        "lower": float(q[h, 0]),
+                        "upper": float(q[h, -1]),
+                    }
+                    for h in range(horizon)
+                ],
+            }
+        )
     ref = loaded.ref
-    return JSONResponse({
-        "model": {"name": ref.name, "version": ref.version, "alias": ref.alias, "run_id": ref.run_id},
-        "device": str(forecaster.device),
-        "forecasts": forecasts,
-    })
+    return JSONResponse(
+        {
+            "model": {"name": ref.name, "version": ref.version, "alias": ref.alias, "run_id": ref.run_id},
+            "device": str(forecaster.device),
+            "forecasts": forecasts,
+        }
+    )
 
 
 async def window_of(item: SeriesIn, where: str, lookback: int, history: HistoryDep) -> tuple[np.ndarray, dt.date]:
@@ -69,7 +91,9 @@ async def window_of(item: SeriesIn, where: str, lookback: int, history: HistoryD
     if item.history is not None:
         if len(item.history) < lookback:
             field = f"{where}.history" if where else "history"
-            raise HTTPException(422, f"{field}: {len(item.history)} bars, the model needs at least lookback = {lookback}")
+            raise HTTPException(
+                422, f"{field}: {len(item.history)} bars, the model needs at least lookback = {lookback}"
+            )
         bars = item.history[-lookback:]
         return np.array([[b.open, b.high, b.low, b.close] for b in bars], dtype=np.float32), bars[-1].date
     assert item.ticker is not None  # guaranteed by SeriesIn.one_source

@@ -24,14 +24,20 @@ async def ready(request: Request, settings: SettingsDep, store: StoreDep) -> JSO
     loaded = store.models.get(store.key(settings.model_name, settings.alias, None))
     if loaded is None:
         reason = store.last_error or "the model is still loading"
-        return JSONResponse(status_code=503, headers={"Retry-After": str(settings.retry_after_s)},
-                            content={"status": "not ready", "detail": f"{settings.model_name}@{settings.alias}: {reason}"})
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_s)},
+            content={"status": "not ready", "detail": f"{settings.model_name}@{settings.alias}: {reason}"},
+        )
     probe = np.ones((1, loaded.forecaster.lookback, 4), dtype=np.float32)
     result = await loaded.batcher.submit(probe)
     if not np.isfinite(result).all():
-        return JSONResponse(status_code=503, content={"status": "not ready", "detail": "model answered non-finite values"})
-    return JSONResponse({"status": "ready", "model": settings.model_name, "alias": settings.alias,
-                         "version": loaded.ref.version})
+        return JSONResponse(
+            status_code=503, content={"status": "not ready", "detail": "model answered non-finite values"}
+        )
+    return JSONResponse(
+        {"status": "ready", "model": settings.model_name, "alias": settings.alias, "version": loaded.ref.version}
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -15,9 +15,19 @@ async def list_models(store: StoreDep) -> list[LoadedModelInfo]:
     out = []
     for (name, kind, value), loaded in store.models.items():
         config = loaded.forecaster.bundle.model_config
-        out.append(LoadedModelInfo(
-            name=name, version=loaded.ref.version, alias=value if kind == "alias" else None, run_id=loaded.ref.run_id,
-            lookback=loaded.forecaster.lookback, horizon=loaded.forecaster.horizon, arch=config.arch,
-            mode=config.mode, quantiles=list(config.quantiles), device=str(loaded.forecaster.device),
-            loaded_at=loaded.loaded_at))
+        out.append(
+            LoadedModelInfo(
+                name=name,
+                version=loaded.ref.version,
+                alias=value if kind == "alias" else None,
+                run_id=loaded.ref.run_id,
+                lookback=loaded.forecaster.lookback,
+                horizon=loaded.forecaster.horizon,
+                arch=config.arch,
+                mode=config.mode,
+                quantiles=list(config.quantiles),
+                device=str(loaded.forecaster.device),
+                loaded_at=loaded.loaded_at,
+            )
+        )
     return out

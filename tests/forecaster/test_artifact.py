@@ -41,11 +41,20 @@ def price_windows(n_tickers: int = 2) -> np.ndarray:
     return panel.gather(panel.origins(LOOKBACK, HORIZON, need_future=False), LOOKBACK, HORIZON).X
 
 
-@pytest.mark.parametrize(("arch", "mode", "bidirectional"),
-                         [("lstm", "n-to-1", False), ("gru", "seq2seq", False), ("rnn", "n-to-1", True)])
+@pytest.mark.parametrize(
+    ("arch", "mode", "bidirectional"), [("lstm", "n-to-1", False), ("gru", "seq2seq", False), ("rnn", "n-to-1", True)]
+)
 def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode: str, bidirectional: bool) -> None:
-    config = ModelConfig(arch=arch, mode=mode, horizon=HORIZON, hidden_size=8, num_layers=2, dropout=0.1,
-                         bidirectional=bidirectional, quantiles=(0.05, 0.5, 0.95))
+    config = ModelConfig(
+        arch=arch,
+        mode=mode,
+        horizon=HORIZON,
+        hidden_size=8,
+        num_layers=2,
+        dropout=0.1,
+        bidirectional=bidirectional,
+        quantiles=(0.05, 0.5, 0.95),
+    )
     model = random_weights_model(config)
     save_bundle(tmp_path, model, config, DATA, TRANSFORM, meta={"note": "test"})
 
@@ -62,8 +71,9 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode:
         assert torch.equal(rebuilt(x), model(x))
 
 
-def test_bundle_is_json_and_safetensors_and_loads_without_pickle(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config)
     save_bundle(tmp_path, model, config, DATA, TRANSFORM)

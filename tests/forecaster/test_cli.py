@@ -32,8 +32,17 @@ def invoke(*args: str) -> Any:
 
 
 def evaluate_json(model: CliModel, *extra: str) -> dict[str, Any]:
-    result = invoke("evaluate", "--model-uri", f"models:/{model.name}@champion", "--data", str(model.data_path),
-                    "--json", "--device", "cpu", *extra)
+    result = invoke(
+        "evaluate",
+        "--model-uri",
+        f"models:/{model.name}@champion",
+        "--data",
+        str(model.data_path),
+        "--json",
+        "--device",
+        "cpu",
+        *extra,
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -106,10 +115,14 @@ def test_evaluate_unknown_model_is_one_line_and_exit_code_2(in_cli_store: CliMod
 
 @pytest.mark.parametrize("where", ["relative", "long absolute", "brackets"])
 def test_train_with_a_missing_data_file_is_one_line_naming_it_and_exit_code_2(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     monkeypatch.chdir(tmp_path)
-    path = {"relative": "missing.csv", "brackets": "prices[red].csv",  # not taken for rich markup
-            "long absolute": str(tmp_path / "some" / "deeper" / "folder" / "with_a_long_name" / "missing.csv")}[where]
+    path = {
+        "relative": "missing.csv",
+        "brackets": "prices[red].csv",  # not taken for rich markup
+        "long absolute": str(tmp_path / "some" / "deeper" / "folder" / "with_a_long_name" / "missing.csv"),
+    }[where]
     result = invoke("train", "--data", path)
 
     assert result.exit_code == 2

@@ -34,12 +34,14 @@ def set_close(value: object) -> Callable[[pd.DataFrame, int], None]:
     def change(frame: pd.DataFrame, i: int) -> None:
         frame["close"] = frame["close"].astype(object)
         frame.at[i, "close"] = value
+
     return change
 
 
 def set_price(column: str, value: float) -> Callable[[pd.DataFrame, int], None]:
     def change(frame: pd.DataFrame, i: int) -> None:
         frame.at[i, column] = value
+
     return change
 
 
@@ -113,7 +115,8 @@ def test_drop_policy_drops_short_tickers_with_a_warning(caplog: pytest.LogCaptur
 
 
 def test_drop_policy_removes_bad_rows_warns_with_the_count_and_keeps_good_rows(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     frame = good_frame()
     bad = [row_of(frame, "AAA", 3), row_of(frame, "BBB", 11), row_of(frame, "BBB", 20)]
     set_close("n/a")(frame, bad[0])
@@ -140,8 +143,12 @@ def test_validate_sorts_by_ticker_then_date_and_normalises_dates() -> None:
 def test_csv_with_any_header_case_loads(tmp_path: Path) -> None:
     frame = good_frame()
     path = tmp_path / "bars.csv"
-    to_csv(frame.rename(columns={"date": "Date", "ticker": "Ticker", "open": "OPEN", "high": "High",
-                                 "low": "LOW", "close": "Close"}), path)
+    to_csv(
+        frame.rename(
+            columns={"date": "Date", "ticker": "Ticker", "open": "OPEN", "high": "High", "low": "LOW", "close": "Close"}
+        ),
+        path,
+    )
     assert path.read_text().splitlines()[0] == "Date,Ticker,OPEN,High,LOW,Close"
     clean = validate_ohlc(read_ohlc_file(path))
     np.testing.assert_allclose(clean[PRICES].to_numpy(), frame[PRICES].to_numpy())

@@ -43,11 +43,13 @@ def test_model_metrics_per_step_match_hand_computation() -> None:
     # errors (model - actual): A [-0.5, 0.5], [-1, 1]; B [2, -1]
     assert metrics["mae"] == pytest.approx([(0.5 + 1 + 2) / 3, (0.5 + 1 + 1) / 3])
     assert metrics["rmse"] == pytest.approx([math.sqrt((0.25 + 1 + 4) / 3), math.sqrt((0.25 + 1 + 1) / 3)])
-    assert metrics["mape"] == pytest.approx([100 * (0.5 / 11 + 1 / 12 + 2 / 19) / 3,
-                                             100 * (0.5 / 12 + 1 / 10 + 1 / 22) / 3])
+    assert metrics["mape"] == pytest.approx(
+        [100 * (0.5 / 11 + 1 / 12 + 2 / 19) / 3, 100 * (0.5 / 12 + 1 / 10 + 1 / 22) / 3]
+    )
     # MASE: per series MAE / that series' scale, then the mean over series
-    assert metrics["mase"] == pytest.approx([((0.5 + 1) / 2 / 1.25 + 2 / 2.0) / 2,
-                                             ((0.5 + 1) / 2 / 1.25 + 1 / 2.0) / 2])
+    assert metrics["mase"] == pytest.approx(
+        [((0.5 + 1) / 2 / 1.25 + 2 / 2.0) / 2, ((0.5 + 1) / 2 / 1.25 + 1 / 2.0) / 2]
+    )
     # direction vs the last close: row 0 up/up = up/up; row 1 flat vs up/down; row 2 up/up vs down/up
     assert metrics["dir_acc"] == pytest.approx([1 / 3, 2 / 3])
     # interval [model - 1, model + 1] holds the actual: 11, 12 | 12, 10 | not 19, 22
@@ -59,8 +61,9 @@ def test_naive_metrics_match_hand_computation_and_have_no_coverage() -> None:
     # errors (last - actual): A [-1, -2], [-1, 1]; B [1, -2]
     assert metrics["mae"] == pytest.approx([1.0, 5 / 3])
     assert metrics["rmse"] == pytest.approx([1.0, math.sqrt(9 / 3)])
-    assert metrics["mape"] == pytest.approx([100 * (1 / 11 + 1 / 12 + 1 / 19) / 3,
-                                             100 * (2 / 12 + 1 / 10 + 2 / 22) / 3])
+    assert metrics["mape"] == pytest.approx(
+        [100 * (1 / 11 + 1 / 12 + 1 / 19) / 3, 100 * (2 / 12 + 1 / 10 + 2 / 22) / 3]
+    )
     assert metrics["mase"] == pytest.approx([(1 / 1.25 + 1 / 2) / 2, (1.5 / 1.25 + 2 / 2) / 2])
     assert metrics["dir_acc"] == pytest.approx([0.0, 0.0])  # a flat forecast never calls a move
     assert "coverage" not in metrics
@@ -76,8 +79,19 @@ def test_summary_is_the_mean_over_steps() -> None:
 def hand_panel() -> Panel:
     """A: closes 10, 12, 11, 15, 14, 13; B: 100, 90, 95, 85 (open = high = low = close)."""
     closes = {"A": [10.0, 12.0, 11.0, 15.0, 14.0, 13.0], "B": [100.0, 90.0, 95.0, 85.0]}
-    parts = [pd.DataFrame({"date": pd.bdate_range("2021-01-04", periods=len(c)), "ticker": t, "open": c,
-                           "high": c, "low": c, "close": c}) for t, c in closes.items()]
+    parts = [
+        pd.DataFrame(
+            {
+                "date": pd.bdate_range("2021-01-04", periods=len(c)),
+                "ticker": t,
+                "open": c,
+                "high": c,
+                "low": c,
+                "close": c,
+            }
+        )
+        for t, c in closes.items()
+    ]
     return Panel.from_frame(pd.concat(parts, ignore_index=True))
 
 
@@ -90,12 +104,15 @@ def test_naive_repeats_the_last_close_and_drift_extends_the_mean_change_since_th
 
     np.testing.assert_allclose(forecasts["naive"], [[12, 12], [11, 11], [15, 15], [90, 90]])
     # drift = last + h * (last - first) / (t - first)
-    np.testing.assert_allclose(forecasts["drift"], [
-        [12 + 1 * 2 / 1, 12 + 2 * 2 / 1],
-        [11 + 1 * 1 / 2, 11 + 2 * 1 / 2],
-        [15 + 1 * 5 / 3, 15 + 2 * 5 / 3],
-        [90 - 1 * 10 / 1, 90 - 2 * 10 / 1],
-    ])
+    np.testing.assert_allclose(
+        forecasts["drift"],
+        [
+            [12 + 1 * 2 / 1, 12 + 2 * 2 / 1],
+            [11 + 1 * 1 / 2, 11 + 2 * 1 / 2],
+            [15 + 1 * 5 / 3, 15 + 2 * 5 / 3],
+            [90 - 1 * 10 / 1, 90 - 2 * 10 / 1],
+        ],
+    )
 
 
 def test_mase_scale_is_each_series_mean_absolute_one_day_change() -> None:
@@ -121,8 +138,19 @@ def test_backtest_scores_every_origin_with_the_models_median_and_outer_quantiles
     assert score(result)["model"]["mae"] == score(result)["naive"]["mae"]
     table = result.table()
     assert len(table) == 4 * 2
-    assert table.columns.tolist() == ["ticker", "origin_date", "step", "target_date", "last_close", "actual", "model",
-                                      "naive", "drift", "model_lower", "model_upper"]
+    assert table.columns.tolist() == [
+        "ticker",
+        "origin_date",
+        "step",
+        "target_date",
+        "last_close",
+        "actual",
+        "model",
+        "naive",
+        "drift",
+        "model_lower",
+        "model_upper",
+    ]
     # the target date of step h is the h-th bar after the origin, within the same ticker
     assert (table["target_date"] > table["origin_date"]).all()
     assert table.groupby(["ticker", "origin_date"])["target_date"].is_monotonic_increasing.all()

@@ -19,10 +19,22 @@ CPU = torch.device("cpu")
 CONFIGS = [(arch, mode, False) for arch in ARCHES for mode in MODES] + [("lstm", "n-to-1", True)]
 
 
-def tiny_config(arch: str = "lstm", mode: str = "n-to-1", bidirectional: bool = False,
-                quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)) -> ModelConfig:
-    return ModelConfig(arch=arch, mode=mode, horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0,
-                       bidirectional=bidirectional, quantiles=quantiles)
+def tiny_config(
+    arch: str = "lstm",
+    mode: str = "n-to-1",
+    bidirectional: bool = False,
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+) -> ModelConfig:
+    return ModelConfig(
+        arch=arch,
+        mode=mode,
+        horizon=HORIZON,
+        hidden_size=8,
+        num_layers=1,
+        dropout=0.0,
+        bidirectional=bidirectional,
+        quantiles=quantiles,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +51,12 @@ def blind_loss(windows: SplitWindows, quantiles: tuple[float, ...]) -> float:
     return float(pinball_loss(pred, y, quantiles))
 
 
-@pytest.mark.parametrize(("arch", "mode", "bidirectional"), CONFIGS,
-                         ids=[f"{a}-{m}{'-bi' if b else ''}" for a, m, b in CONFIGS])
-def test_every_model_learns_a_predictable_signal(sine_windows: SplitWindows, arch: str, mode: str,
-                                                 bidirectional: bool) -> None:
+@pytest.mark.parametrize(
+    ("arch", "mode", "bidirectional"), CONFIGS, ids=[f"{a}-{m}{'-bi' if b else ''}" for a, m, b in CONFIGS]
+)
+def test_every_model_learns_a_predictable_signal(
+    sine_windows: SplitWindows, arch: str, mode: str, bidirectional: bool
+) -> None:
     config = tiny_config(arch, mode, bidirectional)
     train_config = TrainConfig(epochs=6, batch_size=32, lr=2e-2, warmup_steps=1, patience=6, seed=0, device="cpu")
     untrained = evaluate_loss(build_model(config), sine_windows.train, config.quantiles, CPU)
@@ -151,8 +165,15 @@ def test_pinball_loss_matches_hand_computation() -> None:
     assert float(pinball_loss(pred, target, (0.1, 0.5, 0.9))) == pytest.approx((0.2 + 0.5 + 0.1) / 3)
 
 
-@pytest.mark.parametrize("bad", [dict(mode="seq2seq", bidirectional=True), dict(quantiles=(0.1, 0.9)),
-                                 dict(quantiles=(0.9, 0.5, 0.1)), dict(arch="transformer")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(mode="seq2seq", bidirectional=True),
+        dict(quantiles=(0.1, 0.9)),
+        dict(quantiles=(0.9, 0.5, 0.1)),
+        dict(arch="transformer"),
+    ],
+)
 def test_model_config_rejects_impossible_models(bad: dict) -> None:
     with pytest.raises(ValueError):
         ModelConfig(**bad)

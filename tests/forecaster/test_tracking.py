@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # fixtures' types (tests/conftest.py); not imported at run ti
 
 def all_windows(model: CliModel) -> np.ndarray:
     panel = Panel.from_frame(model.frame)
-    return panel.gather(panel.origins(model.lookback, model.horizon, need_future=False), model.lookback,
-                        model.horizon).X
+    return panel.gather(
+        panel.origins(model.lookback, model.horizon, need_future=False), model.lookback, model.horizon
+    ).X
 
 
 def test_load_forecaster_by_alias_predicts_like_the_trained_forecaster(in_cli_store: CliModel) -> None:
@@ -46,8 +47,14 @@ def test_pyfunc_model_by_alias_returns_the_trained_forecasters_medians(in_cli_st
 
     output = pyfunc.predict(example)
 
-    windows = np.stack([model.frame.loc[model.frame["ticker"] == t, ["open", "high", "low", "close"]]
-                        .to_numpy(np.float32)[-model.lookback:] for t in ("AAA", "BBB")])
+    windows = np.stack(
+        [
+            model.frame.loc[model.frame["ticker"] == t, ["open", "high", "low", "close"]].to_numpy(np.float32)[
+                -model.lookback :
+            ]
+            for t in ("AAA", "BBB")
+        ]
+    )
     forecast = model.run.outcome.forecaster.predict(windows)
     assert output["ticker"].tolist() == ["AAA"] * model.horizon + ["BBB"] * model.horizon
     assert output["step"].tolist() == list(range(1, model.horizon + 1)) * 2
@@ -89,8 +96,11 @@ def test_run_records_params_curves_metrics_plots_backtest_and_dataset(in_cli_sto
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    expected_plots = {"plots/loss.png", "plots/forecast_vs_actual_h1.png",
-                      f"plots/forecast_vs_actual_h{model.horizon}.png"}
+    expected_plots = {
+        "plots/loss.png",
+        "plots/forecast_vs_actual_h1.png",
+        f"plots/forecast_vs_actual_h{model.horizon}.png",
+    }
     assert expected_plots <= plots
     assert "backtest.csv" in artifacts
     for png in plots:
@@ -112,7 +122,8 @@ def test_model_version_carries_the_champion_alias_and_its_test_metrics(in_cli_st
     assert "champion" in version.aliases
     assert version.tags["data_digest"] == in_cli_store.run.dataset_digest
     assert float(version.tags["test_naive_mae"]) == pytest.approx(
-        np.mean(in_cli_store.run.metrics["naive"]["mae"]), rel=1e-5)
+        np.mean(in_cli_store.run.metrics["naive"]["mae"]), rel=1e-5
+    )
 
 
 def test_parse_model_uri_reads_alias_and_version_forms() -> None:
@@ -131,7 +142,8 @@ def test_unknown_model_or_alias_is_model_not_found(mlflow_store: MlflowStore) ->
 
 
 def test_configure_without_uri_uses_a_sqlite_file_in_the_working_directory(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     uri = tracking.resolve_tracking_uri()

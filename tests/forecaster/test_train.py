@@ -69,8 +69,13 @@ def test_run_training_saves_a_bundle_that_predicts_like_the_returned_forecaster(
 def test_fit_reports_each_epoch_to_the_tracker(tmp_path: Path) -> None:
     windows = split_windows(random_ohlc(days=160), DATA)
     tracker = FakeTracker()
-    result = fit(MODEL, TrainConfig(epochs=3, batch_size=64, warmup_steps=1, patience=5, device="cpu"),
-                 windows.train, windows.val, tracker=tracker)
+    result = fit(
+        MODEL,
+        TrainConfig(epochs=3, batch_size=64, warmup_steps=1, patience=5, device="cpu"),
+        windows.train,
+        windows.val,
+        tracker=tracker,
+    )
 
     assert [step for _, step in tracker.logged] == [1, 2, 3]
     for (metrics, _), stats in zip(tracker.logged, result.history, strict=True):

@@ -72,8 +72,18 @@ def ticker_coded_frame(lengths: dict[str, int]) -> pd.DataFrame:
     parts = []
     for k, (ticker, n) in enumerate(lengths.items(), start=1):
         price = 1000.0 * k + np.arange(n, dtype=np.float64)
-        parts.append(pd.DataFrame({"date": pd.bdate_range("2021-01-01", periods=n), "ticker": ticker,
-                                   "open": price, "high": price, "low": price, "close": price}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "date": pd.bdate_range("2021-01-01", periods=n),
+                    "ticker": ticker,
+                    "open": price,
+                    "high": price,
+                    "low": price,
+                    "close": price,
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 

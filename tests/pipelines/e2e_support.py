@@ -31,6 +31,7 @@ PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 # ---------------------------------------------------------------- small utilities
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,23 +86,26 @@ def kill_process(proc: subprocess.Popen[Any]) -> None:
 def base_env(**extra: str) -> dict[str, str]:
     """The test process's environment, CPU only, few threads, bounded MLflow HTTP retries."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORECASTER_", "MLFLOW_"))}
-    env.update({
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONWARNINGS": "ignore",
-        "COLUMNS": "200",  # rich: keep log lines whole
-        # a dead tracking server must fail a client in seconds, not after minutes of backoff
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-    })
+    env.update(
+        {
+            "CUDA_VISIBLE_DEVICES": "",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONWARNINGS": "ignore",
+            "COLUMNS": "200",  # rich: keep log lines whole
+            # a dead tracking server must fail a client in seconds, not after minutes of backoff
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+        }
+    )
     env.update(extra)
     return env
 
 
 # ---------------------------------------------------------------- PostgreSQL
+
 
 def pg_user() -> str:
     """A superuser the local trust-auth server accepts: whoami, else root, else postgres."""
@@ -171,6 +175,7 @@ def drop_database(db: PgDatabase) -> None:
 
 # ---------------------------------------------------------------- MLflow server
 
+
 @dataclass
 class MlflowServer:
     """`mlflow server` on a PostgreSQL backend with proxied artifacts; restartable on one port."""
@@ -186,14 +191,27 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 90.0) -> None:
-        command = [MLFLOW, "server", "--backend-store-uri", self.backend_uri,
-                   "--artifacts-destination", str(self.artifacts), "--serve-artifacts",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        command = [
+            MLFLOW,
+            "server",
+            "--backend-store-uri",
+            self.backend_uri,
+            "--artifacts-destination",
+            str(self.artifacts),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         log = self.log_path.open("ab")
         # no background job runner: nothing here uses MLflow jobs, and it costs a process
         env = base_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.artifacts.parent, start_new_session=True)
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.artifacts.parent, start_new_session=True
+        )
         log.close()
         try:
             wait_until(self.healthy, timeout_s, f"mlflow server on port {self.port} (log {self.log_path})")
@@ -225,6 +243,7 @@ def port_open(port: int) -> bool:
 
 # ---------------------------------------------------------------- the forecast service
 
+
 @dataclass
 class Service:
     env: dict[str, str]
@@ -238,9 +257,14 @@ class Service:
 
     def start(self, cwd: Path) -> None:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([FORECASTER, "serve", "--port", str(self.port), "--log-level", "warning"],
-                                     stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=cwd,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [FORECASTER, "serve", "--port", str(self.port), "--log-level", "warning"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=cwd,
+            start_new_session=True,
+        )
         log.close()
 
     def alive(self) -> bool:
@@ -261,14 +285,18 @@ class Service:
         return str(response.json()["model"]["version"])
 
     def wait_serving(self, version: str, history: list[dict[str, Any]], timeout_s: float = 60.0) -> None:
-        wait_until(lambda: self.served_version(history) == version, timeout_s,
-                   f"the service to serve version {version} (log {self.log_path})")
+        wait_until(
+            lambda: self.served_version(history) == version,
+            timeout_s,
+            f"the service to serve version {version} (log {self.log_path})",
+        )
 
     def stop(self) -> None:
         stop_process(self.proc)
 
 
 # ---------------------------------------------------------------- the CLI
+
 
 @dataclass(frozen=True)
 class CliResult:
@@ -296,8 +324,15 @@ def retrain_args(**settings: Any) -> list[str]:
 
 
 def start_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([FORECASTER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=cwd, start_new_session=True)
+    return subprocess.Popen(
+        [FORECASTER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout_s: float) -> CliResult:
@@ -314,11 +349,10 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float = 
     return finish(start_cli(args, env, cwd), timeout_s)
 
 
-
 # ---------------------------------------------------------------- synthetic data a model can learn
 
-def ar1_ohlc(tickers: int = 4, days: int = 600, phi: float = 0.6, sigma: float = 0.01,
-             seed: int = 7) -> pd.DataFrame:
+
+def ar1_ohlc(tickers: int = 4, days: int = 600, phi: float = 0.6, sigma: float = 0.01, seed: int = 7) -> pd.DataFrame:
     """Daily bars whose close log returns follow AR(1) with coefficient `phi`: a third of each
     day's move is predictable from the day before, so a trained model beats the naive forecast."""
     rng = np.random.default_rng(seed)
@@ -335,13 +369,22 @@ def ar1_ohlc(tickers: int = 4, days: int = 600, phi: float = 0.6, sigma: float =
         open_ = previous * np.exp(rng.normal(0.0, sigma / 5, days))
         high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, sigma / 3, days)))
         low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, sigma / 3, days)))
-        frames.append(pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "ticker": f"AR{i}", "open": open_,
-                                    "high": high, "low": low, "close": close}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": dates.strftime("%Y-%m-%d"),
+                    "ticker": f"AR{i}",
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def history_payload(frame: pd.DataFrame, ticker: str, bars: int) -> list[dict[str, Any]]:
     """The last `bars` rows of one ticker as the API's `history` list."""
     rows = frame[frame["ticker"] == ticker].tail(bars)
-    return [{"date": r.date, "open": r.open, "high": r.high, "low": r.low, "close": r.close}
-            for r in rows.itertuples()]
+    return [{"date": r.date, "open": r.open, "high": r.high, "low": r.low, "close": r.close} for r in rows.itertuples()]

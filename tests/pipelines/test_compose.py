@@ -127,8 +127,9 @@ def test_api_and_scheduler_reach_mlflow_by_service_name(compose: dict[str, Any])
         assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow:{port}", name
 
 
-def test_scheduler_environment_builds_valid_retrain_settings(compose: dict[str, Any],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scheduler_environment_builds_valid_retrain_settings(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The scheduler's env + the mounted retrain.yaml are what `forecaster retrain` reads."""
     from pipelines.settings import load_settings
 
@@ -152,8 +153,9 @@ def test_api_environment_builds_valid_service_settings(compose: dict[str, Any]) 
     from service.settings import Settings
 
     env = environment(compose["services"]["api"])
-    settings = Settings(**{k.removeprefix("FORECASTER_").lower(): v for k, v in env.items()
-                           if k.startswith("FORECASTER_")})
+    settings = Settings(
+        **{k.removeprefix("FORECASTER_").lower(): v for k, v in env.items() if k.startswith("FORECASTER_")}
+    )
     assert settings.alias == "champion" and settings.poll_interval_s > 0
 
 

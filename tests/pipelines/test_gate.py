@@ -27,6 +27,7 @@ def scores(model: list[float], naive: list[float] | None = None, metric: str = "
 
 # ---------------------------------------------------------------- the gate
 
+
 def test_gate_promotes_first_model_that_beats_naive() -> None:
     decision = decide(scores([0.8, 0.9], [1.0, 1.0]), None, "mase", margin=0.0)
     assert decision.promote
@@ -87,9 +88,14 @@ def test_gate_uses_the_configured_metric() -> None:
 
 # ---------------------------------------------------------------- flags and settings
 
+
 def test_parse_flags_accepts_both_forms_and_dashes() -> None:
     assert parse_flags(["--epochs", "5", "--margin=0.1", "--model-name", "m", "--on-busy=wait"]) == {
-        "epochs": "5", "margin": "0.1", "model_name": "m", "on_busy": "wait"}
+        "epochs": "5",
+        "margin": "0.1",
+        "model_name": "m",
+        "on_busy": "wait",
+    }
 
 
 def test_parse_flags_rejects_unknown_flag_naming_it() -> None:
@@ -166,8 +172,9 @@ def test_cron_five_fields_weekdays_after_the_close() -> None:
     assert next_fire("30 18 * * 1-5", thursday_noon) == dt.datetime(2026, 11, 19, 18, 30, tzinfo=NY)
 
 
-@pytest.mark.parametrize(("weekdays", "expected"), [("0", "Sun"), ("7", "Sun"), ("6", "Sat"), ("sun", "Sun"),
-                                                    ("5-7", "Fri"), ("0,3", "Wed")])
+@pytest.mark.parametrize(
+    ("weekdays", "expected"), [("0", "Sun"), ("7", "Sun"), ("6", "Sat"), ("sun", "Sun"), ("5-7", "Fri"), ("0,3", "Wed")]
+)
 def test_cron_weekdays_use_crontab_numbering(weekdays: str, expected: str) -> None:
     monday = dt.datetime(2026, 11, 23, 12, 0, tzinfo=NY)
     assert next_fire(f"0 9 * * {weekdays}", monday).strftime("%a") == expected
@@ -206,8 +213,9 @@ def test_file_lock_held_by_another_process_makes_a_run_skip(tmp_path: Path, monk
     from pipelines import retrain
 
     lock_file = tmp_path / "locks" / "retrain.lock"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "m", str(lock_file)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, "m", str(lock_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pipeline_lock("m", None, str(lock_file), wait=False) as held:
@@ -215,8 +223,9 @@ def test_file_lock_held_by_another_process_makes_a_run_skip(tmp_path: Path, monk
         # the whole run: skipped without training (on_busy=skip)
         monkeypatch.setattr(retrain, "run_once", lambda s: pytest.fail("a skipped run must not train"))
         monkeypatch.setattr(retrain.tracking, "configure", lambda uri: uri)  # no global MLflow state
-        settings = RetrainSettings(model_name="m", lock_file=str(lock_file), on_busy="skip",
-                                   tracking_uri="http://127.0.0.1:9")
+        settings = RetrainSettings(
+            model_name="m", lock_file=str(lock_file), on_busy="skip", tracking_uri="http://127.0.0.1:9"
+        )
         assert retrain.run_locked(settings) is None
     finally:
         holder.stdin.close()  # type: ignore[union-attr]

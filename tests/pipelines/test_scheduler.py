@@ -20,13 +20,39 @@ def test_six_field_schedule_fires_once_and_registers_a_version(tmp_path: Path) -
     csv = tmp_path / "bars.csv"
     ar1_ohlc(tickers=2, days=300).to_csv(csv, index=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["retrain", "--schedule", "*/2 * * * * *", "--max-runs", "1",
-            *retrain_args(model_name="scheduled", source="file", data_path=csv, data_dir=tmp_path / "data",
-                          lookback=20, horizon=3, hidden=8, layers=1, epochs=1, batch_size=64, device="cpu",
-                          timezone="UTC", lock_file=tmp_path / "retrain.lock", tracking_uri=uri)]
+    args = [
+        "retrain",
+        "--schedule",
+        "*/2 * * * * *",
+        "--max-runs",
+        "1",
+        *retrain_args(
+            model_name="scheduled",
+            source="file",
+            data_path=csv,
+            data_dir=tmp_path / "data",
+            lookback=20,
+            horizon=3,
+            hidden=8,
+            layers=1,
+            epochs=1,
+            batch_size=64,
+            device="cpu",
+            timezone="UTC",
+            lock_file=tmp_path / "retrain.lock",
+            tracking_uri=uri,
+        ),
+    ]
     started = time.monotonic()
-    proc = subprocess.Popen([FORECASTER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=base_env(MLFLOW_TRACKING_URI=uri), cwd=tmp_path, start_new_session=True)
+    proc = subprocess.Popen(
+        [FORECASTER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=base_env(MLFLOW_TRACKING_URI=uri),
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     seen: list[tuple[float, str]] = []  # (seconds since start, line)
 
     def read() -> None:
@@ -40,8 +66,10 @@ def test_six_field_schedule_fires_once_and_registers_a_version(tmp_path: Path) -
         proc.wait(timeout=EXIT_WITHIN_S)
     except subprocess.TimeoutExpired:
         kill_process(proc)
-        pytest.fail(f"the scheduler did not exit after one run within {EXIT_WITHIN_S}s:\n" +
-                    "\n".join(line for _, line in seen[-40:]))
+        pytest.fail(
+            f"the scheduler did not exit after one run within {EXIT_WITHIN_S}s:\n"
+            + "\n".join(line for _, line in seen[-40:])
+        )
     reader.join(timeout=10)
     output = "\n".join(line for _, line in seen)
     assert proc.returncode == 0, output

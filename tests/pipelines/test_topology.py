@@ -58,9 +58,20 @@ class Topology:
 
     def retrain_command(self, **overrides: Any) -> list[str]:
         settings: dict[str, Any] = {
-            "model_name": MODEL, "source": "file", "data_path": self.csv, "data_dir": self.root / "data",
-            "lookback": LOOKBACK, "horizon": HORIZON, "hidden": 16, "layers": 1, "epochs": 8, "device": "cpu",
-            "lock_file": self.root / "retrain.lock", "tracking_uri": self.mlflow.uri, **overrides}
+            "model_name": MODEL,
+            "source": "file",
+            "data_path": self.csv,
+            "data_dir": self.root / "data",
+            "lookback": LOOKBACK,
+            "horizon": HORIZON,
+            "hidden": 16,
+            "layers": 1,
+            "epochs": 8,
+            "device": "cpu",
+            "lock_file": self.root / "retrain.lock",
+            "tracking_uri": self.mlflow.uri,
+            **overrides,
+        }
         return ["retrain", *retrain_args(**settings)]
 
     def retrain(self, **overrides: Any) -> CliResult:
@@ -103,9 +114,14 @@ def topology(tmp_path_factory: pytest.TempPathFactory, database: PgDatabase) -> 
 
 @pytest.fixture(scope="module")
 def service(topology: Topology) -> Iterator[Service]:
-    env = base_env(MLFLOW_TRACKING_URI=topology.mlflow.uri, FORECASTER_MODEL_NAME=MODEL,
-                   FORECASTER_POLL_INTERVAL_S="1", FORECASTER_DATA_SOURCE="file",
-                   FORECASTER_DATA_PATH=str(topology.csv), FORECASTER_DEVICE="cpu")
+    env = base_env(
+        MLFLOW_TRACKING_URI=topology.mlflow.uri,
+        FORECASTER_MODEL_NAME=MODEL,
+        FORECASTER_POLL_INTERVAL_S="1",
+        FORECASTER_DATA_SOURCE="file",
+        FORECASTER_DATA_PATH=str(topology.csv),
+        FORECASTER_DEVICE="cpu",
+    )
     served = Service(env, topology.root / "service.log")
     try:
         served.start(topology.root)
@@ -157,8 +173,9 @@ def test_first_retrain_promotes_without_champion(topology: Topology) -> None:
     assert "MLmodel" in stored, f"the model must be proxied into --artifacts-destination, found {stored}"
 
 
-def test_service_loads_and_serves_the_champion(topology: Topology, service: Service,
-                                              history: list[dict[str, Any]]) -> None:
+def test_service_loads_and_serves_the_champion(
+    topology: Topology, service: Service, history: list[dict[str, Any]]
+) -> None:
     assert wait_until(service.ready_version, 120, f"/ready (log {service.log_path})") == "1"
     response = service.forecast(history)
     assert response.status_code == 200, response.text
@@ -169,8 +186,9 @@ def test_service_loads_and_serves_the_champion(topology: Topology, service: Serv
     assert by_ticker.status_code == 200, by_ticker.text  # history from FORECASTER_DATA_SOURCE=file
 
 
-def test_worse_challenger_is_rejected_and_kept_as_challenger(topology: Topology, service: Service,
-                                                             history: list[dict[str, Any]]) -> None:
+def test_worse_challenger_is_rejected_and_kept_as_challenger(
+    topology: Topology, service: Service, history: list[dict[str, Any]]
+) -> None:
     report = assert_ok(topology.retrain(**WORSE))
     assert report["version"] == "2"
     assert report["promoted"] is False, report
@@ -184,8 +202,9 @@ def test_worse_challenger_is_rejected_and_kept_as_challenger(topology: Topology,
     assert service.served_version(history) == "1"
 
 
-def test_better_challenger_is_promoted_and_hot_swapped(topology: Topology, service: Service,
-                                                       history: list[dict[str, Any]]) -> None:
+def test_better_challenger_is_promoted_and_hot_swapped(
+    topology: Topology, service: Service, history: list[dict[str, Any]]
+) -> None:
     assert service.proc is not None
     pid = service.proc.pid
     report = assert_ok(topology.retrain(**LONG))
@@ -199,10 +218,10 @@ def test_better_challenger_is_promoted_and_hot_swapped(topology: Topology, servi
     assert service.ready_version() == "3"
 
 
-def test_rollback_restores_the_previous_champion(topology: Topology, service: Service,
-                                                 history: list[dict[str, Any]]) -> None:
-    result = run_cli(["rollback", "--model", MODEL, "--tracking-uri", topology.mlflow.uri], topology.env,
-                     topology.root)
+def test_rollback_restores_the_previous_champion(
+    topology: Topology, service: Service, history: list[dict[str, Any]]
+) -> None:
+    result = run_cli(["rollback", "--model", MODEL, "--tracking-uri", topology.mlflow.uri], topology.env, topology.root)
     assert result.returncode == 0, result.describe()
     assert f"{MODEL}: champion 3 -> 1" in result.stdout
     assert topology.aliases() == {"champion": "1", "previous": "3", "challenger": "2"}
@@ -219,8 +238,7 @@ def test_data_failures_exit_with_an_error_and_change_nothing(topology: Topology)
     bad.loc[bad.index[50], "high"] = bad.loc[bad.index[50], "low"] * 0.5  # high below low
     bad_csv = topology.root / "bad.csv"
     bad.to_csv(bad_csv, index=False)
-    missing = start_cli(topology.retrain_command(data_path=topology.root / "missing.csv"), topology.env,
-                        topology.root)
+    missing = start_cli(topology.retrain_command(data_path=topology.root / "missing.csv"), topology.env, topology.root)
     malformed = start_cli(topology.retrain_command(data_path=bad_csv), topology.env, topology.root)
     missing_result, malformed_result = finish(missing, 150), finish(malformed, 150)
     assert_failed_with_one_error_line(missing_result, "missing.csv", "does not exist")
@@ -231,13 +249,17 @@ def test_data_failures_exit_with_an_error_and_change_nothing(topology: Topology)
 
 
 def test_tracking_server_dying_mid_run_fails_cleanly_and_service_keeps_serving(
-        topology: Topology, service: Service, history: list[dict[str, Any]]) -> None:
+    topology: Topology, service: Service, history: list[dict[str, Any]]
+) -> None:
     aliases, versions, runs_before = topology.aliases(), topology.versions(), topology.runs()
     # long enough that the server dies during training, well before registration
     proc = start_cli(topology.retrain_command(epochs=400, patience=400, batch_size=64), topology.env, topology.root)
     try:
-        new_run = wait_until(lambda: [r for r, s in topology.runs().items() if r not in runs_before and s == "RUNNING"],
-                             120, "the retrain run to start in MLflow")[0]
+        new_run = wait_until(
+            lambda: [r for r, s in topology.runs().items() if r not in runs_before and s == "RUNNING"],
+            120,
+            "the retrain run to start in MLflow",
+        )[0]
         time.sleep(2)  # a few epochs logged
         assert proc.poll() is None, "the run finished before the outage"
         topology.mlflow.kill()

@@ -35,8 +35,9 @@ TICKERS = ("AAA", "BBB", "CCC")
 READY_TIMEOUT_S = 60.0
 
 
-def make_ohlc(tickers: tuple[str, ...] = TICKERS, days: int = 220, end: str = "2023-12-22",
-              seed: int = 0) -> pd.DataFrame:
+def make_ohlc(
+    tickers: tuple[str, ...] = TICKERS, days: int = 220, end: str = "2023-12-22", seed: int = 0
+) -> pd.DataFrame:
     """Random-walk daily bars (long format), prices rounded to cents and kept consistent."""
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range(end=end, periods=days)
@@ -49,25 +50,36 @@ def make_ohlc(tickers: tuple[str, ...] = TICKERS, days: int = 220, end: str = "2
         open_, high, low, close = (np.round(a, 2) for a in (open_, high, low, close))
         high = np.maximum.reduce([high, open_, close])
         low = np.minimum.reduce([low, open_, close])
-        parts.append(pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high,
-                                   "low": low, "close": close}))
+        parts.append(
+            pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high, "low": low, "close": close})
+        )
     return pd.concat(parts, ignore_index=True)
 
 
 def history_payload(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """One ticker's bars as the wire `history` list."""
-    return [{"date": f"{r.date:%Y-%m-%d}", "open": float(r.open), "high": float(r.high), "low": float(r.low),
-             "close": float(r.close)} for r in frame.itertuples()]
+    return [
+        {
+            "date": f"{r.date:%Y-%m-%d}",
+            "open": float(r.open),
+            "high": float(r.high),
+            "low": float(r.low),
+            "close": float(r.close),
+        }
+        for r in frame.itertuples()
+    ]
 
 
-def train_tiny(frame: pd.DataFrame, source: str, seed: int, register_as: str | None,
-               alias: str | None = None) -> RunResult:
+def train_tiny(
+    frame: pd.DataFrame, source: str, seed: int, register_as: str | None, alias: str | None = None
+) -> RunResult:
     """A seconds-long fit of a hidden-8, one-layer LSTM; registered when asked."""
     data_config = DataConfig(lookback=LOOKBACK, horizon=HORIZON, test_fraction=0.0)
     model_config = ModelConfig(arch="lstm", horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
     train_config = TrainConfig(epochs=1, batch_size=64, patience=1, seed=seed, device="cpu", warmup_steps=2)
-    return tracked_training(frame, source, data_config, model_config, train_config,
-                            register_as=register_as, alias=alias)
+    return tracked_training(
+        frame, source, data_config, model_config, train_config, register_as=register_as, alias=alias
+    )
 
 
 def free_port() -> int:
@@ -79,8 +91,9 @@ def free_port() -> int:
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Run `app` with uvicorn on a free local port in a thread; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on",
-                            access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
@@ -130,9 +143,16 @@ class Registry:
         return train_tiny(self.frame, str(self.data_path), seed, register_as, alias)
 
     def settings(self, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {"model_name": MODEL, "tracking_uri": self.uri, "poll_interval_s": 0.0,
-                                  "data_source": "file", "data_path": str(self.data_path), "device": "cpu",
-                                  "max_body_bytes": 100_000, "cache_dir": str(self.root / "cache")}
+        values: dict[str, Any] = {
+            "model_name": MODEL,
+            "tracking_uri": self.uri,
+            "poll_interval_s": 0.0,
+            "data_source": "file",
+            "data_path": str(self.data_path),
+            "device": "cpu",
+            "max_body_bytes": 100_000,
+            "cache_dir": str(self.root / "cache"),
+        }
         values.update(overrides)
         return Settings(**values)
 
@@ -234,8 +254,9 @@ def same_forecast() -> Callable[[dict[str, Any], dict[str, Any]], None]:
 
 
 @pytest.fixture()
-def assert_unchanged(client: httpx.Client, history: list[dict[str, Any]],
-                     baseline: dict[str, Any]) -> Callable[[], None]:
+def assert_unchanged(
+    client: httpx.Client, history: list[dict[str, Any]], baseline: dict[str, Any]
+) -> Callable[[], None]:
     """A good request still succeeds with the same forecast (a bad one changed no state)."""
 
     def check() -> None:
@@ -244,4 +265,3 @@ def assert_unchanged(client: httpx.Client, history: list[dict[str, Any]],
         assert_same_forecast(response.json(), baseline)
 
     return check
-

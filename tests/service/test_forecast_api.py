@@ -59,15 +59,23 @@ def test_forecast_matches_library_prediction(baseline, history):
 
 
 def test_forecast_uses_only_the_last_lookback_bars(client, history, baseline, registry, same_points):
-    response = client.post("/forecast", json={"history": history[-registry.lookback:]})
+    response = client.post("/forecast", json={"history": history[-registry.lookback :]})
     assert response.status_code == 200, response.text
     same_points(points(response.json()), points(baseline))
 
 
 def test_forecast_series_batch_preserves_ids_and_matches_single_requests(client, registry, same_points):
     one, two = registry.history("AAA", 25), registry.history("CCC", 40)[:-5]
-    response = client.post("/forecast", json={"series": [
-        {"id": "first", "history": one}, {"id": "second", "history": two}, {"id": "bbb", "ticker": "BBB"}]})
+    response = client.post(
+        "/forecast",
+        json={
+            "series": [
+                {"id": "first", "history": one},
+                {"id": "second", "history": two},
+                {"id": "bbb", "ticker": "BBB"},
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     forecasts = response.json()["forecasts"]
     assert [f["id"] for f in forecasts] == ["first", "second", "bbb"]
@@ -109,11 +117,14 @@ def test_forecast_by_explicit_alias_and_model(client, history, baseline, same_fo
     same_forecast(response.json(), baseline)
 
 
-@pytest.mark.parametrize(("extra", "names"), [
-    ({"model": "no_such_model"}, ["no_such_model"]),
-    ({"alias": "nonexistent_alias"}, ["svc", "nonexistent_alias"]),
-    ({"version": 99}, ["svc", "99"]),
-])
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ({"model": "no_such_model"}, ["no_such_model"]),
+        ({"alias": "nonexistent_alias"}, ["svc", "nonexistent_alias"]),
+        ({"version": 99}, ["svc", "99"]),
+    ],
+)
 def test_forecast_unknown_model_reference_is_404(client, history, assert_unchanged, extra, names):
     response = client.post("/forecast", json={"history": history, **extra})
     assert response.status_code == 404, response.text

@@ -60,8 +60,7 @@ def test_metrics_count_requests_by_route_and_status(client, history):
     assert metric(client, "forecaster_requests_total", **ok) == before_ok + 2
     assert metric(client, "forecaster_requests_total", **bad) == before_bad + 1
     assert metric(client, "forecaster_request_latency_seconds_count", route="/forecast", status="200") >= 2
-    assert metric(client, "forecaster_request_latency_seconds_bucket", route="/forecast", status="200",
-                  le="+Inf") >= 2
+    assert metric(client, "forecaster_request_latency_seconds_bucket", route="/forecast", status="200", le="+Inf") >= 2
     assert metric(client, "forecaster_model_version", name="svc", ref="champion") == 1.0
     assert metric(client, "forecaster_batch_windows_count") >= 2
     text = client.get("/metrics").text
@@ -83,9 +82,16 @@ def test_docs_and_openapi_describe_forecast(client):
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve_app, registry):
     bars = registry.frame[registry.frame["ticker"] == "BBB"]
     ends = range(len(bars) - 32, len(bars))
-    windows = [bars.iloc[end - registry.lookback:end] for end in ends]
-    bodies = [{"history": [{"date": f"{r.date:%Y-%m-%d}", "open": r.open, "high": r.high, "low": r.low,
-                            "close": r.close} for r in w.itertuples()]} for w in windows]
+    windows = [bars.iloc[end - registry.lookback : end] for end in ends]
+    bodies = [
+        {
+            "history": [
+                {"date": f"{r.date:%Y-%m-%d}", "open": r.open, "high": r.high, "low": r.low, "close": r.close}
+                for r in w.itertuples()
+            ]
+        }
+        for w in windows
+    ]
     forecaster, _ = tracking.load_forecaster("models:/svc@champion", device="cpu")
     expected = forecaster.predict(np.stack([w[["open", "high", "low", "close"]].to_numpy() for w in windows]))
 

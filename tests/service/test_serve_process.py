@@ -19,14 +19,25 @@ STARTUP_TIMEOUT_S = 90.0
 def test_forecaster_serve_process_answers_and_stops(registry, free_port, history):
     port = free_port()
     executable = Path(sys.executable).parent / "forecaster"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "FORECASTER_MODEL_NAME": "svc",
-           "FORECASTER_DATA_SOURCE": "file", "FORECASTER_DATA_PATH": str(registry.data_path),
-           "FORECASTER_DEVICE": "cpu", "FORECASTER_POLL_INTERVAL_S": "0", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "FORECASTER_MODEL_NAME": "svc",
+        "FORECASTER_DATA_SOURCE": "file",
+        "FORECASTER_DATA_PATH": str(registry.data_path),
+        "FORECASTER_DEVICE": "cpu",
+        "FORECASTER_POLL_INTERVAL_S": "0",
+        "OMP_NUM_THREADS": "1",
+    }
     log_path = registry.root / f"serve-{port}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([str(executable), "serve", "--host", "127.0.0.1", "--port", str(port),
-                                    "--log-level", "info"], env=env, cwd=registry.root, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(executable), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
+            env=env,
+            cwd=registry.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -47,7 +58,10 @@ def test_forecaster_serve_process_answers_and_stops(registry, free_port, history
             assert response.status_code == 200, response.text
             assert response.json()["model"]["name"] == "svc"
             assert [p["date"] for p in response.json()["forecasts"][0]["points"]] == [
-                "2023-12-26", "2023-12-27", "2023-12-28"]
+                "2023-12-26",
+                "2023-12-27",
+                "2023-12-28",
+            ]
             by_ticker = http.post("/forecast", json={"ticker": "AAA"})
             assert by_ticker.status_code == 200, by_ticker.text
     finally:

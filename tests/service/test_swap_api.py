@@ -40,9 +40,14 @@ class Traffic:
             ok = response.status_code == 200
             body = response.json() if ok else None
             with self.lock:
-                self.results.append((time.monotonic(), response.status_code,
-                                     body["model"]["version"] if body else response.text,
-                                     body["forecasts"][0]["points"][0]["close"] if body else None))
+                self.results.append(
+                    (
+                        time.monotonic(),
+                        response.status_code,
+                        body["model"]["version"] if body else response.text,
+                        body["forecasts"][0]["points"][0]["close"] if body else None,
+                    )
+                )
 
     def __enter__(self) -> Traffic:
         for thread in self.threads:
@@ -99,8 +104,12 @@ def test_admin_reload_swaps_at_once(serve_app, registry, first_version, history)
     with serve_app(model_name=NAME, alias="staging", poll_interval_s=3600, api_key="adm1n") as http:
         response = http.post("/forecast", json=body, headers=headers)
         assert response.status_code == 200, response.text
-        assert response.json()["model"] == {"name": NAME, "version": first_version, "alias": "staging",
-                                            "run_id": registry.run.run_id}
+        assert response.json()["model"] == {
+            "name": NAME,
+            "version": first_version,
+            "alias": "staging",
+            "run_id": registry.run.run_id,
+        }
 
         newer = str(mlflow.register_model(registry.run.model_uri, NAME).version)
         tracking.set_alias(NAME, "staging", newer)

@@ -23,35 +23,53 @@ CASES = {
     "two_forms": (lambda h: {"history": h, "ticker": "AAA"}, "give exactly one of 'history', 'ticker' or 'series'"),
     "extra_field": (lambda h: {"history": h, "colour": "red"}, "colour: unknown field"),
     "extra_bar_field": (lambda h: {"history": edited(h, 2, volume=10)}, "history[2].volume: unknown field"),
-    "missing_bar_field": (lambda h: {"history": [{k: v for k, v in b.items() if k != "low"} for b in h]},
-                          "history[0].low: Field required"),
-    "nan_literal": (lambda h: {"history": edited(h, 3, close=float("nan"))},
-                    "history[3]: close must be a finite number"),
+    "missing_bar_field": (
+        lambda h: {"history": [{k: v for k, v in b.items() if k != "low"} for b in h]},
+        "history[0].low: Field required",
+    ),
+    "nan_literal": (
+        lambda h: {"history": edited(h, 3, close=float("nan"))},
+        "history[3]: close must be a finite number",
+    ),
     "nan_string": (lambda h: {"history": edited(h, 4, open="nan")}, "history[4]: open must be a finite number"),
     "inf": (lambda h: {"history": edited(h, 5, high=float("inf"))}, "history[5]: high must be a finite number"),
     "negative_price": (lambda h: {"history": edited(h, 6, low=-1.0)}, "history[6]: low must be positive"),
     "zero_price": (lambda h: {"history": edited(h, 7, open=0)}, "history[7]: open must be positive"),
-    "high_below_low": (lambda h: {"history": edited(h, 8, high=1.0, low=2.0, open=1.5, close=1.5)},
-                       "history[8]: high (1.0) is below low (2.0)"),
-    "not_a_number": (lambda h: {"history": edited(h, 1, close="abc")},
-                     "history[1].close: Input should be a valid number"),
+    "high_below_low": (
+        lambda h: {"history": edited(h, 8, high=1.0, low=2.0, open=1.5, close=1.5)},
+        "history[8]: high (1.0) is below low (2.0)",
+    ),
+    "not_a_number": (
+        lambda h: {"history": edited(h, 1, close="abc")},
+        "history[1].close: Input should be a valid number",
+    ),
     "bad_date": (lambda h: {"history": edited(h, 1, date="2023-13-45")}, "history[1].date:"),
-    "dates_not_increasing": (lambda h: {"history": h[:10] + [h[5]] + h[11:]},
-                             "history: dates must be strictly increasing"),
+    "dates_not_increasing": (
+        lambda h: {"history": h[:10] + [h[5]] + h[11:]},
+        "history: dates must be strictly increasing",
+    ),
     "duplicated_date": (lambda h: {"history": edited(h, 10, date=h[9]["date"])}, "(duplicated)"),
     "short_history": (lambda h: {"history": h[:5]}, "history: 5 bars, the model needs at least lookback = 20"),
     "empty_history": (lambda h: {"history": []}, "history: List should have at least 1 item"),
     "horizon_zero": (lambda h: {"history": h, "horizon": 0}, "horizon: Input should be greater than or equal to 1"),
     "horizon_too_long": (lambda h: {"history": h, "horizon": 4}, "horizon: 4 is larger than the model's horizon 3"),
     "version_zero": (lambda h: {"history": h, "version": 0}, "version: Input should be greater than or equal to 1"),
-    "alias_and_version": (lambda h: {"history": h, "alias": "champion", "version": 1},
-                          "give either 'alias' or 'version', not both"),
-    "series_item_both_forms": (lambda h: {"series": [{"id": "a", "history": h, "ticker": "AAA"}]},
-                               "series[0]: give exactly one of 'history' or 'ticker'"),
-    "series_item_short": (lambda h: {"series": [{"id": "a", "history": h}, {"id": "b", "history": h[:3]}]},
-                          "series[1].history: 3 bars, the model needs at least lookback = 20"),
-    "series_item_nan": (lambda h: {"series": [{"history": edited(h, 0, close=float("nan"))}]},
-                        "series[0].history[0]: close must be a finite number"),
+    "alias_and_version": (
+        lambda h: {"history": h, "alias": "champion", "version": 1},
+        "give either 'alias' or 'version', not both",
+    ),
+    "series_item_both_forms": (
+        lambda h: {"series": [{"id": "a", "history": h, "ticker": "AAA"}]},
+        "series[0]: give exactly one of 'history' or 'ticker'",
+    ),
+    "series_item_short": (
+        lambda h: {"series": [{"id": "a", "history": h}, {"id": "b", "history": h[:3]}]},
+        "series[1].history: 3 bars, the model needs at least lookback = 20",
+    ),
+    "series_item_nan": (
+        lambda h: {"series": [{"history": edited(h, 0, close=float("nan"))}]},
+        "series[0].history[0]: close must be a finite number",
+    ),
     "too_many_series": (lambda h: {"series": [{"history": h[:1]}] * 257}, "series: 257 series, the limit is 256"),
     "empty_series": (lambda h: {"series": []}, "series: List should have at least 1 item"),
     "not_an_object": (lambda h: [1, 2], "Input should be a valid dictionary"),
@@ -76,8 +94,9 @@ def test_forecast_rejects_unparseable_json(client, assert_unchanged):
 
 def test_forecast_validation_errors_list_each_field(client, history):
     bad = edited(edited(history, 1, close=-1.0), 2, open=float("nan"))
-    response = client.post("/forecast", content=raw_json({"history": bad, "horizon": 0}),
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/forecast", content=raw_json({"history": bad, "horizon": 0}), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert {"history[1]", "history[2]", "horizon"} <= fields
