@@ -196,6 +196,11 @@ def _merge(old: pd.DataFrame | None, new: pd.DataFrame | None) -> pd.DataFrame:
     return validate_ohlc(merged)
 
 
+def cached_bars(cache_dir: Path, ticker: str) -> pd.DataFrame | None:
+    """What the cache holds for a ticker (no request), or None: the offline fallback."""
+    return _read_cache(cache_dir, ticker.strip().upper())
+
+
 def _read_cache(cache_dir: Path, ticker: str) -> pd.DataFrame | None:
     path = Path(cache_dir) / f"{ticker}.parquet"
     if not path.exists():

@@ -29,9 +29,25 @@ class HistoryProvider:
     def _local_frame(self) -> pd.DataFrame:
         with self._lock:
             if self._frame is None:
-                source = "file" if self.settings.data_source == "file" else "sample"
+                source = "file" if self.settings.data_path else "sample"
                 self._frame, _ = load_source(source, self.settings.data_path if source == "file" else None)
             return self._frame
+
+    def _offline(self, ticker: str, error: SourceError) -> pd.DataFrame:
+        """yfinance failed: the bars already in its cache, else the configured file or sample."""
+        from forecaster.yahoo import cached_bars
+
+        cached = cached_bars(Path(self.settings.cache_dir), ticker)
+        if cached is not None and len(cached):
+            log.warning(
+                "yfinance unavailable for %s (%s); serving from its cache up to %s",
+                ticker,
+                error,
+                f"{cached['date'].max():%Y-%m-%d}",
+            )
+            return cached
+        log.warning("yfinance unavailable for %s (%s); trying the local data", ticker, error)
+        return self._local_frame()
 
     def bars(self, ticker: str, rows: int) -> tuple[np.ndarray, dt.date]:
         """The last `rows` bars [rows,4] of a ticker and the date of the last one."""
@@ -41,9 +57,8 @@ class HistoryProvider:
                 frame, _ = load_source(
                     "yfinance", tickers=[ticker], start=start, cache_dir=Path(self.settings.cache_dir)
                 )
-            except SourceError:
-                log.warning("yfinance unavailable for %s; trying the local data", ticker)
-                frame = self._local_frame()
+            except SourceError as exc:
+                frame = self._offline(ticker, exc)
         else:
             frame = self._local_frame()
         bars = frame[frame["ticker"] == ticker]

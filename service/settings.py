@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,7 +30,7 @@ class Settings(BaseSettings):
     max_series: int = Field(256, ge=1, description="Most series in one request")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest request body accepted")
     api_key: SecretStr | None = Field(None, description="Key for /forecast (optional) and /admin (required)")
-    data_source: str = Field("sample", description="Where ticker histories come from: yfinance | file | sample")
+    data_source: Literal["yfinance", "file", "sample"] = Field("sample", description="Where ticker histories come from")
     data_path: str | None = Field(None, description="CSV/Parquet file when data_source=file")
     cache_dir: str = Field(".forecaster/cache", description="yfinance cache folder")
     exchange: str = Field("XNYS", description="Exchange calendar for forecast dates")
