@@ -104,7 +104,7 @@ def backtest(predict: PredictFn | None, panel: Panel, lookback: int, horizon: in
         raise DataError(
             f"evaluate: no forecast origins: every ticker needs lookback + horizon = {lookback + horizon} rows"
         )
-    windows = panel.gather(origins, lookback, horizon)
+    actual = panel.future_closes(origins, horizon)  # no X needed here: the model gathers in chunks
     forecasts = baseline_forecasts(panel, origins, horizon)
     lower = upper = None
     if predict is not None:
@@ -119,8 +119,8 @@ def backtest(predict: PredictFn | None, panel: Panel, lookback: int, horizon: in
         tickers=panel.tickers,
         series_id=panel.series_id[origins],
         origin_dates=panel.dates[origins],
-        last_close=windows.last_close.astype(np.float64),
-        actual=windows.Y.astype(np.float64),
+        last_close=panel.values[origins, CLOSE].astype(np.float64),
+        actual=actual.astype(np.float64),
         forecasts=forecasts,
         lower=lower,
         upper=upper,

@@ -55,8 +55,7 @@ class Panel:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Panel:
         """From a validated tidy frame; rows are grouped by ticker in date order."""
-        if not frame["ticker"].is_monotonic_increasing:
-            frame = frame.sort_values(["ticker", "date"], kind="stable")
+        frame = frame.sort_values(["ticker", "date"], kind="stable")  # no-op cost when already sorted
         tickers, codes = np.unique(frame["ticker"].to_numpy(dtype=str), return_inverse=True)
         counts = np.bincount(codes, minlength=len(tickers))
         starts = np.concatenate([[0], np.cumsum(counts)])
@@ -85,6 +84,11 @@ class Panel:
         """Copy the windows ending at ``origins`` (a batch): X[N,T,4], Y[N,H] float32."""
         rows = origins[:, None] + np.arange(-lookback + 1, 1)  # -> (N, T)
         X = self.values[rows]
+        return Windows(X, self.future_closes(origins, horizon))
+
+    def future_closes(self, origins: np.ndarray, horizon: int) -> np.ndarray:
+        """Y[N,H]: the closes of the H rows after each origin; NaN past the end of its ticker."""
         future = origins[:, None] + np.arange(1, horizon + 1)  # -> (N, H)
+        end = self.starts[self.series_id[origins] + 1][:, None]  # first row of the next ticker
         Y = self.values[np.minimum(future, len(self.values) - 1), CLOSE]
-        return Windows(X, Y)
+        return np.where(future < end, Y, np.float32(np.nan))

@@ -150,3 +150,31 @@ def test_panel_from_unsorted_frame_groups_rows_by_ticker_in_date_order() -> None
     panel = Panel.from_frame(frame.sample(frac=1.0, random_state=3))
     assert panel.tickers == ("AAA", "BBB")
     np.testing.assert_array_equal(panel.values[:, CLOSE], frame["close"].to_numpy(np.float32))
+
+
+def test_gather_never_reads_the_next_tickers_closes_as_targets() -> None:
+    frame = pd.DataFrame(
+        {
+            "date": list(pd.bdate_range("2024-01-01", periods=5)) * 2,
+            "ticker": ["A"] * 5 + ["B"] * 5,
+            **{c: [1.0, 2, 3, 4, 5, 100, 200, 300, 400, 500] for c in ("open", "high", "low", "close")},
+        }
+    )
+    panel = Panel.from_frame(frame)
+    # origin = A's last row: no future inside A, so every target is NaN, never B's 100, 200
+    Y = panel.future_closes(np.array([4, 3]), horizon=2)
+    assert np.isnan(Y[0]).all()
+    assert Y[1, 0] == 5.0 and np.isnan(Y[1, 1])
+
+
+def test_panel_sorts_an_unsorted_frame_so_windows_stay_in_one_ticker() -> None:
+    frame = pd.DataFrame(
+        {
+            "date": list(pd.bdate_range("2024-01-01", periods=3))[::-1] + list(pd.bdate_range("2024-01-01", periods=3)),
+            "ticker": ["B", "B", "B", "A", "A", "A"],
+            **{c: [30.0, 20, 10, 1, 2, 3] for c in ("open", "high", "low", "close")},
+        }
+    )
+    panel = Panel.from_frame(frame)
+    assert panel.tickers == ("A", "B")
+    assert panel.values[:, 3].tolist() == [1, 2, 3, 10, 20, 30]
