@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmark scripts: output, machine facts, load average, timing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "dev_ohlcv.csv.gz"
+DEFAULT_PEERS_RESULTS = REPO_ROOT.parent / "shared" / "peers" / "RESULTS.md"
+
+
+def emit(text: str = "") -> None:
+    """Benchmark output goes to stdout as markdown (the library itself never prints)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def load1() -> float:
+    """The machine's 1-minute load average."""
+    return os.getloadavg()[0]
+
+
+def machine() -> dict[str, str]:
+    """nproc, CPU model, RAM, python/numpy/pandas/torch versions and the date."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+                break
+    except OSError:
+        pass
+    info = {
+        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": ram,
+        "python": platform.python_version(),
+    }
+    for name in ("numpy", "pandas", "torch"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            info[name] = "not installed"
+    return info
+
+
+def emit_machine(load_before: float | None = None) -> None:
+    info = machine()
+    emit("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    if load_before is not None:
+        emit(f"load average (1 min) at start: {load_before:.2f}")
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Wall seconds of one call, and its result."""
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:,.1f} MB"
