@@ -119,3 +119,15 @@ def test_fit_refuses_an_empty_training_set() -> None:
     empty = type(windows.train)(windows.panel, windows.train.origins[:0], 12, 3, windows.train.transform)
     with pytest.raises(ValueError, match="no training windows"):
         fit(MODEL, TRAIN, empty, windows.val)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["n-to-1", "seq2seq"])
+def test_training_on_cuda_with_mixed_precision_lowers_the_loss_and_loads_on_cpu(tmp_path: Path, mode: str) -> None:
+    model = ModelConfig(arch="lstm", mode=mode, horizon=3, hidden_size=16, num_layers=1, dropout=0.0)
+    train = TrainConfig(epochs=3, batch_size=32, warmup_steps=2, seed=7, device="cuda")
+    outcome = train_once(tmp_path / "bundle", model, train)
+    assert outcome.fit.device.startswith("cuda")
+    assert outcome.fit.history[-1].train_loss < outcome.fit.history[0].train_loss
+    bundle = load_bundle(tmp_path / "bundle")  # weights were saved as CPU tensors
+    assert all(t.device.type == "cpu" for t in bundle.state_dict.values())
