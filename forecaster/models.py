@@ -13,7 +13,7 @@ from torch import nn
 
 from forecaster.config import ModelConfig
 
-CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 class QuantileHead(nn.Module):
@@ -85,14 +85,9 @@ class Seq2SeqRNN(nn.Module):
         super().__init__()
         self.config = config
         cell = CELLS[config.arch]
-        common = dict(
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            batch_first=True,
-        )
-        self.encoder = cell(input_size=config.n_features, **common)
-        self.decoder = cell(input_size=1, **common)
+        dropout = config.dropout if config.num_layers > 1 else 0.0
+        self.encoder = cell(config.n_features, config.hidden_size, config.num_layers, dropout=dropout, batch_first=True)
+        self.decoder = cell(1, config.hidden_size, config.num_layers, dropout=dropout, batch_first=True)
         self.head = QuantileHead(config.hidden_size, 1, config.quantiles)
 
     def forward(

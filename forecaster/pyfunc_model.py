@@ -10,16 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from forecaster.artifact import load_bundle
 from forecaster.data import PRICE_COLUMNS
 from forecaster.predict import Forecaster
 
 
-class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
+class ForecasterPyfunc(PythonModel):
     def __init__(self) -> None:
         self.forecaster: Forecaster | None = None
 

@@ -129,7 +129,9 @@ class MlflowTracker:
 
     def log_dataset(self, frame: pd.DataFrame, source: str, name: str, context: str = "training") -> str:
         """Log the data as an mlflow.data dataset input; returns its digest."""
-        dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets="close")
+        from mlflow.data.pandas_dataset import from_pandas
+
+        dataset = from_pandas(frame, source=source, name=name, targets="close")
         mlflow.log_input(dataset, context=context)
         return dataset.digest
 

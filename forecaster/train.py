@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -187,7 +187,7 @@ def evaluate_loss(model: nn.Module, windows: WindowSet, quantiles: tuple[float, 
     return total / max(count, 1)
 
 
-def autocast(device: torch.device):  # type: ignore[no-untyped-def]
+def autocast(device: torch.device) -> AbstractContextManager[object]:
     """bf16 mixed precision on CUDA; full precision on CPU (bit-reproducible there)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,12 +24,12 @@ def register(app: typer.Typer) -> None:
         from service.main import create_app
         from service.settings import Settings
 
-        overrides = {
+        overrides: dict[str, Any] = {
             k: v
             for k, v in {"model_name": model, "alias": alias, "device": device, "tracking_uri": tracking_uri}.items()
             if v is not None
         }
-        settings = Settings(**overrides)
+        settings = Settings.model_validate(overrides)
         uvicorn.run(
             create_app(settings),
             host=host,

@@ -38,7 +38,7 @@ async def get_metrics(request: Request) -> ServiceMetrics:
 
 def _key_matches(settings: Settings, given: str | None) -> bool:
     expected = settings.api_key.get_secret_value() if settings.api_key else ""
-    return bool(given) and secrets.compare_digest(given.encode(), expected.encode())
+    return given is not None and given != "" and secrets.compare_digest(given.encode(), expected.encode())
 
 
 async def require_key_if_configured(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:

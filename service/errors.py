@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +22,7 @@ class ServiceUnavailable(Exception):
         self.retry_after = retry_after
 
 
-def field_path(loc: tuple | list) -> str:  # type: ignore[type-arg]
+def field_path(loc: Sequence[Any]) -> str:
     """('body', 'series', 0, 'history', 3, 'close') -> 'series[0].history[3].close'."""
     parts: list[str] = []
     for item in loc:
@@ -33,7 +35,7 @@ def field_path(loc: tuple | list) -> str:  # type: ignore[type-arg]
     return ".".join(parts) or "body"
 
 
-def validation_message(error: dict) -> str:  # type: ignore[type-arg]
+def validation_message(error: Mapping[str, Any]) -> str:
     where = field_path(error.get("loc", ()))
     kind = error.get("type", "")
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")

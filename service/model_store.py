@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -46,7 +47,12 @@ class LoadedModel:
 
 
 class ModelStore:
-    def __init__(self, settings: Settings, on_batch=None, on_swap=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        settings: Settings,
+        on_batch: Callable[[int], None] | None = None,
+        on_swap: Callable[[LoadedModel], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.models: dict[Key, LoadedModel] = {}
         self.locks: dict[Key, asyncio.Lock] = {}
@@ -94,8 +100,9 @@ class ModelStore:
                 value if kind == "alias" else None,
                 value if kind == "version" else None,
             )
-        forecaster, ref = await loop.run_in_executor(
-            self.load_executor, lambda: tracking.load_forecaster(device=self.settings.device, ref=ref)
+        resolved: ModelRef = ref
+        forecaster, resolved = await loop.run_in_executor(
+            self.load_executor, lambda: tracking.load_forecaster(device=self.settings.device, ref=resolved)
         )
         await loop.run_in_executor(self.predict_executor, self._warm_up, forecaster)
         batcher = MicroBatcher(
@@ -105,8 +112,8 @@ class ModelStore:
             self.predict_executor,
             self.on_batch,
         )
-        log.info("loaded %s version %s on %s", name, ref.version, forecaster.device)
-        return LoadedModel(forecaster, ref, batcher)
+        log.info("loaded %s version %s on %s", name, resolved.version, forecaster.device)
+        return LoadedModel(forecaster, resolved, batcher)
 
     @staticmethod
     def _warm_up(forecaster: Forecaster) -> None:
@@ -115,7 +122,7 @@ class ModelStore:
         forecaster.predict(window)
 
     @staticmethod
-    def _predict_fn(forecaster: Forecaster):  # type: ignore[no-untyped-def]
+    def _predict_fn(forecaster: Forecaster) -> Callable[[np.ndarray], np.ndarray]:
         return lambda X: forecaster.predict(X).quantiles
 
     def _install(self, key: Key, loaded: LoadedModel) -> None:

@@ -69,3 +69,10 @@ def test_code_is_lint_clean() -> None:
         [ruff, "check", "forecaster", "service", "pipelines", "tests"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.skipif(shutil.which("mypy", path=str(Path(sys.executable).parent)) is None, reason="mypy not installed")
+def test_code_type_checks() -> None:
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    result = subprocess.run([mypy, "forecaster", "service", "pipelines"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
