@@ -133,7 +133,7 @@ def train(
         source, data, parse_list(tickers), start, end, Path(cache_dir) if cache_dir else None, bad_rows
     )
     uri = tracking.configure(tracking_uri)
-    log.info("tracking store: %s", uri)
+    log.info("tracking store: %s", tracking.redact(uri))
     log.debug(
         "config: %s",
         json.dumps({"data": to_dict(data_config), "model": to_dict(model_config), "train": to_dict(train_config)}),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
@@ -46,6 +47,15 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
 
 
+def redact(uri: str) -> str:
+    """A URI fit for logs and messages: any password in it replaced by ***."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def configure(tracking_uri: str | None = None) -> str:
     """Point MLflow (tracking and registry) at one store; returns the URI used."""
     uri = resolve_tracking_uri(tracking_uri)
@@ -74,7 +84,9 @@ def registry_errors(action: str) -> Iterator[None]:
     try:
         yield
     except (MlflowException, requests.RequestException) as exc:
-        raise RegistryUnavailableError(f"tracking: {action} failed at {mlflow.get_tracking_uri()}: {exc}") from exc
+        raise RegistryUnavailableError(
+            f"tracking: {action} failed at {redact(mlflow.get_tracking_uri())}: {exc}"
+        ) from exc
 
 
 def _registry_call(func: F) -> F:

@@ -149,3 +149,14 @@ def test_configure_without_uri_uses_a_sqlite_file_in_the_working_directory(
     uri = tracking.resolve_tracking_uri()
     assert uri == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
     assert tracking.resolve_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
+
+
+def test_redact_hides_passwords_in_store_uris() -> None:
+    from forecaster.tracking import redact
+
+    assert (
+        redact("postgresql+psycopg2://mlflow:s3cret@db:5432/mlflow")
+        == "postgresql+psycopg2://mlflow:***@db:5432/mlflow"
+    )
+    assert "s3cret" not in redact("http://user:s3cret@mlflow:5000")
+    assert redact("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
