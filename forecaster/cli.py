@@ -100,27 +100,26 @@ def train(
     from pathlib import Path
 
     from forecaster import tracking
-    from forecaster.config import DataConfig, ModelConfig, TrainConfig, to_dict
+    from forecaster.config import build_configs, to_dict
     from forecaster.runs import tracked_training
     from forecaster.sources import load_source
 
     setup_logging(verbose)
     if alias and not register_as:
         raise ValueError("alias: --alias needs --register-as NAME")
-    data_config = DataConfig(
-        lookback=lookback, horizon=horizon, val_fraction=val_fraction, test_fraction=test_fraction, bad_rows=bad_rows
-    )
-    model_config = ModelConfig(
+    data_config, model_config, train_config = build_configs(
+        lookback=lookback,
+        horizon=horizon,
         arch=arch,
         mode=mode,
-        horizon=horizon,
-        hidden_size=hidden,
-        num_layers=layers,
+        hidden=hidden,
+        layers=layers,
         dropout=dropout,
         bidirectional=bidirectional,
         quantiles=tuple(float(q) for q in parse_list(quantiles) or []),
-    )
-    train_config = TrainConfig(
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        bad_rows=bad_rows,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

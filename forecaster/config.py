@@ -103,6 +103,40 @@ class TrainConfig:
             raise ValueError(f"patience: expected at least 1, got {self.patience}")
 
 
+def build_configs(
+    *,
+    lookback: int = 60,
+    horizon: int = 5,
+    arch: str = "lstm",
+    mode: str = "n-to-1",
+    hidden: int = 64,
+    layers: int = 2,
+    dropout: float = 0.1,
+    bidirectional: bool = False,
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    bad_rows: str = "fail",
+    **train: Any,
+) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """The three configs from the flat option names the CLI and the pipeline share; the
+    horizon is given once and used by both data and model. Other keywords are TrainConfig's."""
+    data = DataConfig(
+        lookback=lookback, horizon=horizon, val_fraction=val_fraction, test_fraction=test_fraction, bad_rows=bad_rows
+    )
+    model = ModelConfig(
+        arch=arch,
+        mode=mode,
+        horizon=horizon,
+        hidden_size=hidden,
+        num_layers=layers,
+        dropout=dropout,
+        bidirectional=bidirectional,
+        quantiles=quantiles,
+    )
+    return data, model, TrainConfig(**train)
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

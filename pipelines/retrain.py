@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forecaster import evaluate, tracking
-from forecaster.config import DataConfig, ModelConfig, TrainConfig
+from forecaster.config import DataConfig, ModelConfig, TrainConfig, build_configs
 from forecaster.errors import ModelNotFoundError
 from forecaster.job import evaluate_frame
 from forecaster.runs import code_version, tracked_training
@@ -30,16 +30,23 @@ class RetrainReport:
 
 
 def configs(s: RetrainSettings) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    data = DataConfig(
-        lookback=s.lookback, horizon=s.horizon, val_fraction=s.val_fraction, test_fraction=s.test_fraction
+    return build_configs(
+        lookback=s.lookback,
+        horizon=s.horizon,
+        arch=s.arch,
+        mode=s.mode,
+        hidden=s.hidden,
+        layers=s.layers,
+        dropout=s.dropout,
+        val_fraction=s.val_fraction,
+        test_fraction=s.test_fraction,
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        patience=s.patience,
+        seed=s.seed,
+        device=s.device,
     )
-    model = ModelConfig(
-        arch=s.arch, mode=s.mode, horizon=s.horizon, hidden_size=s.hidden, num_layers=s.layers, dropout=s.dropout
-    )
-    train = TrainConfig(
-        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, patience=s.patience, seed=s.seed, device=s.device
-    )
-    return data, model, train
 
 
 def run_locked(settings: RetrainSettings) -> RetrainReport | None:
