@@ -10,21 +10,32 @@ import pandas as pd
 
 
 def random_ohlc(
-    tickers: Sequence[str] = ("AAA", "BBB"), days: int = 300, seed: int = 0, start: str = "2020-01-01"
+    tickers: Sequence[str] = ("AAA", "BBB"),
+    days: int = 300,
+    seed: int = 0,
+    start: str = "2020-01-01",
+    end: str | None = None,
+    base: float = 20.0,
+    decimals: int | None = None,
 ) -> pd.DataFrame:
     """Geometric random-walk daily bars on business days, one block per ticker.
 
     Always valid: prices positive, high >= max(open, close), low <= min(open, close),
-    one row per (ticker, date), sorted by ticker then date.
+    one row per (ticker, date), sorted by ticker then date. `end` (instead of `start`) pins the
+    last date; `decimals` rounds prices (to cents, say) and keeps high/low consistent.
     """
     rng = np.random.default_rng(seed)
-    dates = pd.bdate_range(start=start, periods=days)
+    dates = pd.bdate_range(end=end, periods=days) if end else pd.bdate_range(start=start, periods=days)
     parts = []
     for i, ticker in enumerate(tickers):
-        close = 20.0 * (i + 1) * np.exp(np.cumsum(rng.normal(0.0, 0.01, days)))
+        close = base * (i + 1) * np.exp(np.cumsum(rng.normal(0.0, 0.01, days)))
         open_ = np.concatenate([[close[0]], close[:-1]]) * np.exp(rng.normal(0.0, 0.003, days))
         high = np.maximum(open_, close) * (1.0 + np.abs(rng.normal(0.0, 0.004, days)))
         low = np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 0.004, days)))
+        if decimals is not None:
+            open_, high, low, close = (np.round(a, decimals) for a in (open_, high, low, close))
+            high = np.maximum.reduce([high, open_, close])
+            low = np.minimum.reduce([low, open_, close])
         parts.append(
             pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high, "low": low, "close": close})
         )

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import torch
 import uvicorn
+from factories import random_ohlc
 
 from forecaster import tracking
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
@@ -38,22 +39,8 @@ READY_TIMEOUT_S = 60.0
 def make_ohlc(
     tickers: tuple[str, ...] = TICKERS, days: int = 220, end: str = "2023-12-22", seed: int = 0
 ) -> pd.DataFrame:
-    """Random-walk daily bars (long format), prices rounded to cents and kept consistent."""
-    rng = np.random.default_rng(seed)
-    dates = pd.bdate_range(end=end, periods=days)
-    parts = []
-    for i, ticker in enumerate(tickers):
-        close = 50.0 * (i + 1) * np.exp(np.cumsum(rng.normal(0, 0.01, days)))
-        open_ = np.concatenate([[close[0]], close[:-1]]) * np.exp(rng.normal(0, 0.003, days))
-        high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0, 0.004, days)))
-        low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.004, days)))
-        open_, high, low, close = (np.round(a, 2) for a in (open_, high, low, close))
-        high = np.maximum.reduce([high, open_, close])
-        low = np.minimum.reduce([low, open_, close])
-        parts.append(
-            pd.DataFrame({"date": dates, "ticker": ticker, "open": open_, "high": high, "low": low, "close": close})
-        )
-    return pd.concat(parts, ignore_index=True)
+    """Random-walk daily bars (long format) ending on `end`, prices rounded to cents."""
+    return random_ohlc(tickers, days=days, seed=seed, end=end, base=50.0, decimals=2)
 
 
 def history_payload(frame: pd.DataFrame) -> list[dict[str, Any]]:
