@@ -28,15 +28,13 @@ class BodyLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await self._reject(send)
         received = 0
-        too_large = False
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received, too_large
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    too_large = True
                     raise _TooLarge(self.max_bytes)
             return message
 
