@@ -31,20 +31,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import DEFAULT_DATA, DEFAULT_PEERS_RESULTS, emit, emit_machine, load1, table
-from torch import nn
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
 from forecaster.data import read_ohlc_file, validate_ohlc
 from forecaster.job import split_windows
-from forecaster.models import build_model, pinball_loss
-from forecaster.train import WindowSet, fit, learning_rate
+from forecaster.models import build_model
+from forecaster.train import WindowSet, fit, learning_rate, train_step
 
 log = logging.getLogger("bench_training")
 SEED = 42
 
 
-def measure(model_config: ModelConfig, train_config: TrainConfig, train: WindowSet, warmup: int,
-            measure_windows: int) -> dict[str, float]:
+def measure(
+    model_config: ModelConfig, train_config: TrainConfig, train: WindowSet, warmup: int, measure_windows: int
+) -> dict[str, float]:
     """Steady-state windows/s of the fit step; also the share of time spent building batches."""
     device = torch.device("cpu")
     torch.manual_seed(SEED)
@@ -62,29 +62,31 @@ def measure(model_config: ModelConfig, train_config: TrainConfig, train: WindowS
     for step in range(total):
         if step == warmup:
             started, cpu_started, data_s, windows = time.perf_counter(), time.process_time(), 0.0, 0
-        idx = order[(step * batch) % len(order):][:batch]
+        idx = order[(step * batch) % len(order) :][:batch]
         t0 = time.perf_counter()
         x, y = train.tensors(idx, device)
         data_s += time.perf_counter() - t0
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, total, train_config)
-        pred = model(x, target=y, teacher_forcing=train_config.teacher_forcing)
-        loss = pinball_loss(pred.float(), y, model_config.quantiles)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        optimizer.step()
-        float(loss.detach())
+        train_step(model, optimizer, x, y, learning_rate(step, total, train_config), model_config, train_config, device)
         windows += len(idx)
     seconds = time.perf_counter() - started
     cpu_util = (time.process_time() - cpu_started) / seconds / torch.get_num_threads()
-    return {"windows_per_s": windows / seconds, "data_share": data_s / seconds, "seconds": seconds,
-            "cpu_util": cpu_util,
-            "params": float(sum(p.numel() for p in model.parameters()))}
+    return {
+        "windows_per_s": windows / seconds,
+        "data_share": data_s / seconds,
+        "seconds": seconds,
+        "cpu_util": cpu_util,
+        "params": float(sum(p.numel() for p in model.parameters())),
+    }
 
 
-def fit_check(model_config: ModelConfig, train_config: TrainConfig, train: WindowSet, val: WindowSet,
-              warmup: int, measure_windows: int) -> float:
+def fit_check(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    train: WindowSet,
+    val: WindowSet,
+    warmup: int,
+    measure_windows: int,
+) -> float:
     """windows/s reported by forecaster.train.fit for one short epoch (validation included)."""
     steps = warmup + math.ceil(measure_windows / train_config.batch_size)
     config = replace(train_config, epochs=1, max_batches_per_epoch=steps)
@@ -140,8 +142,15 @@ def main() -> None:
         for name, mc, tc in configs:
             out = measure(mc, tc, windows.train, args.warmup, args.measure_windows)
             runs[name].append(out)
-            log.info("round %d %s: %.0f windows/s (data %.0f%%, cpu %.0f%%, load %.2f)", r + 1, name,
-                     out["windows_per_s"], 100 * out["data_share"], 100 * out["cpu_util"], load1())
+            log.info(
+                "round %d %s: %.0f windows/s (data %.0f%%, cpu %.0f%%, load %.2f)",
+                r + 1,
+                name,
+                out["windows_per_s"],
+                100 * out["data_share"],
+                100 * out["cpu_util"],
+                load1(),
+            )
         loads.append(load1())
     fit_wps: dict[str, float] = {}
     if not args.no_fit_check:
@@ -151,14 +160,19 @@ def main() -> None:
         loads.append(load1())
     load_end = load1()
 
-    emit(f"# bench_training: dev data, T={T}, H={H}, hidden 64 x 2 layers, quantiles 0.1/0.5/0.9, CPU, "
-         f"{torch.get_num_threads()} torch threads")
+    emit(
+        f"# bench_training: dev data, T={T}, H={H}, hidden 64 x 2 layers, quantiles 0.1/0.5/0.9, CPU, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     emit_machine(load_start)
-    emit(f"data: {args.data.name}: {len(frame):,} rows, {frame['ticker'].nunique()} tickers; "
-         f"{len(windows.train):,} training windows; load + validate + split_windows {load_s:.1f} s")
-    emit(f"timed: {args.warmup} warm-up steps, then {args.measure_windows:,} windows per run; "
-         f"{args.rounds} interleaved rounds; 1-min load after each round: "
-         + ", ".join(f"{v:.2f}" for v in loads))
+    emit(
+        f"data: {args.data.name}: {len(frame):,} rows, {frame['ticker'].nunique()} tickers; "
+        f"{len(windows.train):,} training windows; load + validate + split_windows {load_s:.1f} s"
+    )
+    emit(
+        f"timed: {args.warmup} warm-up steps, then {args.measure_windows:,} windows per run; "
+        f"{args.rounds} interleaved rounds; 1-min load after each round: " + ", ".join(f"{v:.2f}" for v in loads)
+    )
     emit()
     rows = []
     lstm = {}
@@ -167,20 +181,44 @@ def main() -> None:
         med = statistics.median(wps)
         lstm.setdefault((mc.mode, tc.batch_size), med if mc.arch == "lstm" else None)
         base = lstm.get((mc.mode, tc.batch_size))
-        rows.append([
-            mc.arch, mc.mode, tc.batch_size, f"{int(runs[name][0]['params']):,}", f"{med:,.0f}", f"{max(wps):,.0f}",
-            " / ".join(f"{w:,.0f} ({o['cpu_util'] * 100:.0f}%)" for w, o in zip(wps, runs[name], strict=True)),
-            f"{statistics.median(o['data_share'] for o in runs[name]) * 100:.0f}%",
-            f"{med / base:.2f}" if base else "",
-            f"{fit_wps[name]:,.0f}" if name in fit_wps else "n/a",
-        ])
-    emit(table(["arch", "mode", "batch", "params", "windows/s median", "best", "per round (CPU use)",
-                "batch prep share", "vs LSTM same mode", "fit() 1 short epoch, windows/s"], rows))
+        rows.append(
+            [
+                mc.arch,
+                mc.mode,
+                tc.batch_size,
+                f"{int(runs[name][0]['params']):,}",
+                f"{med:,.0f}",
+                f"{max(wps):,.0f}",
+                " / ".join(f"{w:,.0f} ({o['cpu_util'] * 100:.0f}%)" for w, o in zip(wps, runs[name], strict=True)),
+                f"{statistics.median(o['data_share'] for o in runs[name]) * 100:.0f}%",
+                f"{med / base:.2f}" if base else "",
+                f"{fit_wps[name]:,.0f}" if name in fit_wps else "n/a",
+            ]
+        )
+    emit(
+        table(
+            [
+                "arch",
+                "mode",
+                "batch",
+                "params",
+                "windows/s median",
+                "best",
+                "per round (CPU use)",
+                "batch prep share",
+                "vs LSTM same mode",
+                "fit() 1 short epoch, windows/s",
+            ],
+            rows,
+        )
+    )
     emit()
     peers = peer_rows(args.peers_results)
     if peers:
-        emit(f"Peers, **measured in another session** ({args.peers_results}; batch 64; windows/s = windows seen / "
-             "whole fit() wall time, validation and Lightning setup included):")
+        emit(
+            f"Peers, **measured in another session** ({args.peers_results}; batch 64; windows/s = windows seen / "
+            "whole fit() wall time, validation and Lightning setup included):"
+        )
         emit()
         emit(table(["peer model", "H", "steps", "train s", "windows/s", "load 1m"], peers))
     emit(f"load average (1 min) at end: {load_end:.2f}")

@@ -133,16 +133,7 @@ def fit(
             idx = order[b * train_config.batch_size : (b + 1) * train_config.batch_size]
             x, y = train.tensors(idx, device)
             lr = learning_rate(step, total_steps, train_config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast(device):
-                pred = model(x, target=y, teacher_forcing=train_config.teacher_forcing)
-                loss = pinball_loss(pred.float(), y, model_config.quantiles)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(train_step(model, optimizer, x, y, lr, model_config, train_config, device))
             step += 1
             if hooks.on_batch:
                 hooks.on_batch(losses[-1])
@@ -170,6 +161,29 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    device: torch.device,
+) -> float:
+    """One optimiser step on a batch (x[B,T,4], y[B,H]) at learning rate `lr`; returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(device):
+        pred = model(x, target=y, teacher_forcing=train_config.teacher_forcing)
+        loss = pinball_loss(pred.float(), y, model_config.quantiles)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
+    optimizer.step()
+    return float(loss.detach())
 
 
 @torch.no_grad()
