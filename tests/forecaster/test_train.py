@@ -11,10 +11,11 @@ import pytest
 import torch
 from factories import random_ohlc
 
+from forecaster import train as train_module
 from forecaster.artifact import load_bundle
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
 from forecaster.job import TrainOutcome, run_training, split_windows
-from forecaster.train import evaluate_loss, fit, learning_rate
+from forecaster.train import fit, learning_rate
 
 DATA = DataConfig(lookback=12, horizon=3)
 MODEL = ModelConfig(arch="gru", horizon=3, hidden_size=8, num_layers=1, dropout=0.0)
@@ -83,19 +84,34 @@ def test_fit_reports_each_epoch_to_the_tracker(tmp_path: Path) -> None:
         assert metrics["train_loss"] == stats.train_loss and metrics["val_loss"] == stats.val_loss
 
 
-def test_fit_stops_early_and_restores_the_best_validation_weights() -> None:
+def test_fit_stops_early_and_restores_the_best_validation_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation losses are scripted (not left to a CPU's floating point): best at epoch 2, then
+    worse for `patience` epochs, so fit must stop after epoch 4 with epoch 2's weights."""
     windows = split_windows(random_ohlc(days=160), DATA)
-    # a huge learning rate makes validation worse after the first epoch on a random walk
-    config = TrainConfig(epochs=8, batch_size=16, lr=0.5, warmup_steps=1, patience=2, device="cpu", grad_clip=100.0)
+    scripted = iter([0.50, 0.40, 0.45, 0.41, 0.30, 0.20])
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def scripted_loss(model: torch.nn.Module, *_: object) -> float:
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return next(scripted)
+
+    monkeypatch.setattr(train_module, "evaluate_loss", scripted_loss)
+    config = TrainConfig(epochs=6, batch_size=64, warmup_steps=1, patience=2, device="cpu")
     result = fit(MODEL, config, windows.train, windows.val)
 
-    val_losses = [s.val_loss for s in result.history]
-    assert result.stopped_early and len(result.history) < 8
-    assert result.best_val_loss == min(val_losses)
-    assert result.best_epoch == 1 + val_losses.index(min(val_losses))
-    assert len(result.history) == result.best_epoch + config.patience
-    restored = evaluate_loss(result.model, windows.val, MODEL.quantiles, torch.device("cpu"))
-    assert restored == pytest.approx(result.best_val_loss, rel=1e-6)
+    assert [s.val_loss for s in result.history] == [0.50, 0.40, 0.45, 0.41]
+    assert result.stopped_early and result.best_epoch == 2 and result.best_val_loss == 0.40
+    final = result.model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)  # epoch 2's weights are back
+    assert not all(torch.equal(final[k], snapshots[-1][k]) for k in final)  # the last epoch's are not
+
+
+def test_fit_without_improvement_after_the_first_epoch_keeps_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    windows = split_windows(random_ohlc(days=160), DATA)
+    scripted = iter([0.3, 0.3, 0.31])  # equal is not better
+    monkeypatch.setattr(train_module, "evaluate_loss", lambda *_: next(scripted))
+    result = fit(MODEL, TrainConfig(epochs=5, batch_size=64, patience=2, device="cpu"), windows.train, windows.val)
+    assert result.best_epoch == 1 and len(result.history) == 3 and result.stopped_early
 
 
 def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_the_floor() -> None:
