@@ -126,7 +126,7 @@ def main() -> None:
     train_config = TrainConfig(epochs=args.epochs, max_batches_per_epoch=args.steps_per_epoch, device="cpu")
     for H in HORIZONS:
         data_config = DataConfig(horizon=H, **data_config_kw)
-        model_config = ModelConfig(arch=args.arch, mode=args.mode, horizon=H)
+        model_config = ModelConfig(arch=args.arch, mode=args.mode)
         sw = split_windows(frame, data_config)
         panel = sw.panel
         # the protocol check: our cut gives exactly the peers' per-ticker test origins and val cut

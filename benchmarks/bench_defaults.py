@@ -39,7 +39,7 @@ def main() -> None:
             outcome = run_training(
                 frame,
                 DataConfig(),
-                ModelConfig(**{"horizon": 5, **model_overrides}),  # type: ignore[arg-type]
+                ModelConfig(**model_overrides),  # type: ignore[arg-type]
                 TrainConfig(**{"device": "cpu", **train_overrides}),  # type: ignore[arg-type]
                 Path(tmp) / "bundle",
             )

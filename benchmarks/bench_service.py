@@ -112,7 +112,7 @@ def train_and_register(tracking_uri: str, epochs: int, max_batches: int | None) 
     result = tracked_training(
         frame, origin,
         DataConfig(lookback=LOOKBACK, horizon=HORIZON, val_fraction=0.05, test_fraction=0.05),
-        ModelConfig(arch="lstm", mode="n-to-1", horizon=HORIZON, hidden_size=64, num_layers=2,
+        ModelConfig(arch="lstm", mode="n-to-1", hidden_size=64, num_layers=2,
                     quantiles=(0.1, 0.5, 0.9)),
         TrainConfig(epochs=epochs, device="cpu", seed=42, max_batches_per_epoch=max_batches),
         register_as=MODEL_NAME, alias="champion", run_name="bench_service")

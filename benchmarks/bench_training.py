@@ -25,7 +25,6 @@ import math
 import re
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,7 @@ def measure(
     device = torch.device("cpu")
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
-    model = build_model(model_config).to(device)
+    model = build_model(model_config, train.horizon).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     batch = train_config.batch_size
@@ -89,7 +88,7 @@ def fit_check(
 ) -> float:
     """windows/s reported by forecaster.train.fit for one short epoch (validation included)."""
     steps = warmup + math.ceil(measure_windows / train_config.batch_size)
-    config = replace(train_config, epochs=1, max_batches_per_epoch=steps)
+    config = train_config.model_copy(update={"epochs": 1, "max_batches_per_epoch": steps})
     result = fit(model_config, config, train, val)
     return result.history[0].windows_per_s
 
@@ -132,9 +131,11 @@ def main() -> None:
     configs: list[tuple[str, ModelConfig, TrainConfig]] = []
     for mode in ("n-to-1", "seq2seq"):
         for arch in args.arches.split(","):
-            configs.append((f"{arch} {mode} b256", ModelConfig(arch=arch, mode=mode, horizon=H), train_config))
+            configs.append((f"{arch} {mode} b256", ModelConfig(arch=arch, mode=mode), train_config))
     for arch in ("lstm", "gru"):  # the peers' batch size, for a like-for-like figure
-        configs.append((f"{arch} n-to-1 b64", ModelConfig(arch=arch, horizon=H), replace(train_config, batch_size=64)))
+        configs.append(
+            (f"{arch} n-to-1 b64", ModelConfig(arch=arch), train_config.model_copy(update={"batch_size": 64}))
+        )
 
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in configs}
     loads = [load1()]

@@ -22,7 +22,9 @@ from forecaster.errors import ForecasterError
 from forecaster.models import build_model
 from forecaster.scaling import WindowTransform
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# v1 stored the horizon and the feature list in the model and data blocks as well; v2 derives them.
+V1_DERIVED = {"model": ("horizon", "n_features"), "data": ("features",)}
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -39,7 +41,7 @@ class Bundle:
 
     def build(self, device: torch.device) -> nn.Module:
         """Rebuild the network from config and load the weights strictly, on `device`."""
-        model = build_model(self.model_config)
+        model = build_model(self.model_config, self.data_config.horizon)
         model.load_state_dict(self.state_dict, strict=True)
         return model.to(device).eval()
 
@@ -75,10 +77,12 @@ def load_bundle(path: str | Path) -> Bundle:
         config = json.loads((path / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ForecasterError(f"model bundle: cannot read {path / CONFIG_FILE}: {exc}") from exc
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ForecasterError(
-            f"model bundle: format_version {config.get('format_version')} is not supported (expected {FORMAT_VERSION})"
-        )
+    version = config.get("format_version")
+    if version == 1:
+        for block, keys in V1_DERIVED.items():
+            config[block] = {k: v for k, v in config[block].items() if k not in keys}
+    elif version != FORMAT_VERSION:
+        raise ForecasterError(f"model bundle: format_version {version} is not supported (expected {FORMAT_VERSION})")
     return Bundle(
         model_config=from_dict(ModelConfig, config["model"]),
         data_config=from_dict(DataConfig, config["data"]),

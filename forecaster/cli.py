@@ -1,7 +1,7 @@
 """The `forecaster` command line: train, evaluate (and serve / retrain, added by their packages).
 
-Entry point only: parses flags into typed configs, sets up logging, maps library errors
-to one clear line and exit code 2, and presents progress and tables with rich.
+Entry point only: parses flags into the typed configuration, sets up logging, maps library
+errors to one clear line and exit code 2, and presents progress and tables with rich.
 """
 
 from __future__ import annotations
@@ -9,61 +9,27 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
-from collections.abc import Callable
-from functools import wraps
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.markup import escape
 from rich.table import Table
 
-from forecaster.errors import ForecasterError
+from forecaster.config import TrainingConfig
+from forecaster.console import console, friendly_errors, parse_list, setup_logging
+from forecaster.overrides import resolve_training, settings_help, shortcut_help, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Global LSTM/GRU stock forecaster.")
-console = Console(stderr=True)
 log = logging.getLogger("forecaster")
 
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-        force=True,
-    )
-    logging.getLogger("forecaster").setLevel(logging.INFO)
-    for noisy in ("mlflow", "alembic", "urllib3", "yfinance"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # MLflow's schema and dataset-source hints are about inputs we build on purpose
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
-    warnings.filterwarnings("ignore", module="yfinance")  # its pandas deprecation notices are not ours
+TRAIN_EPILOG = "Every setting, as a dotted flag (the flags above are shortcuts for some of them):\n\n" + "\n\n".join(
+    settings_help(TrainingConfig).splitlines()
+)
 
 
-def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Library errors become one red line naming the problem and exit code 2, not a trace."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (ForecasterError, ValueError) as exc:
-            # one line whatever the terminal width; the message is text, never rich markup
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
-
-
-def parse_list(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
-
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, epilog=TRAIN_EPILOG)
 @friendly_errors
 def train(
+    ctx: typer.Context,
     data: Annotated[
         str | None, typer.Option(help="CSV/Parquet file, long format date,ticker,open,high,low,close")
     ] = None,
@@ -71,81 +37,94 @@ def train(
     tickers: Annotated[str | None, typer.Option(help="Comma-separated tickers (required for yfinance)")] = None,
     start: Annotated[str | None, typer.Option(help="First date YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="Last date YYYY-MM-DD")] = None,
-    arch: Annotated[str, typer.Option(help="lstm | gru | rnn")] = "lstm",
-    mode: Annotated[str, typer.Option(help="n-to-1 | seq2seq")] = "n-to-1",
-    lookback: Annotated[int, typer.Option(help="T: input days per window")] = 60,
-    horizon: Annotated[int, typer.Option(help="H: days ahead to forecast")] = 5,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner)")] = 30,
-    hidden: Annotated[int, typer.Option(help="Hidden size")] = 64,
-    layers: Annotated[int, typer.Option(help="RNN layers")] = 2,
-    dropout: Annotated[float, typer.Option()] = 0.1,
-    bidirectional: Annotated[bool, typer.Option(help="Bidirectional encoder (n-to-1 only)")] = False,
-    quantiles: Annotated[str, typer.Option(help="Comma-separated quantiles, must include 0.5")] = "0.1,0.5,0.9",
-    batch_size: Annotated[int, typer.Option()] = 256,
-    lr: Annotated[float, typer.Option()] = 2e-3,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs")] = 5,
-    teacher_forcing: Annotated[float, typer.Option(help="seq2seq teacher-forcing ratio")] = 0.5,
-    seed: Annotated[int, typer.Option()] = 42,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    val_fraction: Annotated[float, typer.Option(help="Share of dates for validation")] = 0.15,
-    test_fraction: Annotated[float, typer.Option(help="Share of dates for the test split")] = 0.15,
-    bad_rows: Annotated[str, typer.Option(help="fail | drop (drop warns with a count)")] = "fail",
+    config_file: Annotated[
+        str | None, typer.Option("--config", help="YAML training settings (as --print-config prints them)")
+    ] = None,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the resolved training settings as YAML and exit")
+    ] = False,
+    arch: Annotated[str | None, typer.Option(help=shortcut_help("arch"))] = None,
+    mode: Annotated[str | None, typer.Option(help=shortcut_help("mode"))] = None,
+    lookback: Annotated[int | None, typer.Option(help=shortcut_help("lookback"))] = None,
+    horizon: Annotated[int | None, typer.Option(help=shortcut_help("horizon"))] = None,
+    epochs: Annotated[int | None, typer.Option(help=shortcut_help("epochs"))] = None,
+    hidden: Annotated[int | None, typer.Option(help=shortcut_help("hidden"))] = None,
+    layers: Annotated[int | None, typer.Option(help=shortcut_help("layers"))] = None,
+    dropout: Annotated[float | None, typer.Option(help=shortcut_help("dropout"))] = None,
+    bidirectional: Annotated[bool | None, typer.Option(help=shortcut_help("bidirectional"))] = None,
+    quantiles: Annotated[str | None, typer.Option(help=shortcut_help("quantiles"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=shortcut_help("batch_size"))] = None,
+    lr: Annotated[float | None, typer.Option(help=shortcut_help("lr"))] = None,
+    patience: Annotated[int | None, typer.Option(help=shortcut_help("patience"))] = None,
+    teacher_forcing: Annotated[float | None, typer.Option(help=shortcut_help("teacher_forcing"))] = None,
+    seed: Annotated[int | None, typer.Option(help=shortcut_help("seed"))] = None,
+    device: Annotated[str | None, typer.Option(help=shortcut_help("device"))] = None,
+    val_fraction: Annotated[float | None, typer.Option(help=shortcut_help("val_fraction"))] = None,
+    test_fraction: Annotated[float | None, typer.Option(help=shortcut_help("test_fraction"))] = None,
+    bad_rows: Annotated[str | None, typer.Option(help=shortcut_help("bad_rows"))] = None,
     register_as: Annotated[str | None, typer.Option(help="Registered model name")] = None,
     alias: Annotated[str | None, typer.Option(help="Alias to set on the new version, e.g. champion")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: env or local SQLite)")] = None,
     cache_dir: Annotated[str | None, typer.Option(help="yfinance cache folder")] = ".forecaster/cache",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train a global model over all tickers, track it in MLflow and optionally register it."""
+    """Train a global model over all tickers, track it in MLflow and optionally register it.
+
+    Any setting can also be given by its dotted name, e.g. --train.lr 1e-3 --model.hidden-size 128
+    (see the list below); precedence: flags > --config file > defaults."""
     from pathlib import Path
 
     from forecaster import tracking
-    from forecaster.config import build_configs, to_dict
     from forecaster.runs import tracked_training
     from forecaster.sources import load_source
 
+    shortcuts = {
+        name: value
+        for name, value in {
+            "arch": arch,
+            "mode": mode,
+            "lookback": lookback,
+            "horizon": horizon,
+            "epochs": epochs,
+            "hidden": hidden,
+            "layers": layers,
+            "dropout": dropout,
+            "bidirectional": bidirectional,
+            "quantiles": quantiles,
+            "batch_size": batch_size,
+            "lr": lr,
+            "patience": patience,
+            "teacher_forcing": teacher_forcing,
+            "seed": seed,
+            "device": device,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "bad_rows": bad_rows,
+        }.items()
+        if value is not None
+    }
+    config = resolve_training(config_file, list(ctx.args), shortcuts)
+    if print_config:
+        typer.echo(to_yaml(config.model_dump(mode="json")), nl=False)
+        return
     setup_logging(verbose)
     if alias and not register_as:
         raise ValueError("alias: --alias needs --register-as NAME")
-    data_config, model_config, train_config = build_configs(
-        lookback=lookback,
-        horizon=horizon,
-        arch=arch,
-        mode=mode,
-        hidden=hidden,
-        layers=layers,
-        dropout=dropout,
-        bidirectional=bidirectional,
-        quantiles=tuple(float(q) for q in parse_list(quantiles) or []),
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        bad_rows=bad_rows,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        seed=seed,
-        device=device,
-        teacher_forcing=teacher_forcing,
-    )
     frame, origin = load_source(
-        source, data, parse_list(tickers), start, end, Path(cache_dir) if cache_dir else None, bad_rows
+        source, data, parse_list(tickers), start, end, Path(cache_dir) if cache_dir else None, config.data.bad_rows
     )
     uri = tracking.configure(tracking_uri)
     log.info("tracking store: %s", tracking.redact(uri))
-    log.debug(
-        "config: %s",
-        json.dumps({"data": to_dict(data_config), "model": to_dict(model_config), "train": to_dict(train_config)}),
-    )
+    log.debug("config: %s", json.dumps(config.model_dump(mode="json")))
     from forecaster.progress import EpochProgress
 
     with EpochProgress(console) as progress:
         result = tracked_training(
             frame,
             origin,
-            data_config,
-            model_config,
-            train_config,
+            config.data,
+            config.model,
+            config.train,
             register_as=register_as,
             alias=alias,
             hooks=progress.hooks(),
@@ -176,20 +155,35 @@ def evaluate(
     device: Annotated[str, typer.Option()] = "auto",
     bad_rows: Annotated[str, typer.Option()] = "fail",
     tracking_uri: Annotated[str | None, typer.Option()] = None,
+    backtest_out: Annotated[
+        str | None,
+        typer.Option("--backtest-out", help="Write every forecast, ticker x origin x step, to a .parquet or .csv FILE"),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Rolling-origin evaluation (stride 1, every origin) of a registered model on any data."""
+    """Rolling-origin evaluation (stride 1, every origin) of a registered model on any data, beside the
+    naive, drift, EWMA-volatility and GARCH baselines, with Diebold-Mariano tests per step."""
     from forecaster import evaluate as ev
     from forecaster import tracking
+    from forecaster.backtest_file import check_backtest_path, write_backtest
     from forecaster.job import evaluate_frame
     from forecaster.sources import load_source
 
     setup_logging(verbose)
+    if backtest_out is not None:
+        try:  # before any data or model is loaded: a typo should not cost a whole backtest
+            check_backtest_path(backtest_out)
+        except ValueError as exc:
+            raise ValueError(f"--backtest-out: {exc}") from None
     frame, origin = load_source(source, data, parse_list(tickers), start, None, None, bad_rows)
     tracking.configure(tracking_uri)
     forecaster, ref = tracking.load_forecaster(model_uri, device=device)
     result = evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date)
     metrics = ev.score(result)
+    tests = ev.significance(result)
+    if backtest_out is not None:
+        written = write_backtest(result, backtest_out)
+        log.info("backtest: %d rows written to %s", len(result.series_id) * result.horizon, written)
     payload = {
         "model_uri": model_uri,
         "model": {"name": ref.name, "version": ref.version, "alias": ref.alias, "run_id": ref.run_id},
@@ -198,7 +192,9 @@ def evaluate(
         "lookback": forecaster.lookback,
         "n_series": int(len(set(result.series_id.tolist()))),
         "n_origins": int(len(result.series_id)),
+        "levels": list(result.levels),
         "metrics": metrics,
+        "significance": tests,
     }
     if as_json:
         typer.echo(json.dumps(payload))
@@ -210,11 +206,16 @@ def evaluate(
             f"{payload['n_series']} series, {payload['n_origins']} origins",
         )
     )
+    for line in significance_lines(tests):
+        console.print(line, soft_wrap=True, markup=False)
 
 
 def metrics_table(metrics: dict[str, dict[str, list[float]]], title: str) -> Table:
-    """Rows: model and baselines; columns: each metric averaged over steps."""
-    names = sorted({m for block in metrics.values() for m in block}, key=lambda m: (m == "coverage", m))
+    """Rows: model and baselines; columns: each metric averaged over steps, in the evaluation's order.
+
+    The per-level pinball losses stay in the JSON: spl sums them up and the table fits a terminal.
+    """
+    names = [m for m in dict.fromkeys(m for block in metrics.values() for m in block) if not m.startswith("pinball_")]
     table = Table(title=title)
     table.add_column("forecast")
     for metric in names:
@@ -223,6 +224,18 @@ def metrics_table(metrics: dict[str, dict[str, list[float]]], title: str) -> Tab
         cells = [f"{sum(block[m]) / len(block[m]):.4f}" if m in block else "" for m in names]
         table.add_row(name, *cells)
     return table
+
+
+def significance_lines(tests: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per comparison: the Diebold-Mariano verdict (5%) and p-value of each step."""
+    lines = []
+    for key, block in tests.items():
+        steps = ", ".join(
+            f"h{h} {verdict}" + ("" if p is None else f" (p={p:.3g})")
+            for h, (verdict, p) in enumerate(zip(block["verdict"], block["p_value"], strict=True), start=1)
+        )
+        lines.append(f"{key.replace('_vs_', ' vs ')} on {block['metric']} (Diebold-Mariano, 5%): {steps}")
+    return lines
 
 
 def main() -> None:  # pragma: no cover - console entry

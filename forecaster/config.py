@@ -1,160 +1,200 @@
-"""Typed, frozen configuration: what the data, the network and the fit loop are."""
+"""Typed, frozen configuration: what the data, the network and the fit loop are.
+
+The one owner of every hyperparameter: each is declared once here, with its default, its
+validation and its description. Derived values (the network's horizon, the feature count,
+the median's index) are derived, never stored twice. Every entry point addresses a setting by
+its dotted name (``data.lookback``, ``model.hidden_size``, ``train.lr``): `forecaster train`
+(flags, ``--data.lookback 30`` and ``--config FILE``), `forecaster retrain` (its ``training:``
+block in YAML, environment and flags) and the tests (`TrainingConfig.with_overrides`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-FEATURES: tuple[str, ...] = ("open", "high", "low", "close")
-ARCHES: tuple[str, ...] = ("lstm", "gru", "rnn")
-MODES: tuple[str, ...] = ("n-to-1", "seq2seq")
-BAD_ROW_POLICIES: tuple[str, ...] = ("fail", "drop")
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+FEATURES: tuple[str, ...] = ("open", "high", "low", "close")  # the F axis of every window, in order
+CLOSE: int = FEATURES.index("close")
+N_FEATURES: int = len(FEATURES)
+MEDIAN: float = 0.5
+C = TypeVar("C", bound=BaseModel)
 
 
-@dataclass(frozen=True)
-class DataConfig:
+def _comma_list(value: Any) -> Any:
+    """'0.1,0.5,0.9' (a flag or an environment variable) -> ['0.1', '0.5', '0.9']."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+class Section(BaseModel):
+    """A frozen config block: unknown keys are an error, values are validated on creation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(Section):
     """How bars become windows: T days in, H closes out, and the calendar split."""
 
-    lookback: int = 60
-    horizon: int = 5
-    val_fraction: float = 0.15  # share of the calendar (dates) held for validation
-    test_fraction: float = 0.15  # share of the calendar held for the test split
-    bad_rows: str = "fail"  # fail | drop (drop warns with a count)
-    features: tuple[str, ...] = FEATURES
-
-    def __post_init__(self) -> None:
-        _check_positive("lookback", self.lookback, minimum=2)
-        _check_positive("horizon", self.horizon, minimum=1)
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 0.5:
-                raise ValueError(f"{name}: expected a value in [0, 0.5), got {value}")
-        if self.bad_rows not in BAD_ROW_POLICIES:
-            raise ValueError(f"bad_rows: expected one of {BAD_ROW_POLICIES}, got '{self.bad_rows}'")
-        if tuple(self.features) != FEATURES:
-            raise ValueError(f"features: expected {FEATURES}, got {tuple(self.features)}")
+    lookback: int = Field(60, ge=2, description="T: input days per window")
+    horizon: int = Field(5, ge=1, description="H: trading days ahead to forecast")
+    val_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="share of the dates held for validation")
+    test_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="share of the dates held for the test split")
+    bad_rows: Literal["fail", "drop"] = Field("fail", description="bad input rows: fail, or drop with a warning")
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Section):
     """The network: backbone cell, shape (N-to-1 or seq2seq) and quantile outputs."""
 
-    arch: str = "lstm"
-    mode: str = "n-to-1"
-    horizon: int = 5
-    n_features: int = 4
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.1
-    bidirectional: bool = False  # N-to-1 encoder only
-    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    arch: Literal["lstm", "gru", "rnn"] = Field("lstm", description="recurrent cell")
+    mode: Literal["n-to-1", "seq2seq"] = Field("n-to-1", description="all steps at once, or an unrolled decoder")
+    hidden_size: int = Field(64, ge=1, description="hidden units per layer")
+    num_layers: int = Field(2, ge=1, description="stacked recurrent layers")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout between recurrent layers")
+    bidirectional: bool = Field(False, description="bidirectional encoder (n-to-1 only)")
+    quantiles: Annotated[tuple[float, ...], BeforeValidator(_comma_list)] = Field(
+        (0.1, 0.5, 0.9), description="quantile levels, increasing, in (0, 1), including the median 0.5"
+    )
 
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHES:
-            raise ValueError(f"arch: expected one of {ARCHES}, got '{self.arch}'")
-        if self.mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got '{self.mode}'")
-        _check_positive("horizon", self.horizon, minimum=1)
-        _check_positive("hidden_size", self.hidden_size, minimum=1)
-        _check_positive("num_layers", self.num_layers, minimum=1)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a value in [0, 1), got {self.dropout}")
+    @field_validator("quantiles")
+    @classmethod
+    def _levels(cls, qs: tuple[float, ...]) -> tuple[float, ...]:
+        if not qs or any(not 0.0 < q < 1.0 for q in qs) or list(qs) != sorted(set(qs)):
+            raise ValueError(f"expected distinct increasing values in (0, 1), got {qs}")
+        if MEDIAN not in qs:
+            raise ValueError(f"the median 0.5 must be one of them, got {qs}")
+        return qs
+
+    @model_validator(mode="after")
+    def _bidirectional_needs_n_to_1(self) -> ModelConfig:
         if self.bidirectional and self.mode == "seq2seq":
             raise ValueError("bidirectional: only the n-to-1 encoder can be bidirectional")
-        qs = tuple(float(q) for q in self.quantiles)
-        if not qs or any(not 0.0 < q < 1.0 for q in qs) or list(qs) != sorted(set(qs)):
-            raise ValueError(f"quantiles: expected distinct increasing values in (0, 1), got {qs}")
-        if 0.5 not in qs:
-            raise ValueError(f"quantiles: the median 0.5 must be one of them, got {qs}")
-        object.__setattr__(self, "quantiles", qs)
+        return self
 
     @property
     def median_index(self) -> int:
-        return self.quantiles.index(0.5)
+        return self.quantiles.index(MEDIAN)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """The fit loop: optimiser, schedule, early stopping, seed and device."""
 
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1  # cosine decay floor, as a share of lr
-    warmup_steps: int = 50
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    patience: int = 5
-    seed: int = 42
-    device: str = "auto"
-    teacher_forcing: float = 0.5  # seq2seq only: share of steps fed the true previous close
-    stride: int = 1  # training origins every `stride` days
-    max_batches_per_epoch: int | None = None  # cap on steps per epoch (None = all windows)
-
-    def __post_init__(self) -> None:
-        _check_positive("epochs", self.epochs, minimum=1)
-        _check_positive("batch_size", self.batch_size, minimum=1)
-        _check_positive("stride", self.stride, minimum=1)
-        if self.lr <= 0:
-            raise ValueError(f"lr: expected a positive value, got {self.lr}")
-        if not 0.0 <= self.teacher_forcing <= 1.0:
-            raise ValueError(f"teacher_forcing: expected a value in [0, 1], got {self.teacher_forcing}")
-        if self.patience < 1:
-            raise ValueError(f"patience: expected at least 1, got {self.patience}")
+    epochs: int = Field(30, ge=1, description="most epochs (early stopping may end sooner)")
+    batch_size: int = Field(256, ge=1, description="windows per optimiser step")
+    lr: float = Field(2e-3, gt=0.0, description="peak learning rate (AdamW)")
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine decay floor, as a share of lr")
+    warmup_steps: int = Field(50, ge=0, description="linear warm-up steps")
+    weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0.0, description="gradient norm clip")
+    patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
+    seed: int = Field(42, description="seed of every random number generator")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    teacher_forcing: float = Field(0.5, ge=0.0, le=1.0, description="seq2seq: share of steps fed the true close")
+    stride: int = Field(1, ge=1, description="training origins every `stride` days")
+    max_batches_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (none = all windows)")
 
 
-def build_configs(
-    *,
-    lookback: int = 60,
-    horizon: int = 5,
-    arch: str = "lstm",
-    mode: str = "n-to-1",
-    hidden: int = 64,
-    layers: int = 2,
-    dropout: float = 0.1,
-    bidirectional: bool = False,
-    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    bad_rows: str = "fail",
-    **train: Any,
-) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    """The three configs from the flat option names the CLI and the pipeline share; the
-    horizon is given once and used by both data and model. Other keywords are TrainConfig's."""
-    data = DataConfig(
-        lookback=lookback, horizon=horizon, val_fraction=val_fraction, test_fraction=test_fraction, bad_rows=bad_rows
-    )
-    model = ModelConfig(
-        arch=arch,
-        mode=mode,
-        horizon=horizon,
-        hidden_size=hidden,
-        num_layers=layers,
-        dropout=dropout,
-        bidirectional=bidirectional,
-        quantiles=quantiles,
-    )
-    return data, model, TrainConfig(**train)
+class TrainingConfig(Section):
+    """Everything a training run is configured by, addressed as ``data.*``, ``model.*``, ``train.*``."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> TrainingConfig:
+        """A copy with dotted settings replaced: ``{"data.lookback": 30, "train.lr": "1e-3"}``.
+        Values may be text (as from a flag); unknown names are an error naming them."""
+        return TrainingConfig.model_validate(merge_dotted(self.model_dump(), overrides, "training"))
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+ARCHES: tuple[str, ...] = get_args(ModelConfig.model_fields["arch"].annotation)
+MODES: tuple[str, ...] = get_args(ModelConfig.model_fields["mode"].annotation)
+
+# Flat option names of `forecaster train` (and flat keys of retrain's YAML and flags), each a
+# shortcut for one dotted setting; the setting itself owns the default and the validation.
+SHORTCUTS: dict[str, str] = {
+    "lookback": "data.lookback",
+    "horizon": "data.horizon",
+    "val_fraction": "data.val_fraction",
+    "test_fraction": "data.test_fraction",
+    "bad_rows": "data.bad_rows",
+    "arch": "model.arch",
+    "mode": "model.mode",
+    "hidden": "model.hidden_size",
+    "layers": "model.num_layers",
+    "dropout": "model.dropout",
+    "bidirectional": "model.bidirectional",
+    "quantiles": "model.quantiles",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "patience": "train.patience",
+    "teacher_forcing": "train.teacher_forcing",
+    "seed": "train.seed",
+    "device": "train.device",
+}
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass from `to_dict` output; unknown keys are an error."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**values)
+def merge_dotted(base: Mapping[str, Any], overrides: Mapping[str, Any], root: str) -> dict[str, Any]:
+    """Nested `base` with ``a.b=value`` items set; a name that is not in `base` is an error."""
+    merged: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node: dict[str, Any] = merged
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                raise ValueError(f"{root}: unknown setting '{dotted}'; known: {', '.join(dotted_names(base))}")
+            node[part] = child = dict(child)
+            node = child
+        if leaf not in node or isinstance(node[leaf], dict):
+            raise ValueError(f"{root}: unknown setting '{dotted}'; known: {', '.join(dotted_names(base))}")
+        node[leaf] = value
+    return merged
 
 
-def _check_positive(name: str, value: int, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+def dotted_names(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """Every leaf of a nested mapping as a dotted name."""
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from dotted_names(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
 
 
-__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "to_dict", "from_dict"]
+def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(dotted name, description, default) of every setting of a config model, nested ones included."""
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from describe(kind, f"{prefix}{name}.")
+        else:
+            default = info.get_default(call_default_factory=True)
+            yield f"{prefix}{name}", info.description or "", default
+
+
+def to_dict(config: BaseModel) -> dict[str, Any]:
+    """A JSON-ready dict of a config block (tuples become lists)."""
+    return config.model_dump(mode="json")
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """Rebuild a config block from `to_dict` output; unknown keys are an error."""
+    return cls.model_validate(dict(data))
+
+
+__all__ = [
+    "ARCHES",
+    "CLOSE",
+    "MODES",
+    "FEATURES",
+    "N_FEATURES",
+    "SHORTCUTS",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "describe",
+    "from_dict",
+    "to_dict",
+]

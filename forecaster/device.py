@@ -1,4 +1,6 @@
-"""The one place where the compute device is decided."""
+"""The one place where the compute device and its precision are decided (training and inference)."""
+
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -15,3 +17,10 @@ def resolve_device(requested: str = "auto") -> torch.device:
             raise ValueError(f"device: '{requested}' was requested but no CUDA device is visible")
         return torch.device(choice)
     raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got '{requested}'")
+
+
+def autocast(device: torch.device) -> AbstractContextManager[object]:
+    """bf16 mixed precision on CUDA; full precision on CPU (bit-reproducible there)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()

@@ -87,8 +87,6 @@ def run_training(
     meta: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Validate, split, fit, save the bundle and backtest on the test split."""
-    if model_config.horizon != data_config.horizon:
-        raise ValueError(f"horizon: model ({model_config.horizon}) and data ({data_config.horizon}) differ")
     frame = validate_ohlc(frame, bad_rows=data_config.bad_rows, min_rows=data_config.lookback + data_config.horizon)
     windows = split_windows(frame, data_config, train_config.stride)
     log.info(
@@ -118,11 +116,11 @@ def run_training(
 
 
 def predict_fn(forecaster: Forecaster) -> evaluate.PredictFn:
-    """Adapt a Forecaster to the evaluation's predict signature."""
-    median_index = forecaster.quantiles.index(0.5)
+    """Adapt a Forecaster to the evaluation's predict signature: price quantiles and their levels."""
 
-    def predict(X: np.ndarray) -> tuple[np.ndarray, int]:
-        return forecaster.predict(X).quantiles, median_index
+    def predict(X: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]:
+        forecast = forecaster.predict(X)
+        return forecast.quantiles, forecast.levels
 
     return predict
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forecaster.config import ModelConfig
+from forecaster.config import N_FEATURES, ModelConfig
 
 CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -19,11 +19,11 @@ CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {"lstm": nn.LSTM
 class QuantileHead(nn.Module):
     """D features -> H x Q quantiles that never cross: median plus softplus-cumulated gaps."""
 
-    def __init__(self, in_features: int, horizon: int, quantiles: tuple[float, ...]) -> None:
+    def __init__(self, in_features: int, horizon: int, config: ModelConfig) -> None:
         super().__init__()
         self.horizon = horizon
-        self.n_quantiles = len(quantiles)
-        self.median_index = quantiles.index(0.5)
+        self.n_quantiles = len(config.quantiles)
+        self.median_index = config.median_index
         self.proj = nn.Linear(in_features, horizon * self.n_quantiles)
         nn.init.zeros_(self.proj.weight)  # start at the naive forecast with a small band
         nn.init.zeros_(self.proj.bias)
@@ -45,11 +45,12 @@ def order_quantiles(raw: torch.Tensor, median_index: int) -> torch.Tensor:
 class DirectRNN(nn.Module):
     """N-to-1: the encoder's last hidden state -> all H steps at once."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, horizon: int) -> None:
         super().__init__()
         self.config = config
+        self.horizon = horizon
         self.encoder = CELLS[config.arch](
-            input_size=config.n_features,
+            input_size=N_FEATURES,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
@@ -57,13 +58,13 @@ class DirectRNN(nn.Module):
             batch_first=True,
         )
         directions = 2 if config.bidirectional else 1
-        self.head = QuantileHead(config.hidden_size * directions, config.horizon, config.quantiles)
+        self.head = QuantileHead(config.hidden_size * directions, horizon, config)
 
     def forward(
         self, x: torch.Tensor, target: torch.Tensor | None = None, teacher_forcing: float = 0.0
     ) -> torch.Tensor:
         # x: (B, T, F) -> (B, H, Q); target/teacher_forcing are accepted for a common signature
-        check_input(x, self.config.n_features)
+        check_input(x)
         out, _ = self.encoder(x)  # -> (B, T, D * directions)
         if self.config.bidirectional:
             d = self.config.hidden_size
@@ -81,24 +82,25 @@ class Seq2SeqRNN(nn.Module):
     ``teacher_forcing`` per step and batch, else the model's own median.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, horizon: int) -> None:
         super().__init__()
         self.config = config
+        self.horizon = horizon
         cell = CELLS[config.arch]
         dropout = config.dropout if config.num_layers > 1 else 0.0
-        self.encoder = cell(config.n_features, config.hidden_size, config.num_layers, dropout=dropout, batch_first=True)
+        self.encoder = cell(N_FEATURES, config.hidden_size, config.num_layers, dropout=dropout, batch_first=True)
         self.decoder = cell(1, config.hidden_size, config.num_layers, dropout=dropout, batch_first=True)
-        self.head = QuantileHead(config.hidden_size, 1, config.quantiles)
+        self.head = QuantileHead(config.hidden_size, 1, config)
 
     def forward(
         self, x: torch.Tensor, target: torch.Tensor | None = None, teacher_forcing: float = 0.0
     ) -> torch.Tensor:
         # x: (B, T, F), target: (B, H) scaled log ratios -> (B, H, Q)
-        check_input(x, self.config.n_features)
+        check_input(x)
         _, state = self.encoder(x)
         previous = torch.zeros(x.shape[0], 1, 1, dtype=x.dtype, device=x.device)  # last close = 0
         steps = []
-        for h in range(self.config.horizon):
+        for h in range(self.horizon):
             out, state = self.decoder(previous, state)  # -> (B, 1, D)
             step = self.head(out[:, -1])  # -> (B, 1, Q)
             steps.append(step)
@@ -110,14 +112,14 @@ class Seq2SeqRNN(nn.Module):
         return torch.cat(steps, dim=1)  # -> (B, H, Q)
 
 
-def check_input(x: torch.Tensor, n_features: int) -> None:
-    if x.ndim != 3 or x.shape[-1] != n_features:
-        raise ValueError(f"x: expected shape [B, T, {n_features}], got {list(x.shape)}")
+def check_input(x: torch.Tensor) -> None:
+    if x.ndim != 3 or x.shape[-1] != N_FEATURES:
+        raise ValueError(f"x: expected shape [B, T, {N_FEATURES}], got {list(x.shape)}")
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    """The network for a ModelConfig: DirectRNN for n-to-1, Seq2SeqRNN for seq2seq."""
-    return DirectRNN(config) if config.mode == "n-to-1" else Seq2SeqRNN(config)
+def build_model(config: ModelConfig, horizon: int) -> nn.Module:
+    """The network for a ModelConfig and H steps: DirectRNN for n-to-1, Seq2SeqRNN for seq2seq."""
+    return DirectRNN(config, horizon) if config.mode == "n-to-1" else Seq2SeqRNN(config, horizon)
 
 
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: tuple[float, ...]) -> torch.Tensor:

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 
 from forecaster.artifact import Bundle
-from forecaster.device import resolve_device
-from forecaster.train import autocast
+from forecaster.config import CLOSE, FEATURES, MEDIAN, N_FEATURES
+from forecaster.device import autocast, resolve_device
+from forecaster.errors import DataError
 
 PREDICT_BATCH = 4096
+# Prices a window may hold. Windows are float32 and the transform takes log ratios between
+# prices of one window: 1e-50 becomes 0 and 1e39 becomes inf in float32, and either turns the
+# forecast into NaN. Inside these bounds every ratio is at most 1e15 (a log of about 35).
+MIN_PRICE = 1e-6
+MAX_PRICE = 1e9
+
+
+class Window(NamedTuple):
+    """One series' model input: values[T,4] float32 OHLC, oldest first; last_date of its last bar."""
+
+    values: np.ndarray
+    last_date: dt.date | None
 
 
 @dataclass(frozen=True)
@@ -23,7 +40,7 @@ class Forecast:
 
     @property
     def median(self) -> np.ndarray:
-        return self.quantiles[..., self.levels.index(0.5)]
+        return self.quantiles[..., self.levels.index(MEDIAN)]
 
     @property
     def lower(self) -> np.ndarray:
@@ -49,7 +66,7 @@ class Forecaster:
 
     @property
     def horizon(self) -> int:
-        return self.bundle.model_config.horizon
+        return self.bundle.data_config.horizon
 
     @property
     def quantiles(self) -> tuple[float, ...]:
@@ -58,8 +75,8 @@ class Forecaster:
     def predict(self, X: np.ndarray) -> Forecast:
         """X[N,T,4] raw OHLC windows (T = lookback, last row = last observed day) -> Forecast."""
         X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 3 or X.shape[1:] != (self.lookback, 4):
-            raise ValueError(f"windows: expected shape [N, {self.lookback}, 4], got {list(X.shape)}")
+        if X.ndim != 3 or X.shape[1:] != (self.lookback, N_FEATURES):
+            raise ValueError(f"windows: expected shape [N, {self.lookback}, {N_FEATURES}], got {list(X.shape)}")
         if len(X) == 0:
             return Forecast(np.empty((0, self.horizon, len(self.quantiles))), self.quantiles)
         scaled = self.transform.inputs(X)
@@ -71,13 +88,70 @@ class Forecaster:
                     out = self.model(x)
                 outputs.append(out.float().cpu().numpy())  # -> (B, H, Q)
         z = np.concatenate(outputs)
-        return Forecast(self.transform.to_prices(z, X[:, -1, 3]), self.quantiles)
+        return Forecast(self.transform.to_prices(z, X[:, -1, CLOSE]), self.quantiles)
 
     def predict_history(self, history: np.ndarray) -> Forecast:
         """One series' bars [L,4] (L >= lookback) -> the forecast from its last T rows."""
-        history = np.asarray(history, dtype=np.float32)
-        if history.ndim != 2 or history.shape[1] != 4:
-            raise ValueError(f"history: expected shape [L, 4], got {list(history.shape)}")
-        if len(history) < self.lookback:
-            raise ValueError(f"history: {len(history)} bars, the model needs at least lookback = {self.lookback}")
-        return self.predict(history[None, -self.lookback :])
+        return self.predict(self.window(history).values[None])
+
+    def window(
+        self,
+        bars: pd.DataFrame | np.ndarray | Sequence[Sequence[float]],
+        dates: Sequence[Any] | np.ndarray | pd.Series | None = None,
+        field: str = "history",
+    ) -> Window:
+        """One series' history -> its last T = lookback bars as the model's input, checked.
+
+        The one place a history becomes a window (the service's request and ticker histories,
+        the pyfunc wrapper, `predict_history`), so "enough bars?" and "prices the model can
+        take?" are answered once. bars: oldest first, a frame with columns open, high, low,
+        close (and date, unless `dates` is given) or an array [L,4] in that order. dates: one
+        per bar; only the last is kept. field: how errors name the series (``series[3].history``).
+        Raises DataError naming the field: fewer than T bars, or a price among the last T that
+        is not a finite number in [MIN_PRICE, MAX_PRICE].
+        """
+        if isinstance(bars, pd.DataFrame):
+            missing = [c for c in FEATURES if c not in bars.columns]
+            if missing:
+                raise DataError(f"{field}: missing column(s) {missing}, found {list(bars.columns)}")
+            if dates is None and "date" in bars.columns:
+                dates = bars["date"]
+            bars = bars[list(FEATURES)].to_numpy()
+        array = np.asarray(bars)
+        if array.ndim != 2 or array.shape[1] != N_FEATURES:
+            raise DataError(f"{field}: expected bars of shape [L, {N_FEATURES}] {FEATURES}, got {list(array.shape)}")
+        if dates is not None and len(dates) != len(array):
+            raise ValueError(f"dates: expected one per bar ({len(array)}), got {len(dates)}")
+        T = self.lookback
+        if len(array) < T:
+            raise DataError(f"{field}: {len(array)} bars, the model needs at least lookback = {T}")
+        try:
+            tail = array[-T:].astype(np.float64)  # checked before float32 can turn 1e39 into inf
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{field}: prices must be numbers ({exc})") from exc
+        accepted = (tail >= MIN_PRICE) & (tail <= MAX_PRICE)  # NaN compares False: refused too
+        if not accepted.all():
+            row, column = np.argwhere(~accepted)[0]
+            raise DataError(
+                f"{field}[{len(array) - T + row}].{FEATURES[column]}: {tail[row, column]:g} is not a price the "
+                f"model accepts (a finite number from {MIN_PRICE:g} to {MAX_PRICE:g})"
+            )
+        last = None
+        if dates is not None and len(dates):
+            last = _as_date(dates.iloc[-1] if isinstance(dates, pd.Series) else dates[-1], field)
+        return Window(tail.astype(np.float32), last)
+
+
+def _as_date(value: Any, field: str) -> dt.date:
+    """A bar's date (date, datetime, Timestamp, datetime64 or ISO text) as a calendar date."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"{field}: the last bar's date {value!r} is not a date") from exc
+    if pd.isna(stamp):
+        raise DataError(f"{field}: the last bar's date is missing")
+    return stamp.date()

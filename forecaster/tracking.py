@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import numpy as np
@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from forecaster.artifact import load_bundle
-from forecaster.errors import ModelNotFoundError, RegistryUnavailableError
+from forecaster.errors import ForecasterError, ModelLoadError, ModelNotFoundError, RegistryUnavailableError
 from forecaster.predict import Forecaster
 
 log = logging.getLogger(__name__)
@@ -47,17 +47,37 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
 
 
-def redact(uri: str) -> str:
-    """A URI fit for logs and messages: any password in it replaced by ***."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+# Credentials inside any text: the userinfo password of a URI (scheme://user:PASSWORD@host),
+# also inside exception messages that quote a URL (MLflow's "API request to http://user:pw@..."),
+# and libpq-style "password=..." pairs.
+_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):(?P<password>[^\s@/]+)@")
+_KEY_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>[^\s&;,'\"]+)", re.IGNORECASE)
+
+# MLflow's HTTP client defaults (120 s timeout, 7 retries with exponential backoff) keep a caller
+# waiting minutes on a dead server. These bound every registry call of the CLI, the pipeline and
+# the service to seconds; an environment variable of the same name still wins.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+}
+# Registry versions are sequential integers; the backends store them in a 32-bit column (PostgreSQL
+# INTEGER), so a larger number cannot exist and is answered as "not found", never sent as SQL.
+MAX_VERSION = 2**31 - 1
+
+
+def redact(text: str) -> str:
+    """A URI or any message fit for logs and responses: every password in it replaced by ***."""
+    text = _URI_PASSWORD.sub(r"\g<head>:***@", text)
+    return _KEY_PASSWORD.sub(r"\g<head>***", text)
 
 
 def configure(tracking_uri: str | None = None) -> str:
-    """Point MLflow (tracking and registry) at one store; returns the URI used."""
+    """Point MLflow (tracking and registry) at one store with bounded HTTP timeouts and retries;
+    returns the URI used."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -85,7 +105,7 @@ def registry_errors(action: str) -> Iterator[None]:
         yield
     except (MlflowException, requests.RequestException) as exc:
         raise RegistryUnavailableError(
-            f"tracking: {action} failed at {redact(mlflow.get_tracking_uri())}: {exc}"
+            redact(f"tracking: {action} failed at {mlflow.get_tracking_uri()}: {exc}")
         ) from exc
 
 
@@ -209,7 +229,13 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 
 def resolve_version(name: str, alias: str | None = None, version: str | None = None) -> ModelRef:
-    """The registry's answer for NAME@ALIAS or NAME/VERSION; clear errors when it has none."""
+    """The registry's answer for NAME@ALIAS or NAME/VERSION; clear errors when it has none.
+
+    Errors name the model and never quote the store's answer beyond a redacted line: a failing
+    SQL store puts its statement in the exception text."""
+    what = f"alias '{alias}'" if alias is not None else f"version '{version}'"
+    if alias is None and not (str(version).isdigit() and 1 <= int(str(version)) <= MAX_VERSION):
+        raise ModelNotFoundError(f"model '{name}': {what} not found in the registry")
     client = MlflowClient()
     try:
         if alias is not None:
@@ -218,11 +244,10 @@ def resolve_version(name: str, alias: str | None = None, version: str | None = N
             mv = client.get_model_version(name, str(version))
     except (RestException, MlflowException) as exc:
         if _is_not_found(exc):
-            what = f"alias '{alias}'" if alias is not None else f"version '{version}'"
             raise ModelNotFoundError(f"model '{name}': {what} not found in the registry") from exc
-        raise RegistryUnavailableError(f"registry: cannot resolve model '{name}': {exc}") from exc
-    except OSError as exc:
-        raise RegistryUnavailableError(f"registry: unreachable: {exc}") from exc
+        raise RegistryUnavailableError(redact(f"registry: cannot resolve model '{name}': {exc}")) from exc
+    except (OSError, requests.RequestException) as exc:
+        raise RegistryUnavailableError(redact(f"registry: unreachable: {exc}")) from exc
     return ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
 
 
@@ -242,27 +267,38 @@ def load_forecaster(
     """The one loader: registry URI -> (ready Forecaster on `device`, which version it is).
 
     Downloads the bundle artifact and rebuilds the network from JSON + safetensors; no
-    pickled object is ever loaded.
+    pickled object is ever loaded. A store that cannot be reached is RegistryUnavailableError
+    (try again later); an artifact that is missing or cannot be read is ModelLoadError (this
+    version will not load, whoever asks again).
     """
     if ref is None:
         if model_uri is None:
             raise ValueError("load_forecaster: give a model_uri or a resolved ref")
         name, alias, version = parse_model_uri(model_uri)
         ref = resolve_version(name, alias, version)
+    what = f"model '{ref.name}' version {ref.version}"
     try:
         local = mlflow.artifacts.download_artifacts(f"models:/{ref.name}/{ref.version}")
-    except (MlflowException, OSError) as exc:
-        raise RegistryUnavailableError(f"registry: cannot download models:/{ref.name}/{ref.version}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{what} cannot be loaded: its artifact is missing ({exc.strerror})") from exc
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            raise ModelLoadError(f"{what} cannot be loaded: its artifact is missing") from exc
+        raise RegistryUnavailableError(redact(f"registry: cannot download {what}: {exc}")) from exc
+    except (OSError, requests.RequestException) as exc:
+        raise RegistryUnavailableError(redact(f"registry: cannot download {what}: {exc}")) from exc
     bundle_dir = Path(local) / "artifacts" / BUNDLE_ARTIFACT
-    return Forecaster(load_bundle(bundle_dir), device=device), ref
-
-
-def latest_versions(name: str) -> list[str]:
-    client = MlflowClient()
     try:
-        return sorted((mv.version for mv in client.search_model_versions(f"name='{name}'")), key=int)
-    except MlflowException:
-        return []
+        return Forecaster(load_bundle(bundle_dir), device=device), ref
+    except Exception as exc:  # noqa: BLE001 - an artifact is outside input: any failure to read it means this version
+        raise ModelLoadError(f"{what} cannot be loaded: {_load_cause(exc, Path(local))}") from exc
+
+
+def _load_cause(exc: Exception, local: Path) -> str:
+    """The cause of a failed load in one line, without the local download path."""
+    text = redact(str(exc)).replace(f"{local}/", "").replace(str(local), "the artifact")
+    text = " ".join(text.split())[:300]
+    return text if isinstance(exc, ForecasterError) else f"{type(exc).__name__}: {text}"
 
 
 def example_input(frame: pd.DataFrame, lookback: int, tickers: int = 2) -> pd.DataFrame:

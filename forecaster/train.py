@@ -7,7 +7,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from forecaster.config import ModelConfig, TrainConfig
-from forecaster.device import resolve_device
+from forecaster.device import autocast, resolve_device
 from forecaster.models import build_model, pinball_loss
 from forecaster.scaling import WindowTransform
 from forecaster.windows import Panel
@@ -109,7 +108,7 @@ def fit(
     hooks = hooks or FitHooks()
     rng = seed_everything(train_config.seed)
     device = resolve_device(train_config.device)
-    model = build_model(model_config).to(device)
+    model = build_model(model_config, train.horizon).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     n_batches = math.ceil(len(train) / train_config.batch_size)
     if train_config.max_batches_per_epoch:
@@ -199,10 +198,3 @@ def evaluate_loss(model: nn.Module, windows: WindowSet, quantiles: tuple[float, 
         total += float(pinball_loss(pred.float(), y, quantiles)) * len(idx)
         count += len(idx)
     return total / max(count, 1)
-
-
-def autocast(device: torch.device) -> AbstractContextManager[object]:
-    """bf16 mixed precision on CUDA; full precision on CPU (bit-reproducible there)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()

@@ -1,71 +1,61 @@
 """`forecaster retrain` and `forecaster rollback`.
 
-Every RetrainSettings field is also a flag (`--model-name X`, `--epochs 5`, `--margin=0.02`);
-flags override the YAML config, which overrides the defaults.
+Every setting of `pipelines.settings.RetrainSettings` is a flag (``--model-name X``,
+``--training.train.epochs 5``, or the shortcut ``--epochs 5``), parsed by pydantic-settings'
+CLI source; flags override FORECASTER_RETRAIN_* environment variables, which override the
+YAML file, which overrides the defaults.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from forecaster.console import friendly_errors, setup_logging
+from forecaster.overrides import settings_help, to_yaml
 from pipelines.settings import RetrainSettings
 
 log = logging.getLogger("pipelines")
 
-
-def parse_flags(args: list[str]) -> dict[str, Any]:
-    """['--epochs', '5', '--margin=0.1'] -> {'epochs': '5', 'margin': '0.1'}; unknown names fail."""
-    known = set(RetrainSettings.model_fields)
-    values: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"retrain: unexpected argument '{arg}'")
-        name, _, value = arg[2:].partition("=")
-        key = name.replace("-", "_")
-        if key not in known:
-            raise ValueError(f"retrain: unknown option '--{name}'; settings are: {', '.join(sorted(known))}")
-        if not _:
-            if i + 1 >= len(args):
-                raise ValueError(f"retrain: option '--{name}' needs a value")
-            value = args[i + 1]
-            i += 1
-        values[key] = value
-        i += 1
-    return values
+RETRAIN_HELP = (
+    "Refresh data, train a challenger, gate it against the champion, promote or not.\n\n"
+    "Settings (flags > FORECASTER_RETRAIN_* env (nested with __) > --config YAML > defaults); "
+    "the flat shortcuts of `forecaster train` (--epochs, --hidden, --lookback, ...) work too:\n\n"
+)
 
 
 def register(app: typer.Typer) -> None:
-    from forecaster.cli import friendly_errors, setup_logging
-
-    @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @app.command(
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        help=RETRAIN_HELP + "\n\n".join(settings_help(RetrainSettings).splitlines()),
+    )
     @friendly_errors
     def retrain(
         ctx: typer.Context,
         config: Annotated[str | None, typer.Option(help="YAML settings, e.g. pipelines/retrain.yaml")] = None,
-        schedule: Annotated[str | None, typer.Option(help="Cron expression: keep running and fire on it")] = None,
         once: Annotated[bool, typer.Option("--once", help="Run once now even if the config has a schedule")] = False,
         max_runs: Annotated[int | None, typer.Option(help="Stop the scheduler after N runs")] = None,
+        print_config: Annotated[
+            bool, typer.Option("--print-config", help="Print the resolved settings as YAML and exit")
+        ] = False,
     ) -> None:
-        """Refresh data, train a challenger, gate it against the champion, promote or not.
-
-        Any setting is also a flag: --model-name, --source, --data-path, --tickers, --arch, --mode, --lookback,
-        --horizon, --hidden, --layers, --epochs, --lr, --metric, --margin, --timezone, --on-busy, ...
-        """
+        from forecaster.tracking import redact
         from pipelines.retrain import run_locked
         from pipelines.schedule import run_on_schedule
         from pipelines.settings import load_settings
 
+        settings = load_settings(config, list(ctx.args))
+        if print_config:
+            values = settings.model_dump(mode="json")
+            for key in ("tracking_uri", "lock_database_url"):
+                values[key] = redact(values[key]) if values[key] else values[key]
+            typer.echo(to_yaml(values), nl=False)
+            return
         setup_logging(verbose=True)
         logging.getLogger("pipelines").setLevel(logging.INFO)
-        overrides = parse_flags(list(ctx.args))
-        if schedule:
-            overrides["schedule"] = schedule
-        settings = load_settings(config, overrides)
         if settings.schedule and not once:
             run_on_schedule(
                 lambda: run_locked(settings), settings.schedule, settings.timezone, max_runs, settings.run_on_start
@@ -75,8 +65,6 @@ def register(app: typer.Typer) -> None:
         if report is None:
             typer.echo('{"skipped": true}')
             return
-        import json
-
         typer.echo(
             json.dumps(
                 {

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from forecaster import evaluate, tracking
-from forecaster.config import DataConfig, ModelConfig, TrainConfig, build_configs
 from forecaster.errors import ModelNotFoundError
 from forecaster.job import evaluate_frame
 from forecaster.runs import code_version, tracked_training
@@ -27,26 +26,6 @@ class RetrainReport:
     decision: promote.Decision
     champion_before: str | None
     champion_after: str | None
-
-
-def configs(s: RetrainSettings) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    return build_configs(
-        lookback=s.lookback,
-        horizon=s.horizon,
-        arch=s.arch,
-        mode=s.mode,
-        hidden=s.hidden,
-        layers=s.layers,
-        dropout=s.dropout,
-        val_fraction=s.val_fraction,
-        test_fraction=s.test_fraction,
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        lr=s.lr,
-        patience=s.patience,
-        seed=s.seed,
-        device=s.device,
-    )
 
 
 def run_locked(settings: RetrainSettings) -> RetrainReport | None:
@@ -69,15 +48,15 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
     log.info("step 1/5: refresh data (%s)", settings.source)
     frame, origin = refresh_data(settings)
 
-    log.info("step 2/5: train the challenger (%s %s)", settings.arch, settings.mode)
-    data_config, model_config, train_config = configs(settings)
+    config = settings.training
+    log.info("step 2/5: train the challenger (%s %s)", config.model.arch, config.model.mode)
     champion_before = tracking.alias_version(name, promote.CHAMPION)
     result = tracked_training(
         frame,
         origin,
-        data_config,
-        model_config,
-        train_config,
+        config.data,
+        config.model,
+        config.train,
         register_as=name,
         run_name="retrain",
         extra_tags={"pipeline": "retrain"},
@@ -91,7 +70,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
     champion_metrics = None
     if champion_before is not None:
         try:
-            champion, _ = tracking.load_forecaster(f"models:/{name}@{promote.CHAMPION}", device=settings.device)
+            champion, _ = tracking.load_forecaster(f"models:/{name}@{promote.CHAMPION}", device=config.train.device)
         except ModelNotFoundError:
             champion = None
         if champion is not None:

@@ -76,3 +76,38 @@ def test_code_type_checks() -> None:
     mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
     result = subprocess.run([mypy, "forecaster", "service", "pipelines"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+# What the service may use of the library: the predictor, the registry, server-side histories,
+# and their types (errors, config constants); the CLI helpers for its `serve` command.
+SERVICE_MAY_IMPORT = {
+    "forecaster",
+    "forecaster.predict",
+    "forecaster.tracking",
+    "forecaster.sources",
+    "forecaster.errors",
+    "forecaster.config",
+    "forecaster.console",
+}
+
+
+def test_service_uses_only_the_predictor_registry_sources_and_their_types() -> None:
+    used = {
+        module: sorted(n for n in names if n.split(".")[0] == "forecaster" and n not in SERVICE_MAY_IMPORT)
+        for module, names in imports_of("service").items()
+    }
+    assert {m: n for m, n in used.items() if n} == {}
+
+
+def test_command_plugins_never_import_the_cli_that_loads_them() -> None:
+    """forecaster.cli finds `serve` and `retrain` through entry points; the plugins import
+    forecaster.console, so the dependency goes one way and there is no import loop."""
+    for package in ("service", "pipelines"):
+        bad = {m: n for m, n in imports_of(package).items() if "forecaster.cli" in n}
+        assert bad == {}, bad
+
+
+def test_inference_does_not_import_training() -> None:
+    modules = imports_of("forecaster")
+    for name in ("forecaster/predict.py", "forecaster/artifact.py", "forecaster/pyfunc_model.py"):
+        assert "forecaster.train" not in modules[name], name

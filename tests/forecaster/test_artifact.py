@@ -29,7 +29,7 @@ TRANSFORM = WindowTransform(scale=0.0125)
 def random_weights_model(config: ModelConfig) -> torch.nn.Module:
     """A network with every weight random (a zero head would hide a lost tensor)."""
     torch.manual_seed(3)
-    model = build_model(config)
+    model = build_model(config, HORIZON)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.3)
@@ -48,7 +48,6 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode:
     config = ModelConfig(
         arch=arch,
         mode=mode,
-        horizon=HORIZON,
         hidden_size=8,
         num_layers=2,
         dropout=0.1,
@@ -74,7 +73,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode:
 def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config)
     save_bundle(tmp_path, model, config, DATA, TRANSFORM)
 
@@ -101,8 +100,8 @@ def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
 
 
 def test_load_rejects_another_format_version(tmp_path: Path) -> None:
-    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
-    save_bundle(tmp_path, build_model(config), config, DATA, TRANSFORM)
+    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM)
     stored = json.loads((tmp_path / CONFIG_FILE).read_text())
     (tmp_path / CONFIG_FILE).write_text(json.dumps({**stored, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(ForecasterError, match=f"format_version {FORMAT_VERSION + 1} is not supported"):
@@ -115,8 +114,8 @@ def test_load_of_a_missing_bundle_names_the_file(tmp_path: Path) -> None:
 
 
 def test_load_rejects_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
-    small = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
-    save_bundle(tmp_path, build_model(small), small, DATA, TRANSFORM)
+    small = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    save_bundle(tmp_path, build_model(small, HORIZON), small, DATA, TRANSFORM)
     stored = json.loads((tmp_path / CONFIG_FILE).read_text())
     stored["model"]["hidden_size"] = 16
     (tmp_path / CONFIG_FILE).write_text(json.dumps(stored))
@@ -126,7 +125,7 @@ def test_load_rejects_weights_that_do_not_fit_the_config(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("mode", ["n-to-1", "seq2seq"])
 def test_forecaster_predict_is_transform_then_model_then_inverse(tmp_path: Path, mode: str) -> None:
-    config = ModelConfig(mode=mode, horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(mode=mode, hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config)
     save_bundle(tmp_path, model, config, DATA, TRANSFORM)
     forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
@@ -149,8 +148,8 @@ def test_forecaster_predict_is_transform_then_model_then_inverse(tmp_path: Path,
 
 
 def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:
-    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
-    save_bundle(tmp_path, build_model(config), config, DATA, TRANSFORM)
+    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM)
     forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
     with pytest.raises(ValueError, match=f"expected shape \\[N, {LOOKBACK}, 4\\]"):
         forecaster.predict(np.ones((2, LOOKBACK - 1, 4)))
@@ -161,7 +160,7 @@ def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 def test_bundle_saved_from_cuda_loads_on_cpu_with_close_forecasts(tmp_path: Path) -> None:
-    config = ModelConfig(horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config).to("cuda")
     save_bundle(tmp_path, model, config, DATA, TRANSFORM)
     bundle = load_bundle(tmp_path)

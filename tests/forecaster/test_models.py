@@ -28,7 +28,6 @@ def tiny_config(
     return ModelConfig(
         arch=arch,
         mode=mode,
-        horizon=HORIZON,
         hidden_size=8,
         num_layers=1,
         dropout=0.0,
@@ -59,7 +58,7 @@ def test_every_model_learns_a_predictable_signal(
 ) -> None:
     config = tiny_config(arch, mode, bidirectional)
     train_config = TrainConfig(epochs=6, batch_size=32, lr=2e-2, warmup_steps=1, patience=6, seed=0, device="cpu")
-    untrained = evaluate_loss(build_model(config), sine_windows.train, config.quantiles, CPU)
+    untrained = evaluate_loss(build_model(config, HORIZON), sine_windows.train, config.quantiles, CPU)
 
     result = fit(config, train_config, sine_windows.train, sine_windows.val)
     trained = evaluate_loss(result.model, sine_windows.train, config.quantiles, CPU)
@@ -80,7 +79,7 @@ def test_every_model_learns_a_predictable_signal(
 @pytest.mark.parametrize(("arch", "mode", "bidirectional"), CONFIGS)
 def test_output_is_batch_by_horizon_by_quantiles(arch: str, mode: str, bidirectional: bool) -> None:
     config = tiny_config(arch, mode, bidirectional, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95))
-    model = build_model(config).eval()
+    model = build_model(config, HORIZON).eval()
     assert isinstance(model, DirectRNN if mode == "n-to-1" else Seq2SeqRNN)
     with torch.no_grad():
         out = model(torch.randn(5, LOOKBACK, 4))
@@ -91,7 +90,7 @@ def test_output_is_batch_by_horizon_by_quantiles(arch: str, mode: str, bidirecti
 def test_untrained_model_forecasts_no_change_as_its_median(mode: str) -> None:
     config = tiny_config(mode=mode)
     with torch.no_grad():
-        out = build_model(config).eval()(torch.randn(4, LOOKBACK, 4))
+        out = build_model(config, HORIZON).eval()(torch.randn(4, LOOKBACK, 4))
     assert (out[..., config.median_index] == 0.0).all()  # 0 = the last close: the naive forecast
     assert (out[..., 0] < 0).all() and (out[..., -1] > 0).all()
 
@@ -105,7 +104,7 @@ def test_quantiles_never_cross_for_any_raw_output() -> None:
 
 @pytest.mark.parametrize(("arch", "mode", "bidirectional"), CONFIGS)
 def test_quantiles_never_cross_with_random_weights(arch: str, mode: str, bidirectional: bool) -> None:
-    model = build_model(tiny_config(arch, mode, bidirectional)).eval()
+    model = build_model(tiny_config(arch, mode, bidirectional), HORIZON).eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0.0, 2.0)
@@ -114,14 +113,14 @@ def test_quantiles_never_cross_with_random_weights(arch: str, mode: str, bidirec
 
 
 def test_bidirectional_encoder_reads_both_ends_of_the_window() -> None:
-    model = build_model(tiny_config(bidirectional=True))
+    model = build_model(tiny_config(bidirectional=True), HORIZON)
     assert "encoder.weight_ih_l0_reverse" in model.state_dict()
     assert model.head.proj.in_features == 2 * 8
 
 
 def seq2seq_with_live_head(arch: str = "gru") -> Seq2SeqRNN:
     """A seq2seq model whose head is not zero, so what the decoder is fed shows in its output."""
-    model = build_model(tiny_config(arch, "seq2seq"))
+    model = build_model(tiny_config(arch, "seq2seq"), HORIZON)
     assert isinstance(model, Seq2SeqRNN)
     torch.nn.init.normal_(model.head.proj.weight, 0.0, 1.0)
     return model
@@ -151,7 +150,7 @@ def test_seq2seq_eval_output_ignores_the_target(arch: str) -> None:
 
 
 def test_models_reject_windows_with_the_wrong_feature_count() -> None:
-    model = build_model(tiny_config())
+    model = build_model(tiny_config(), HORIZON)
     with pytest.raises(ValueError, match="expected shape \\[B, T, 4\\]"):
         model(torch.randn(2, LOOKBACK, 5))
     with pytest.raises(ValueError, match="expected shape \\[B, T, 4\\]"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import parse_flags
+from forecaster.config import ModelConfig
 from pipelines.lock import database_url, lock_key, pipeline_lock
 from pipelines.promote import decide
 from pipelines.schedule import cron_trigger
@@ -89,25 +89,23 @@ def test_gate_uses_the_configured_metric() -> None:
 # ---------------------------------------------------------------- flags and settings
 
 
-def test_parse_flags_accepts_both_forms_and_dashes() -> None:
-    assert parse_flags(["--epochs", "5", "--margin=0.1", "--model-name", "m", "--on-busy=wait"]) == {
-        "epochs": "5",
-        "margin": "0.1",
-        "model_name": "m",
-        "on_busy": "wait",
-    }
+def test_flags_accept_both_forms_dashes_shortcuts_and_dotted_names(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings(
+        None,
+        ["--epochs", "5", "--margin=0.1", "--model-name", "m", "--on-busy=wait", "--training.model.hidden-size", "12"],
+    )
+    assert settings.training.train.epochs == 5
+    assert settings.margin == pytest.approx(0.1)
+    assert (settings.model_name, settings.on_busy, settings.training.model.hidden_size) == ("m", "wait", 12)
 
 
-def test_parse_flags_rejects_unknown_flag_naming_it() -> None:
-    with pytest.raises(ValueError, match="unknown option '--epoch'"):
-        parse_flags(["--epochs", "5", "--epoch", "3"])
+def test_flags_reject_unknown_flag_naming_it(clean_env: pytest.MonkeyPatch) -> None:
+    from forecaster.errors import ForecasterError
 
-
-def test_parse_flags_rejects_missing_value_and_positional() -> None:
-    with pytest.raises(ValueError, match="'--epochs' needs a value"):
-        parse_flags(["--epochs"])
-    with pytest.raises(ValueError, match="unexpected argument 'extra'"):
-        parse_flags(["extra"])
+    with pytest.raises(ForecasterError, match="--epoch"):
+        load_settings(None, ["--epochs", "5", "--epoch", "3"])
+    with pytest.raises(ForecasterError, match="--training.model.hidden"):
+        load_settings(None, ["--training.model.hidden", "3"])
 
 
 @pytest.fixture()
@@ -125,13 +123,18 @@ def test_settings_precedence_yaml_then_env_then_flags(tmp_path: Path, clean_env:
     config.write_text("epochs: 5\nlr: 0.1\nhidden: 8\nmodel-name: from-yaml\ntickers: [A, B]\n")
     clean_env.setenv("FORECASTER_RETRAIN_EPOCHS", "7")
     clean_env.setenv("FORECASTER_RETRAIN_LR", "0.01")
-    settings = load_settings(config, parse_flags(["--epochs", "9", "--tickers", "X,Y,Z"]))
-    assert settings.epochs == 9  # flag beats env and yaml
-    assert settings.lr == pytest.approx(0.01)  # env beats yaml
-    assert settings.hidden == 8  # yaml beats the default
+    clean_env.setenv("FORECASTER_RETRAIN_TICKERS", "AAPL,IBM")  # commas, like the flag
+    clean_env.setenv("FORECASTER_RETRAIN_TRAINING__MODEL__DROPOUT", "0.3")  # nested names
+    settings = load_settings(config, ["--epochs", "9"])
+    training = settings.training
+    assert training.train.epochs == 9  # flag beats env and yaml
+    assert training.train.lr == pytest.approx(0.01)  # env beats yaml
+    assert training.model.hidden_size == 8  # yaml beats the default
+    assert training.model.dropout == pytest.approx(0.3)
     assert settings.model_name == "from-yaml"  # dashed yaml keys work
-    assert settings.tickers == ["X", "Y", "Z"]
-    assert settings.layers == RetrainSettings.model_fields["layers"].default
+    assert settings.tickers == ["AAPL", "IBM"]  # env beats yaml
+    assert load_settings(config, ["--tickers", "X,Y,Z"]).tickers == ["X", "Y", "Z"]
+    assert training.model.num_layers == ModelConfig().num_layers
 
 
 def test_settings_reject_bad_values_and_missing_config(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
@@ -140,9 +143,9 @@ def test_settings_reject_bad_values_and_missing_config(tmp_path: Path, clean_env
     from forecaster.errors import ForecasterError
 
     with pytest.raises(ValidationError, match="epochs"):
-        load_settings(None, {"epochs": "0"})
+        load_settings(None, ["--epochs", "0"])
     with pytest.raises(ValidationError, match="on_busy"):
-        load_settings(None, {"on_busy": "queue"})
+        load_settings(None, ["--on-busy", "queue"])
     with pytest.raises(ForecasterError, match="does not exist"):
         load_settings(tmp_path / "missing.yaml")
 

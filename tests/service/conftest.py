@@ -62,7 +62,7 @@ def train_tiny(
 ) -> RunResult:
     """A seconds-long fit of a hidden-8, one-layer LSTM; registered when asked."""
     data_config = DataConfig(lookback=LOOKBACK, horizon=HORIZON, test_fraction=0.0)
-    model_config = ModelConfig(arch="lstm", horizon=HORIZON, hidden_size=8, num_layers=1, dropout=0.0)
+    model_config = ModelConfig(arch="lstm", hidden_size=8, num_layers=1, dropout=0.0)
     train_config = TrainConfig(epochs=1, batch_size=64, patience=1, seed=seed, device="cpu", warmup_steps=2)
     return tracked_training(
         frame, source, data_config, model_config, train_config, register_as=register_as, alias=alias
