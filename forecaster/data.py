@@ -3,25 +3,34 @@
 The frame every other module receives: columns ``date, ticker, open, high, low, close
 [, volume]``, ``date`` as datetime64 (no time part), sorted by ticker then date, one row per
 (ticker, date), every price finite and positive, high/low consistent with open/close.
+Dates given as text must be ISO (``YYYY-MM-DD``, optionally with a time) unless a format is
+declared: a day-first file read as month-first would swap day and month without a sound.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from forecaster.config import FEATURES
 from forecaster.errors import DataError
 
 log = logging.getLogger(__name__)
 
-PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
-REQUIRED_COLUMNS: tuple[str, ...] = ("date", "ticker", *PRICE_COLUMNS)
+PRICE_COLUMNS: tuple[str, ...] = FEATURES  # the name older callers import; FEATURES is the owner
+REQUIRED_COLUMNS: tuple[str, ...] = ("date", "ticker", *FEATURES)
 SAMPLE_FILE = "ohlcv.csv.gz"
+DATA_SUFFIXES: tuple[str, ...] = (".csv", ".gz", ".parquet", ".pq")
+# An ISO date, optionally followed by an ISO time and offset; group 1 is the (local) date, which is
+# all a daily bar keeps, so offsets need no conversion.
+ISO_DATE = r"^(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 # Ratios of common stock splits (and their reverses); a close-to-open jump this close to one
 # of them is far more likely an unadjusted split than a market move.
 SPLIT_RATIOS: tuple[float, ...] = (2.0, 3.0, 1.5, 4.0, 5.0, 7.0, 10.0, 20.0)
@@ -30,7 +39,11 @@ MAX_LISTED_ISSUES = 5
 
 
 def read_ohlc_file(path: str | Path) -> pd.DataFrame:
-    """Read a long-format CSV (optionally gzipped) or Parquet file; headers are case-insensitive."""
+    """Read a long-format CSV (optionally gzipped) or Parquet file; headers are case-insensitive.
+
+    Anything that is not a readable table with the required columns (a truncated archive, binary
+    garbage, text that is not UTF-8, an empty file) is a one-line DataError naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"data: file '{path}' does not exist")
@@ -40,10 +53,50 @@ def read_ohlc_file(path: str | Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_csv(path)
-    except (OSError, ValueError, ImportError) as exc:
-        raise DataError(f"data: cannot read '{path}': {exc}") from exc
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"data: cannot read '{path}': not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV"
+        ) from exc
+    except (EOFError, zlib.error) as exc:
+        raise DataError(f"data: cannot read '{path}': truncated or corrupt archive ({_one_line(exc)})") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"data: cannot read '{path}': the file is empty") from exc
+    except (OSError, ValueError, ImportError, pa.ArrowException) as exc:  # ParserError is a ValueError
+        raise DataError(f"data: cannot read '{path}': {_one_line(exc)}") from exc
+    frame.columns = _lowercase_columns(frame.columns, f"'{path}'")
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        found = [str(c)[:30] for c in frame.columns[:10]]
+        raise DataError(
+            f"data: '{path}' is not an OHLC table: missing column(s) {missing}; found {found} "
+            f"(expected a header {','.join(REQUIRED_COLUMNS)}[,volume])"
+        )
     return frame
+
+
+def read_ohlc_path(path: str | Path) -> pd.DataFrame:
+    """One file, or every CSV/Parquet file of a folder (sorted by name) as one frame."""
+    path = Path(path)
+    if not path.is_dir():
+        return read_ohlc_file(path)
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+    if not files:
+        raise DataError(f"data: folder '{path}' holds no CSV or Parquet file")
+    return pd.concat([read_ohlc_file(p) for p in files], ignore_index=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _lowercase_columns(columns: pd.Index, where: str) -> list[str]:
+    """Stripped lower-case names; two that differ only in case (close, Close) would be ambiguous."""
+    names = [str(c).strip().lower() for c in columns]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        variants = [str(c) for c in columns if str(c).strip().lower() in clashes]
+        raise DataError(f"data: columns {variants} in {where} are the same name in another case; keep one of each")
+    return names
 
 
 def load_sample() -> pd.DataFrame:
@@ -52,11 +105,45 @@ def load_sample() -> pd.DataFrame:
         return validate_ohlc(read_ohlc_file(path))
 
 
+def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
+    """Dates as datetime64 without time or time zone; NaT where a cell is not a date.
+
+    datetime64 columns (Parquet) are taken as they are. Text must be ISO ``YYYY-MM-DD``
+    (optionally with a time and offset; the local date is kept) unless ``date_format`` (strptime
+    codes, e.g. ``%d/%m/%Y``) declares the layout; anything else is NaT, never a guess.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        text = values.astype("string").str.strip()
+        try:
+            if date_format is None:
+                day = text.str.extract(ISO_DATE, expand=False)
+                parsed = pd.to_datetime(day, format="%Y-%m-%d", errors="coerce")
+            else:
+                parsed = pd.to_datetime(text, format=date_format, errors="coerce")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"date_format: cannot read dates with {date_format!r}: {_one_line(exc)}") from exc
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)  # keep the wall-clock date the source gave
+    return parsed.dt.normalize()
+
+
+def _date_hint(date_format: str | None) -> str:
+    if date_format is not None:
+        return f" (dates must match date_format {date_format!r})"
+    return (
+        " (dates must be ISO YYYY-MM-DD, optionally with a time; for another layout pass a date format, "
+        "e.g. date_format='%d/%m/%Y' or --date-format '%d/%m/%Y')"
+    )
+
+
 def validate_ohlc(
     frame: pd.DataFrame,
     bad_rows: str = "fail",
     min_rows: int = 1,
     splits: str = "warn",
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Check every rule of the tidy frame and return a clean, sorted copy.
 
@@ -65,8 +152,10 @@ def validate_ohlc(
     min_rows: tickers with fewer rows are an error (``fail``) or dropped with a warning.
     splits: what to do with jumps that look like unadjusted splits: ``warn``, ``fail`` or
     ``adjust`` (back-adjust earlier prices by the split ratio, logged per ticker and date).
+    date_format: the layout of text dates (strptime codes, e.g. ``%d/%m/%Y``); None = ISO only.
+    A column where no date parses is an error even with ``drop``: the layout is wrong, not the rows.
     """
-    frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
+    frame = frame.set_axis(_lowercase_columns(frame.columns, "the data"), axis=1)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"data: missing column(s) {missing}; found {list(frame.columns)}")
@@ -74,18 +163,17 @@ def validate_ohlc(
     frame = frame[keep].copy()
     raw = frame.copy()
     frame["ticker"] = frame["ticker"].astype("string").str.strip()
-    frame["date"] = pd.to_datetime(frame["date"], errors="coerce", format="mixed")
-    if getattr(frame["date"].dt, "tz", None) is not None:
-        frame["date"] = frame["date"].dt.tz_localize(None)
-    frame["date"] = frame["date"].dt.normalize()
-    for column in (*PRICE_COLUMNS, *(["volume"] if "volume" in frame.columns else [])):
+    frame["date"] = parse_dates(frame["date"], date_format)
+    for column in (*FEATURES, *(["volume"] if "volume" in frame.columns else [])):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
 
-    reasons = _row_problems(frame, raw)
+    reasons = row_problems(frame, raw)
     bad = reasons != ""
     if bad.any():
         problems = _describe(frame, raw, reasons[bad])
-        if bad_rows == "fail":
+        if reasons[bad].str.contains("date: unparseable", regex=False).any():
+            problems += _date_hint(date_format)
+        if bad_rows == "fail" or frame["date"].isna().all():
             raise DataError(f"data: {int(bad.sum())} bad row(s): {problems}")
         log.warning("dropped %d bad row(s): %s", int(bad.sum()), problems)
         frame = frame[~bad]
@@ -99,8 +187,14 @@ def validate_ohlc(
     return frame
 
 
-def _row_problems(frame: pd.DataFrame, raw: pd.DataFrame) -> pd.Series:
-    """One string per row: '' when the row is good, else its problems joined by '; '."""
+def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Series:
+    """One string per row: '' when the row is good, else its problems joined by '; ' (vectorised).
+
+    frame: typed columns (prices float64, ``date`` datetime64 with NaT for unparseable cells);
+    ``ticker`` and ``date`` are checked only when present, so a single history without them
+    can be checked too. raw: the cells as read, quoted in the reasons (default: frame).
+    """
+    raw = frame if raw is None else raw
     reasons = pd.Series("", index=frame.index, dtype=object)
 
     def flag(mask: pd.Series, text: object) -> None:
@@ -109,21 +203,24 @@ def _row_problems(frame: pd.DataFrame, raw: pd.DataFrame) -> pd.Series:
             add = text if isinstance(text, pd.Series) else pd.Series(text, index=frame.index)
             reasons[mask] = reasons[mask] + np.where(reasons[mask] == "", "", "; ") + add[mask]
 
-    flag(frame["ticker"].isna() | (frame["ticker"] == ""), "ticker is empty")
-    flag(frame["date"].isna(), "date: unparseable " + _shown(raw["date"], 30))
-    for column in PRICE_COLUMNS:
+    if "ticker" in frame.columns:
+        flag(frame["ticker"].isna() | (frame["ticker"] == ""), "ticker is empty")
+    if "date" in frame.columns:
+        flag(frame["date"].isna(), "date: unparseable " + _shown(raw["date"], 30))
+    for column in FEATURES:
         values = frame[column]
         flag(~np.isfinite(values), f"{column}: not a finite number (" + _shown(raw[column], 20) + ")")
         flag(np.isfinite(values) & (values <= 0), f"{column}: not positive ({values.astype(str)})")
     if "volume" in frame.columns:
         flag(frame["volume"] < 0, "volume: negative")
-    prices_ok = np.isfinite(frame[list(PRICE_COLUMNS)]).all(axis=1)
+    prices_ok = np.isfinite(frame[list(FEATURES)]).all(axis=1)
     top = frame[["open", "close"]].max(axis=1)
     bottom = frame[["open", "close"]].min(axis=1)
     flag(prices_ok & (frame["high"] < top), "high below max(open, close)")
     flag(prices_ok & (frame["low"] > bottom), "low above min(open, close)")
-    dup = frame.duplicated(["ticker", "date"], keep="first") & frame["date"].notna()
-    flag(dup, "duplicate (ticker, date)")
+    if "ticker" in frame.columns and "date" in frame.columns:
+        dup = frame.duplicated(["ticker", "date"], keep="first") & frame["date"].notna()
+        flag(dup, "duplicate (ticker, date)")
     return reasons
 
 
@@ -194,7 +291,7 @@ def _handle_split_jumps(frame: pd.DataFrame, splits: str) -> pd.DataFrame:
     for row in jumps.itertuples():
         snapped = min((r for r in SPLIT_RATIOS for r in (r, 1.0 / r)), key=lambda r: abs(row.ratio / r - 1))
         earlier = (frame["ticker"] == row.ticker) & (frame["date"] < row.date)
-        frame.loc[earlier, list(PRICE_COLUMNS)] /= snapped
+        frame.loc[earlier, list(FEATURES)] /= snapped
         if "volume" in frame.columns:
             frame.loc[earlier, "volume"] *= snapped
     log.warning("back-adjusted %d split(s): %s", len(jumps), listing)

@@ -9,9 +9,10 @@ swapped for its dummies, and opening a socket or running a curl transfer fails t
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,8 +28,9 @@ from curl_cffi.requests import Session
 from curl_cffi.requests.models import Headers, Response
 from yfinance.data import YfData
 
-from forecaster.errors import SourceError
-from forecaster.yahoo import fetch_yahoo
+from forecaster.errors import DataError, SourceError
+from forecaster.sources import RetryPolicy
+from forecaster.yahoo import COVERED_FROM, fetch_yahoo
 
 RECORDED = Path(__file__).parent / "recorded"
 YAHOO = r"^https://query[12]\.finance\.yahoo\.com"
@@ -196,8 +198,11 @@ def no_sleep(seconds: float) -> None:
     raise AssertionError(f"unexpected backoff sleep of {seconds}s")
 
 
+NEVER_WAITS = RetryPolicy(sleep=no_sleep)  # any retry fails the test
+
+
 def test_fetch_two_tickers_returns_recorded_adjusted_bars(yahoo: FakeYahoo) -> None:
-    frame = fetch_yahoo(["AAPL", "MSFT"], start="2013-01-02", end="2013-02-13", sleep=no_sleep)
+    frame = fetch_yahoo(["AAPL", "MSFT"], start="2013-01-02", end="2013-02-13", retry=NEVER_WAITS)
 
     assert list(frame.columns) == ["date", "ticker", "open", "high", "low", "close", "volume"]
     assert frame.groupby("ticker").size().to_dict() == {"AAPL": 30, "MSFT": 30}
@@ -217,8 +222,8 @@ def test_fetch_handles_multiindex_columns_for_one_and_two_tickers(yahoo: FakeYah
     assert isinstance(raw.columns, pd.MultiIndex)  # the shape fetch_yahoo must unpack, even for one ticker
     assert list(raw.columns.names) == ["Price", "Ticker"]
 
-    one = fetch_yahoo(["aapl"], start="2013-01-02", end="2013-01-31", sleep=no_sleep)
-    two = fetch_yahoo(["MSFT", "AAPL"], start="2013-01-02", end="2013-01-31", sleep=no_sleep)
+    one = fetch_yahoo(["aapl"], start="2013-01-02", end="2013-01-31", retry=NEVER_WAITS)
+    two = fetch_yahoo(["MSFT", "AAPL"], start="2013-01-02", end="2013-01-31", retry=NEVER_WAITS)
 
     assert set(one["ticker"]) == {"AAPL"}
     assert_matches_recording(one, "AAPL", "2013-01-02", "2013-01-31")
@@ -226,22 +231,39 @@ def test_fetch_handles_multiindex_columns_for_one_and_two_tickers(yahoo: FakeYah
     assert_matches_recording(two, "MSFT", "2013-01-02", "2013-01-31")
 
 
-def test_fetch_names_unknown_ticker_after_retries_with_backoff(yahoo: FakeYahoo, tmp_path: Path) -> None:
+@pytest.fixture
+def user_sees() -> Iterator[list[str]]:
+    """Messages from yfinance's loggers that reach a handler on the root logger, as an app's would
+    (pytest's caplog also listens to loggers that do not propagate; an app's handler does not)."""
+    seen: list[str] = []
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name.split(".")[0] in ("yfinance", "peewee"):
+                seen.append(record.getMessage())
+
+    handler = Handler(logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    yield seen
+    logging.getLogger().removeHandler(handler)
+
+
+def test_fetch_names_unknown_ticker_after_retries_with_backoff_in_one_line_per_attempt(
+    yahoo: FakeYahoo, tmp_path: Path, caplog: pytest.LogCaptureFixture, user_sees: list[str]
+) -> None:
     sleeps: list[float] = []
 
-    with pytest.raises(SourceError) as failure:
+    with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as failure:
         fetch_yahoo(
             ["AAPL", "NOSUCH"],
             start="2013-01-02",
             end="2013-02-13",
             cache_dir=tmp_path,
-            retries=3,
-            backoff_s=0.5,
-            sleep=sleeps.append,
+            retry=RetryPolicy(attempts=4, backoff_s=0.5, sleep=sleeps.append),
         )
 
     message = str(failure.value)
-    assert "NOSUCH" in message and "AAPL" not in message
+    assert "NOSUCH" in message and "AAPL" not in message and "after 4 attempt(s)" in message
     assert sleeps == [0.5, 1.0, 2.0]
     not_found = [r for r in yahoo.requests if r.endpoint == "chart" and r.symbol == "NOSUCH" and r.status == 404]
     assert len(not_found) >= 4  # every attempt reached Yahoo, none was answered from yfinance's memo
@@ -250,6 +272,14 @@ def test_fetch_names_unknown_ticker_after_retries_with_backoff(yahoo: FakeYahoo,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["AAPL.parquet"]  # no temp files left
     cached = pd.read_parquet(tmp_path / "AAPL.parquet")
     assert_matches_recording(cached, "AAPL", "2013-01-02", "2013-02-13")
+    # yfinance's own multi-line failure report never reaches the user's handlers: one warning per
+    # retry, ours, saying why (pytest's caplog also listens to non-propagating loggers, a user's handler does not)
+    assert user_sees == []
+    warned = [
+        r.getMessage() for r in caplog.records if r.name.startswith("forecaster") and r.levelno >= logging.WARNING
+    ]
+    assert len(warned) == 3 and all("\n" not in w and "NOSUCH" in w and "delisted" in w for w in warned)
+    assert [f"attempt {n}/4" in w for n, w in zip((1, 2, 3), warned, strict=True)] == [True] * 3
 
 
 def test_fetch_retries_once_after_rate_limit(yahoo: FakeYahoo) -> None:
@@ -260,7 +290,7 @@ def test_fetch_retries_once_after_rate_limit(yahoo: FakeYahoo) -> None:
         sleeps.append(seconds)
         yahoo.rate_limited.clear()  # Yahoo lifts the limit while we wait
 
-    frame = fetch_yahoo(["AAPL", "MSFT"], start="2013-01-02", end="2013-02-13", sleep=back_off)
+    frame = fetch_yahoo(["AAPL", "MSFT"], start="2013-01-02", end="2013-02-13", retry=RetryPolicy(sleep=back_off))
 
     assert sleeps == [1.0]
     assert any(r.symbol == "MSFT" and r.status == 429 for r in yahoo.requests)
@@ -269,49 +299,116 @@ def test_fetch_retries_once_after_rate_limit(yahoo: FakeYahoo) -> None:
     assert_matches_recording(frame, "AAPL", "2013-01-02", "2013-02-13")
 
 
-def test_cache_asks_only_for_new_days_then_for_nothing(yahoo: FakeYahoo, tmp_path: Path) -> None:
-    first = fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-31", cache_dir=tmp_path, sleep=no_sleep)
+def asked_from(params: dict[str, Any]) -> date:
+    return pd.Timestamp(int(params["period1"]), unit="s", tz="UTC").tz_convert(NEW_YORK).date()
+
+
+def test_cache_asks_from_the_last_cached_day_then_for_nothing(yahoo: FakeYahoo, tmp_path: Path) -> None:
+    first = fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-31", cache_dir=tmp_path, retry=NEVER_WAITS)
     assert len(first) == 21
     assert len(pd.read_parquet(tmp_path / "AAPL.parquet")) == 21
 
     yahoo.requests.clear()
-    second = fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-02-13", cache_dir=tmp_path, sleep=no_sleep)
+    second = fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-02-13", cache_dir=tmp_path, retry=NEVER_WAITS)
     (params,) = yahoo.chart_requests("AAPL")
-    asked_from = pd.Timestamp(int(params["period1"]), unit="s", tz="UTC").tz_convert(NEW_YORK)
-    assert asked_from.date() == date(2013, 2, 1)  # the day after the last cached bar (2013-01-31)
+    # the last cached bar (2013-01-31) is asked again: the overlap that shows a re-adjustment
+    assert asked_from(params) == date(2013, 1, 31)
     assert not second.duplicated(["ticker", "date"]).any()
     assert len(second) == 30
     assert_matches_recording(second, "AAPL", "2013-01-02", "2013-02-13")
     assert len(pd.read_parquet(tmp_path / "AAPL.parquet")) == 30
 
     yahoo.requests.clear()
-    third = fetch_yahoo(["AAPL"], start="2013-01-10", end="2013-02-13", cache_dir=tmp_path, sleep=no_sleep)
+    third = fetch_yahoo(["AAPL"], start="2013-01-10", end="2013-02-13", cache_dir=tmp_path, retry=NEVER_WAITS)
     assert yahoo.requests == []
     assert_matches_recording(third, "AAPL", "2013-01-10", "2013-02-13")
 
 
 def test_cache_update_over_a_holiday_is_not_an_error(yahoo: FakeYahoo, tmp_path: Path) -> None:
-    fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-18", cache_dir=tmp_path, sleep=no_sleep)
-    sleeps: list[float] = []
+    fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-18", cache_dir=tmp_path, retry=NEVER_WAITS)
 
-    frame = fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-21", cache_dir=tmp_path, sleep=sleeps.append)
+    # nothing new on MLK day, but the overlapping cached bar comes back: Yahoo answered, no retry
+    frame = fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-21", cache_dir=tmp_path, retry=NEVER_WAITS)
 
-    assert sleeps == [1.0]  # nothing new on MLK day; the retry from the last cached bar proves Yahoo answers
     assert frame["date"].max() == pd.Timestamp("2013-01-18")
     assert_matches_recording(frame, "AAPL", "2013-01-02", "2013-01-18")
 
 
 def test_failed_fetch_leaves_cache_file_byte_identical(yahoo: FakeYahoo, tmp_path: Path) -> None:
-    fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-31", cache_dir=tmp_path, sleep=no_sleep)
+    fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-31", cache_dir=tmp_path, retry=NEVER_WAITS)
     path = tmp_path / "AAPL.parquet"
     before, stat = path.read_bytes(), path.stat()
     yahoo.rate_limited.add("AAPL")
 
     with pytest.raises(SourceError, match="AAPL"):
         fetch_yahoo(
-            ["AAPL"], start="2013-01-02", end="2013-02-13", cache_dir=tmp_path, retries=2, sleep=lambda seconds: None
+            ["AAPL"],
+            start="2013-01-02",
+            end="2013-02-13",
+            cache_dir=tmp_path,
+            retry=RetryPolicy(attempts=3, sleep=lambda seconds: None),
         )
 
     assert path.read_bytes() == before
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)  # not even rewritten
     assert sorted(p.name for p in tmp_path.iterdir()) == ["AAPL.parquet"]
+
+
+def rewrite_cache(path: Path, change: Callable[[pd.DataFrame], None]) -> None:
+    """Edit a cache file in place, keeping its metadata: the bars as an older download left them."""
+    frame = pd.read_parquet(path)
+    attrs = dict(frame.attrs)
+    change(frame)
+    frame.attrs = attrs
+    frame.to_parquet(path, index=False)
+
+
+def test_readjusted_history_is_downloaded_again_whole_not_mixed(
+    yahoo: FakeYahoo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-31", cache_dir=tmp_path, retry=NEVER_WAITS)
+    path = tmp_path / "AAPL.parquet"
+
+    def before_a_dividend(frame: pd.DataFrame) -> None:  # cached before Yahoo rescaled all history by 0.98
+        frame[["open", "high", "low", "close"]] /= 0.98
+
+    rewrite_cache(path, before_a_dividend)
+    yahoo.requests.clear()
+
+    with caplog.at_level(logging.WARNING, logger="forecaster.yahoo"):
+        frame = fetch_yahoo(["AAPL"], start="2013-01-10", end="2013-02-13", cache_dir=tmp_path, retry=NEVER_WAITS)
+
+    incremental, whole = yahoo.chart_requests("AAPL")
+    assert asked_from(incremental) == date(2013, 1, 31)
+    assert asked_from(whole) == date(2013, 1, 2)  # everything the cache covered, on the new basis
+    assert "ticker AAPL" in caplog.text and "re-adjusted" in caplog.text and "whole history" in caplog.text
+    assert_matches_recording(frame, "AAPL", "2013-01-10", "2013-02-13")
+    cached = pd.read_parquet(path)
+    assert_matches_recording(cached, "AAPL", "2013-01-02", "2013-02-13")  # no bar left on the old basis
+    assert cached.attrs[COVERED_FROM] == "2013-01-02"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["AAPL.parquet"]
+
+
+def test_changed_cached_bar_is_refused_naming_ticker_and_date_unless_overwrite(
+    yahoo: FakeYahoo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-01-31", cache_dir=tmp_path, retry=NEVER_WAITS)
+    path = tmp_path / "AAPL.parquet"
+
+    def partial_last_bar(frame: pd.DataFrame) -> None:  # only the close moved: an edit, not a re-adjustment
+        frame.loc[frame.index[-1], ["close", "low"]] *= 0.99
+
+    rewrite_cache(path, partial_last_bar)
+    before = path.read_bytes()
+
+    with pytest.raises(DataError, match="ticker AAPL: 1 bar\\(s\\) changed \\(2013-01-31\\)") as refused:
+        fetch_yahoo(["AAPL"], start="2013-01-02", end="2013-02-13", cache_dir=tmp_path, retry=NEVER_WAITS)
+    assert "overwrite" in str(refused.value) and "AAPL.parquet" in str(refused.value)
+    assert path.read_bytes() == before  # nothing written
+
+    with caplog.at_level(logging.WARNING, logger="forecaster.storage"):
+        frame = fetch_yahoo(
+            ["AAPL"], start="2013-01-02", end="2013-02-13", cache_dir=tmp_path, retry=NEVER_WAITS, overwrite=True
+        )
+    assert "overwriting" in caplog.text and "ticker AAPL" in caplog.text and "2013-01-31" in caplog.text
+    assert_matches_recording(frame, "AAPL", "2013-01-02", "2013-02-13")
