@@ -19,3 +19,8 @@ class ModelNotFoundError(ForecasterError):
 
 class RegistryUnavailableError(ForecasterError):
     """The tracking server or registry cannot be reached."""
+
+
+class ModelLoadError(ForecasterError):
+    """A registered model version resolves, but its artifact cannot be loaded (corrupt or missing
+    files, unreadable config, unsupported format): names the model, the version and the cause."""
