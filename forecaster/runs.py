@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from forecaster import __version__, plots, tracking
+from forecaster import __version__, evaluate, plots, tracking
+from forecaster.backtest_file import backtest_table
 from forecaster.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from forecaster.evaluate import summary
 from forecaster.job import TrainOutcome, run_training
@@ -107,15 +108,28 @@ def tracked_training(
         tracker.log_figure(figure, "plots/loss.png")
         plots.close(figure)
         if outcome.backtest is not None:
+            tests = evaluate.significance(outcome.backtest)  # Diebold-Mariano per step vs naive and ewma
             tracker.log_metrics({f"test_{k}": v for k, v in summary(outcome.metrics).items()})
-            for name, block in outcome.metrics.items():  # per-step curves: step h of the horizon
-                for metric, values in block.items():
-                    for h, value in enumerate(values, start=1):
-                        tracker.log_metrics({f"test_{name}_{metric}_by_step": value}, step=h)
+            tracker.log_metrics({f"test_{k}": v for k, v in evaluate.significance_summary(tests).items()})
+            for h in range(1, outcome.backtest.horizon + 1):  # per-step curves, one batch per step h
+                tracker.log_metrics(
+                    {
+                        f"test_{name}_{metric}_by_step": values[h - 1]
+                        for name, block in outcome.metrics.items()
+                        for metric, values in block.items()
+                    },
+                    step=h,
+                )
             tracker.log_dict(
-                {"horizon": outcome.backtest.horizon, "metrics": outcome.metrics}, "metrics/test_metrics.json"
+                {
+                    "horizon": outcome.backtest.horizon,
+                    "levels": list(outcome.backtest.levels),
+                    "metrics": outcome.metrics,
+                    "significance": tests,
+                },
+                "metrics/test_metrics.json",
             )
-            tracker.log_table(outcome.backtest.table(), "backtest.csv")
+            tracker.log_table(backtest_table(outcome.backtest), "backtest.csv")
             for step in sorted({1, data_config.horizon}):
                 figure = plots.forecast_figure(outcome.backtest, step=step)
                 tracker.log_figure(figure, f"plots/forecast_vs_actual_h{step}.png")
