@@ -1,8 +1,10 @@
 """forecaster.data: every bad row is refused with its ticker and date, or dropped with a
-counted warning; files load whatever their header case; split jumps are found and removed."""
+counted warning; files load whatever their header case; dates are ISO unless a format is
+declared (never guessed); an unreadable file is one error naming it; split jumps are found and removed."""
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +14,9 @@ import pandas as pd
 import pytest
 from factories import random_ohlc, to_csv
 
-from forecaster.data import find_split_jumps, read_ohlc_file, validate_ohlc
+from forecaster.data import find_split_jumps, read_ohlc_file, read_ohlc_path, row_problems, validate_ohlc
 from forecaster.errors import DataError
+from forecaster.sources import load_source
 
 PRICES = ["open", "high", "low", "close"]
 
@@ -222,3 +225,132 @@ def test_splits_fail_names_ticker_and_date() -> None:
     expected = f"unadjusted stock splits: ticker AAA date {split_day:%Y-%m-%d} ratio (1\\.9|2\\.0)"
     with pytest.raises(DataError, match=expected):
         validate_ohlc(frame, splits="fail")
+
+
+# ---------------------------------------------------------------- dates: ISO or declared, never guessed
+
+
+def with_text_dates(frame: pd.DataFrame, layout: str) -> pd.DataFrame:
+    return frame.assign(date=frame["date"].dt.strftime(layout).astype(object))
+
+
+def test_day_first_dates_are_refused_naming_rows_and_asking_for_a_format(tmp_path: Path) -> None:
+    frame = good_frame()
+    with_text_dates(frame, "%d/%m/%Y").to_csv(tmp_path / "bars.csv", index=False)
+
+    with pytest.raises(DataError) as error:
+        validate_ohlc(read_ohlc_file(tmp_path / "bars.csv"))
+
+    message = str(error.value)
+    first = f"{frame.at[0, 'date']:%d/%m/%Y}"  # 01/01/2020: as readable month-first, but not guessed
+    assert f"ticker AAA date {first} (row 0): date: unparseable {first}" in message
+    assert "ISO YYYY-MM-DD" in message and "date format" in message and "--date-format" in message
+    assert "\n" not in message
+
+
+def test_day_first_dates_are_refused_even_when_dropping_bad_rows() -> None:
+    frame = with_text_dates(good_frame(), "%d/%m/%Y")
+    with pytest.raises(DataError, match="date: unparseable .*pass a date format"):
+        validate_ohlc(frame, bad_rows="drop")
+
+
+def test_a_declared_date_format_reads_day_first_dates_without_swapping(tmp_path: Path) -> None:
+    frame = good_frame()
+    with_text_dates(frame, "%d/%m/%Y").to_csv(tmp_path / "bars.csv", index=False)
+
+    clean, _ = load_source(path=tmp_path / "bars.csv", date_format="%d/%m/%Y")
+
+    assert clean["date"].tolist() == frame["date"].tolist()
+    pd.testing.assert_frame_equal(clean, frame, check_dtype=False)
+
+
+def test_dates_not_matching_the_declared_format_are_named() -> None:
+    frame = with_text_dates(good_frame(), "%d/%m/%Y")
+    i = row_of(frame, "BBB", 6)
+    frame.at[i, "date"] = "2020-01-09"
+    with pytest.raises(DataError, match=f"ticker BBB date 2020-01-09 \\(row {i}\\): date: unparseable .*'%d/%m/%Y'"):
+        validate_ohlc(frame, date_format="%d/%m/%Y")
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2020-01-02", "2020-01-02 16:00:00", "2020-01-02T09:30", "2020-01-02T20:00:00-05:00", "2020-01-02T23:59Z"]
+)
+def test_iso_dates_with_a_time_keep_the_date_they_name(stamp: str) -> None:
+    frame = random_ohlc(tickers=("AAA",), days=1, start="2020-01-02").assign(date=stamp)
+    # 20:00 at UTC-5 is already the 3rd in UTC: the bar is still the 2nd's
+    assert validate_ohlc(frame)["date"].tolist() == [pd.Timestamp("2020-01-02")]
+
+
+def test_datetime_columns_pass_as_they_are() -> None:
+    frame = good_frame()
+    frame["date"] = frame["date"].dt.tz_localize("America/New_York") + pd.Timedelta(hours=16)
+    assert validate_ohlc(frame)["date"].tolist() == good_frame()["date"].tolist()
+
+
+# ---------------------------------------------------------------- unreadable files: one line naming the file
+
+
+def test_columns_that_differ_only_in_case_are_one_error_naming_them(tmp_path: Path) -> None:
+    frame = good_frame().assign(Close=lambda f: f["close"])
+    to_csv(frame, tmp_path / "bars.csv")
+
+    with pytest.raises(DataError) as error:
+        read_ohlc_file(tmp_path / "bars.csv")
+    assert "columns ['close', 'Close']" in str(error.value) and "bars.csv" in str(error.value)
+    assert "\n" not in str(error.value)
+    with pytest.raises(DataError, match="columns \\['close', 'Close'\\]"):
+        validate_ohlc(frame)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def truncated_gzip(tmp_path: Path) -> Path:
+    to_csv(random_ohlc(days=300), tmp_path / "full.csv")
+    packed = gzip.compress((tmp_path / "full.csv").read_bytes())
+    return write_bytes(tmp_path / "bars.csv.gz", packed[: len(packed) // 2])
+
+
+GARBAGE = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+LATIN_1 = "date,ticker,open,high,low,close\n2020-01-02,CAFÉ,1,1,1,1\n".encode("latin-1")
+UNREADABLE: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "truncated gzip": (truncated_gzip, "truncated or corrupt archive"),
+    "binary garbage csv": (lambda d: write_bytes(d / "bars.csv", GARBAGE), "not UTF-8 text"),
+    "binary garbage gzip": (lambda d: write_bytes(d / "bars.csv.gz", GARBAGE), "Not a gzipped file"),
+    "binary garbage parquet": (lambda d: write_bytes(d / "bars.parquet", GARBAGE), "Parquet"),
+    "latin-1 text": (lambda d: write_bytes(d / "bars.csv", LATIN_1), "not UTF-8 text"),
+    "empty file": (lambda d: write_bytes(d / "bars.csv", b""), "the file is empty"),
+    "not a table": (lambda d: write_bytes(d / "bars.csv", b"hello\nworld\n"), "missing column(s)"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE, ids=list(UNREADABLE))
+def test_unreadable_file_is_one_data_error_naming_the_file(case: str, tmp_path: Path) -> None:
+    make, reason = UNREADABLE[case]
+    path = make(tmp_path)
+    with pytest.raises(DataError) as error:  # not EOFError (the CLI printed only "Aborted.") nor a traceback
+        load_source(path=path)
+    message = str(error.value)
+    assert f"'{path}'" in message and reason in message and "\n" not in message
+
+
+def test_a_folder_of_files_reads_as_one_frame(tmp_path: Path) -> None:
+    frame = good_frame()
+    to_csv(frame[frame["ticker"] == "AAA"], tmp_path / "aaa.csv")
+    frame[frame["ticker"] == "BBB"].to_parquet(tmp_path / "bbb.parquet")
+    (tmp_path / "notes.txt").write_text("not data")
+
+    clean = validate_ohlc(read_ohlc_path(tmp_path))
+
+    pd.testing.assert_frame_equal(clean, frame, check_dtype=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="folder '.*empty' holds no CSV or Parquet file"):
+        read_ohlc_path(tmp_path / "empty")
+
+
+def test_row_problems_checks_a_single_history_without_ticker_or_date() -> None:
+    history = good_frame().drop(columns=["ticker", "date"]).head(4)
+    history.loc[2, "low"] = history.loc[2, "high"] * 1.1
+    assert row_problems(history).tolist() == ["", "", "low above min(open, close)", ""]

@@ -299,6 +299,35 @@ def test_fetch_retries_once_after_rate_limit(yahoo: FakeYahoo) -> None:
     assert_matches_recording(frame, "AAPL", "2013-01-02", "2013-02-13")
 
 
+def test_fetch_failing_twice_then_answering_makes_exactly_three_attempts(
+    yahoo: FakeYahoo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yahoo.rate_limited.add("MSFT")
+    sleeps: list[float] = []
+    downloads: list[list[str]] = []
+    real_download = yf.download
+
+    def download(tickers: list[str], **kwargs: Any) -> pd.DataFrame | None:
+        downloads.append(list(tickers))
+        return real_download(tickers, **kwargs)
+
+    monkeypatch.setattr(yf, "download", download)
+
+    def back_off(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            yahoo.rate_limited.clear()  # lifted during the second wait
+
+    frame = fetch_yahoo(
+        ["MSFT"], start="2013-01-02", end="2013-02-13", retry=RetryPolicy(attempts=5, backoff_s=0.25, sleep=back_off)
+    )
+
+    assert sleeps == [0.25, 0.5]
+    assert downloads == [["MSFT"]] * 3
+    assert [r.status for r in yahoo.requests if "period1" in r.params] == [200]  # history asked once, when lifted
+    assert_matches_recording(frame, "MSFT", "2013-01-02", "2013-02-13")
+
+
 def asked_from(params: dict[str, Any]) -> date:
     return pd.Timestamp(int(params["period1"]), unit="s", tz="UTC").tz_convert(NEW_YORK).date()
 
