@@ -155,7 +155,7 @@ def garch_fits(panel: Panel, origins: np.ndarray) -> dict[int, GarchFit]:
             "(evaluate later origins, e.g. with --from, to include them)",
             len(short),
             GARCH_MIN_RETURNS,
-            ", ".join(short),
+            ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else ""),
         )
     return fits
 

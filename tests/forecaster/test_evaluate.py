@@ -3,6 +3,7 @@ Diebold-Mariano report, against numbers worked out by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -192,7 +193,7 @@ def test_backtest_without_a_model_scores_the_baselines_at_the_default_levels() -
 def test_a_forecast_is_scored_only_on_the_origins_where_it_has_one() -> None:
     bt = hand_backtest()
     partial = np.where(bt.series_id[:, None] == 0, bt.forecasts["naive"], np.nan)  # series B has none
-    only_a = Backtest(**{**bt.__dict__, "forecasts": {"garch": partial}, "quantiles": {}})
+    only_a = dataclasses.replace(bt, forecasts={"garch": partial}, quantiles={})
 
     metrics = score(only_a)["garch"]
 
