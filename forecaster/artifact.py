@@ -2,7 +2,7 @@
 
 Layout of a bundle directory::
 
-    config.json         {"format_version", "model", "data", "transform", "meta"}
+    config.json         {"format_version", "model", "data", "transform", "calibration", "meta"}
     weights.safetensors the network's state dict (CPU tensors)
 """
 
@@ -17,14 +17,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from forecaster.calibration import Calibration
 from forecaster.config import DataConfig, ModelConfig, from_dict, to_dict
 from forecaster.errors import ForecasterError
 from forecaster.models import build_model
 from forecaster.scaling import WindowTransform
 
-FORMAT_VERSION = 2
-# v1 stored the horizon and the feature list in the model and data blocks as well; v2 derives them.
-V1_DERIVED = {"model": ("horizon", "n_features"), "data": ("features",)}
+FORMAT_VERSION = 2  # 2: volatility-scaled windows, calibration; 1 (before) cannot be read: retrain
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -37,6 +36,7 @@ class Bundle:
     data_config: DataConfig
     transform: WindowTransform
     state_dict: dict[str, torch.Tensor]
+    calibration: Calibration
     meta: dict[str, Any] = field(default_factory=dict)
 
     def build(self, device: torch.device) -> nn.Module:
@@ -52,6 +52,7 @@ def save_bundle(
     model_config: ModelConfig,
     data_config: DataConfig,
     transform: WindowTransform,
+    calibration: Calibration | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write the bundle directory; weights are moved to CPU so a GPU-trained model loads anywhere."""
@@ -64,6 +65,7 @@ def save_bundle(
         "model": to_dict(model_config),
         "data": to_dict(data_config),
         "transform": transform.state(),
+        "calibration": (calibration or Calibration.identity(data_config.horizon, len(model_config.quantiles))).state(),
         "meta": meta or {},
     }
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -78,15 +80,18 @@ def load_bundle(path: str | Path) -> Bundle:
     except (OSError, json.JSONDecodeError) as exc:
         raise ForecasterError(f"model bundle: cannot read {path / CONFIG_FILE}: {exc}") from exc
     version = config.get("format_version")
-    if version == 1:
-        for block, keys in V1_DERIVED.items():
-            config[block] = {k: v for k, v in config[block].items() if k not in keys}
-    elif version != FORMAT_VERSION:
-        raise ForecasterError(f"model bundle: format_version {version} is not supported (expected {FORMAT_VERSION})")
+    if version != FORMAT_VERSION:
+        raise ForecasterError(
+            f"model bundle: format_version {version} is not supported (expected {FORMAT_VERSION}; "
+            "a model from an older forecaster must be retrained)"
+        )
+    model_config = from_dict(ModelConfig, config["model"])
+    data_config = from_dict(DataConfig, config["data"])
     return Bundle(
-        model_config=from_dict(ModelConfig, config["model"]),
-        data_config=from_dict(DataConfig, config["data"]),
+        model_config=model_config,
+        data_config=data_config,
         transform=WindowTransform.from_state(config["transform"]),
         state_dict=load_file(str(path / WEIGHTS_FILE), device="cpu"),
+        calibration=Calibration.from_state(config["calibration"], data_config.horizon, len(model_config.quantiles)),
         meta=config.get("meta", {}),
     )

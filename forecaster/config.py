@@ -15,9 +15,14 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-FEATURES: tuple[str, ...] = ("open", "high", "low", "close")  # the F axis of every window, in order
+FEATURES: tuple[str, ...] = ("open", "high", "low", "close")  # the F axis of every raw window, in order
 CLOSE: int = FEATURES.index("close")
 N_FEATURES: int = len(FEATURES)
+# What the network reads (forecaster.scaling makes them, in units of the window's volatility):
+SEQ_FEATURES: tuple[str, ...] = ("return", "range", "body", "gap", "level")  # per bar, the last seq_len bars
+SCALAR_FEATURES: tuple[str, ...] = ("vol_level", "vol_vs_long", "range_vs_close", "vol_vs_short", "trend", "blend")
+N_SEQ_FEATURES: int = len(SEQ_FEATURES)
+N_SCALAR_FEATURES: int = len(SCALAR_FEATURES)
 MEDIAN: float = 0.5
 C = TypeVar("C", bound=BaseModel)
 
@@ -36,11 +41,25 @@ class Section(BaseModel):
 class DataConfig(Section):
     """How bars become windows: T days in, H closes out, and the calendar split."""
 
-    lookback: int = Field(60, ge=2, description="T: input days per window")
+    lookback: int = Field(120, ge=3, description="days of history per window (volatility and trend features)")
+    seq_len: int | None = Field(
+        None, ge=2, description="T: the last days of the window the recurrent encoder reads (none: half the lookback)"
+    )
     horizon: int = Field(5, ge=1, description="H: trading days ahead to forecast")
     val_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="share of the dates held for validation")
     test_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="share of the dates held for the test split")
     bad_rows: Literal["fail", "drop"] = Field("fail", description="bad input rows: fail, or drop with a warning")
+
+    @model_validator(mode="after")
+    def _seq_within_lookback(self) -> DataConfig:
+        if self.seq_len is not None and self.seq_len >= self.lookback:
+            raise ValueError(f"seq_len: must be below lookback ({self.lookback}), got {self.seq_len}")
+        return self
+
+    @property
+    def encoder_steps(self) -> int:
+        """T: the bars the recurrent encoder reads (seq_len, else half the lookback)."""
+        return self.seq_len if self.seq_len is not None else max(2, self.lookback // 2)
 
 
 class ModelConfig(Section):
@@ -52,6 +71,8 @@ class ModelConfig(Section):
     num_layers: int = Field(2, ge=1, description="stacked recurrent layers")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout between recurrent layers")
     bidirectional: bool = Field(False, description="bidirectional encoder (n-to-1 only)")
+    head_size: int = Field(64, ge=1, description="width of the layer joining the encoder state and the scalars")
+    ensemble: int = Field(1, ge=1, le=32, description="networks trained from successive seeds, quantiles averaged")
     quantiles: Annotated[tuple[float, ...], BeforeValidator(_comma_list)] = Field(
         (0.1, 0.5, 0.9), description="quantile levels, increasing, in (0, 1), including the median 0.5"
     )

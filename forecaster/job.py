@@ -4,25 +4,28 @@ frame -> date split -> windows -> fit -> rolling-origin test backtest -> bundle.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
 from forecaster import evaluate
 from forecaster.artifact import load_bundle, save_bundle
+from forecaster.calibration import Calibration, fit_calibration
 from forecaster.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from forecaster.data import DateSplit, split_by_date, validate_ohlc
 from forecaster.errors import DataError
+from forecaster.models import Ensemble
 from forecaster.predict import Forecaster
-from forecaster.scaling import fit_transform
-from forecaster.train import FitHooks, FitResult, Tracker, WindowSet, fit
+from forecaster.scaling import WindowTransform
+from forecaster.train import FitHooks, FitResult, Tracker, WindowSet, fit, predict_scaled
 from forecaster.windows import Panel
 
 log = logging.getLogger(__name__)
-SCALE_FIT_WINDOWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,13 @@ def split_windows(frame: pd.DataFrame, data_config: DataConfig, stride: int = 1)
     """Window every ticker and assign each window to the split holding all of its targets.
 
     A window whose targets straddle a cut is dropped, so no validation or test target is ever
-    a training target; the transform's scale is fitted on training windows only.
+    a training target. The transform has no fitted state (every window is scaled by its own
+    volatility), so nothing about validation or test leaks into training through it.
     """
-    T, H = data_config.lookback, data_config.horizon
+    L, H = data_config.lookback, data_config.horizon
     panel = Panel.from_frame(frame)
     split = split_by_date(frame, data_config.val_fraction, data_config.test_fraction)
-    origins = panel.origins(T, H, need_future=True)
+    origins = panel.origins(L, H, need_future=True)
     first = split.label(panel.dates[origins + 1])
     last = split.label(panel.dates[origins + H])
     train_o = origins[(last == 0)]
@@ -52,16 +56,15 @@ def split_windows(frame: pd.DataFrame, data_config: DataConfig, stride: int = 1)
     if len(train_o) == 0:
         raise DataError(
             f"data: no training windows before {split.val_start:%Y-%m-%d}; need more history than "
-            f"lookback + horizon = {T + H} rows per ticker in the training period"
+            f"lookback + horizon = {L + H} rows per ticker in the training period"
         )
-    sample = train_o[:: max(1, len(train_o) // SCALE_FIT_WINDOWS)]
-    transform = fit_transform(panel.gather(sample, T, H).X)
+    transform = WindowTransform(lookback=L, seq_len=data_config.encoder_steps)
     train_o = train_o[::stride] if stride > 1 else train_o
     return SplitWindows(
         panel=panel,
         split=split,
-        train=WindowSet(panel, train_o, T, H, transform),
-        val=WindowSet(panel, val_o, T, H, transform),
+        train=WindowSet(panel, train_o, L, H, transform),
+        val=WindowSet(panel, val_o, L, H, transform),
         test_origins=test_o,
     )
 
@@ -69,11 +72,58 @@ def split_windows(frame: pd.DataFrame, data_config: DataConfig, stride: int = 1)
 @dataclass
 class TrainOutcome:
     forecaster: Forecaster
-    fit: FitResult
+    fit: FitResult  # the served model (the ensemble when there are several members), first member's curves
+    members: list[FitResult]
+    calibration: Calibration
     windows: SplitWindows
     backtest: evaluate.Backtest | None
     metrics: dict[str, dict[str, list[float]]]
     bundle_dir: Path
+
+
+class _MemberTracker:
+    """Per-epoch curves of ensemble member k under their own names (member2_val_loss, ...)."""
+
+    def __init__(self, tracker: Tracker, member: int) -> None:
+        self.tracker, self.prefix = tracker, f"member{member + 1}_"
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.tracker.log_metrics({self.prefix + k: v for k, v in metrics.items()}, step=step)
+
+
+def fit_members(
+    config: ModelConfig,
+    train_config: TrainConfig,
+    windows: SplitWindows,
+    tracker: Tracker | None,
+    hooks: FitHooks | None,
+) -> tuple[nn.Module, list[FitResult]]:
+    """`config.ensemble` networks from seeds seed, seed+1, ...; one network or their Ensemble."""
+    members = []
+    for k in range(config.ensemble):
+        seeded = train_config.model_copy(update={"seed": train_config.seed + k})
+        member_tracker = tracker if tracker is None or k == 0 else _MemberTracker(tracker, k)
+        members.append(fit(config, seeded, windows.train, windows.val, tracker=member_tracker, hooks=hooks))
+        log.info(
+            "member %d/%d: best epoch %d, val loss %.5f",
+            k + 1,
+            config.ensemble,
+            members[-1].best_epoch,
+            members[-1].best_val_loss,
+        )
+    model = members[0].model if len(members) == 1 else Ensemble([m.model for m in members]).eval()
+    return model, members
+
+
+def calibrate(model: nn.Module, config: ModelConfig, val: WindowSet, device: torch.device) -> Calibration:
+    """Offsets and shrinkage fitted on the validation windows (identity when there are none)."""
+    if len(val) == 0:
+        log.warning("no validation windows: the model is served uncalibrated")
+        return Calibration.identity(val.horizon, len(config.quantiles))
+    z_pred, z_true, sigma = predict_scaled(model, val, device)
+    calibration = fit_calibration(z_pred, z_true, sigma, config.quantiles, config.median_index)
+    log.info("calibration: median shrink per step %s", calibration.shrink.round(2).tolist())
+    return calibration
 
 
 def run_training(
@@ -86,40 +136,71 @@ def run_training(
     hooks: FitHooks | None = None,
     meta: dict[str, Any] | None = None,
 ) -> TrainOutcome:
-    """Validate, split, fit, save the bundle and backtest on the test split."""
+    """Validate, split, fit (every ensemble member), calibrate on validation, save the bundle,
+    and backtest on the test split."""
     frame = validate_ohlc(frame, bad_rows=data_config.bad_rows, min_rows=data_config.lookback + data_config.horizon)
     windows = split_windows(frame, data_config, train_config.stride)
     log.info(
         "windows: train %d, validation %d, test %d", len(windows.train), len(windows.val), len(windows.test_origins)
     )
-    result = fit(model_config, train_config, windows.train, windows.val, tracker=tracker, hooks=hooks)
+    model, members = fit_members(model_config, train_config, windows, tracker, hooks)
+    device = torch.device(members[0].device)
+    calibration = calibrate(model, model_config, windows.val, device)
     full_meta = {
         "train_config": to_dict(train_config),
         "val_start": f"{windows.split.val_start:%Y-%m-%d}",
         "test_start": f"{windows.split.test_start:%Y-%m-%d}",
         "tickers": list(windows.panel.tickers),
-        "best_epoch": result.best_epoch,
-        "trained_on": result.device,
+        "best_epochs": [m.best_epoch for m in members],
+        "trained_on": members[0].device,
         **(meta or {}),
     }
-    save_bundle(bundle_dir, result.model, model_config, data_config, windows.train.transform, full_meta)
-    forecaster = Forecaster(load_bundle(bundle_dir), device=result.device)
+    save_bundle(bundle_dir, model, model_config, data_config, windows.train.transform, calibration, full_meta)
+    forecaster = Forecaster(load_bundle(bundle_dir), device=device)
+    summary_fit = FitResult(
+        model=model,
+        history=members[0].history,
+        best_epoch=members[0].best_epoch,
+        best_val_loss=float(np.mean([m.best_val_loss for m in members])),
+        stopped_early=members[0].stopped_early,
+        device=members[0].device,
+    )
     backtest, metrics = None, {}
     if len(windows.test_origins):
         backtest = evaluate.backtest(
             predict_fn(forecaster), windows.panel, data_config.lookback, data_config.horizon, windows.test_origins
         )
         metrics = evaluate.score(backtest)
+        metrics["model_uncalibrated"] = uncalibrated_metrics(forecaster, backtest, windows)
     else:
         log.warning("no test windows: test_fraction is 0 or the data is too short; no test metrics")
-    return TrainOutcome(forecaster, result, windows, backtest, metrics, bundle_dir)
+    return TrainOutcome(forecaster, summary_fit, members, calibration, windows, backtest, metrics, bundle_dir)
 
 
-def predict_fn(forecaster: Forecaster) -> evaluate.PredictFn:
+def uncalibrated_metrics(
+    forecaster: Forecaster, backtest: evaluate.Backtest, windows: SplitWindows
+) -> dict[str, list[float]]:
+    """The test metrics of the raw network on the same origins: what calibration changed."""
+    L, H, origins = forecaster.lookback, forecaster.horizon, windows.test_origins
+    raw = np.concatenate(
+        [
+            forecaster.predict(
+                windows.panel.gather(origins[i : i + evaluate.CHUNK], L, H).X, calibrated=False
+            ).quantiles
+            for i in range(0, len(origins), evaluate.CHUNK)
+        ]
+    )
+    model = {"model": raw[..., forecaster.median_index]}
+    return evaluate.score(
+        replace(backtest, quantiles={**backtest.quantiles, "model": raw}, forecasts={**backtest.forecasts, **model})
+    )["model"]
+
+
+def predict_fn(forecaster: Forecaster, calibrated: bool = True) -> evaluate.PredictFn:
     """Adapt a Forecaster to the evaluation's predict signature: price quantiles and their levels."""
 
     def predict(X: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]:
-        forecast = forecaster.predict(X)
+        forecast = forecaster.predict(X, calibrated=calibrated)
         return forecast.quantiles, forecast.levels
 
     return predict

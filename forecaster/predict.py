@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from forecaster.artifact import Bundle
-from forecaster.config import CLOSE, FEATURES, MEDIAN, N_FEATURES
+from forecaster.config import FEATURES, MEDIAN, N_FEATURES
 from forecaster.device import autocast, resolve_device
 from forecaster.errors import DataError
 
@@ -72,23 +72,33 @@ class Forecaster:
     def quantiles(self) -> tuple[float, ...]:
         return self.bundle.model_config.quantiles
 
-    def predict(self, X: np.ndarray) -> Forecast:
-        """X[N,T,4] raw OHLC windows (T = lookback, last row = last observed day) -> Forecast."""
+    @property
+    def median_index(self) -> int:
+        """Where the median (the point forecast) sits among `quantiles`."""
+        return self.quantiles.index(MEDIAN)
+
+    def predict(self, X: np.ndarray, calibrated: bool = True) -> Forecast:
+        """X[N,L,4] raw OHLC windows (L = lookback, last row = last observed day) -> Forecast.
+
+        The one forecast path: scale-free features, the network, the artifact's calibration
+        (``calibrated=False`` shows the raw network, to measure what calibration does), prices."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 3 or X.shape[1:] != (self.lookback, N_FEATURES):
             raise ValueError(f"windows: expected shape [N, {self.lookback}, {N_FEATURES}], got {list(X.shape)}")
         if len(X) == 0:
             return Forecast(np.empty((0, self.horizon, len(self.quantiles))), self.quantiles)
-        scaled = self.transform.inputs(X)
         outputs = []
         with torch.inference_mode():
-            for start in range(0, len(scaled), PREDICT_BATCH):
-                x = torch.from_numpy(scaled[start : start + PREDICT_BATCH]).to(self.device)
+            for start in range(0, len(X), PREDICT_BATCH):
+                features = self.transform.features(X[start : start + PREDICT_BATCH])
+                x = torch.from_numpy(features.seq).to(self.device)
+                s = torch.from_numpy(features.scalars).to(self.device)
                 with autocast(self.device):
-                    out = self.model(x)
-                outputs.append(out.float().cpu().numpy())  # -> (B, H, Q)
-        z = np.concatenate(outputs)
-        return Forecast(self.transform.to_prices(z, X[:, -1, CLOSE]), self.quantiles)
+                    z = self.model(x, s).float().cpu().numpy()  # -> (B, H, Q)
+                if calibrated:
+                    z = self.bundle.calibration.apply(z, self.median_index)
+                outputs.append(self.transform.to_prices(z, features))
+        return Forecast(np.concatenate(outputs), self.quantiles)
 
     def predict_history(self, history: np.ndarray) -> Forecast:
         """One series' bars [L,4] (L >= lookback) -> the forecast from its last T rows."""

@@ -1,9 +1,23 @@
 """The one normalisation, and its inverse, shared by training, evaluation and serving.
 
-Each window is expressed relative to its own last close, so one global model serves
-tickers of any price level: inputs ``log(price / last_close) / scale``, targets
-``log(close[t+h] / close[t]) / scale``. ``scale`` (the std of one-day log returns of the
-close) is the only fitted state and is fitted on training windows only.
+Scale-free windows: every window is expressed in units of a volatility known at its origin,
+estimated from the window itself, so a name never seen in training (a volatile small cap or a
+quiet utility) is in distribution. For a raw window ``X[N,L,4]`` (L = lookback bars, oldest
+first) with log close ``c``:
+
+- ``sigma``: daily volatility at the origin, the square root of a blend of two RiskMetrics
+  EWMAs (lambda 0.94) over the window's last ``VOL_WINDOW`` bars: of squared close-to-close
+  log returns, and of a range-based variance (overnight gap squared plus Garman-Klass), floored
+  at ``VOL_FLOOR``.
+- sequence inputs ``[N,T,5]`` for the last T = ``seq_len`` bars: the close return, the
+  high-low range, the open-close body and the overnight gap, each divided by sigma, and the
+  log distance to the last close in sigmas (divided by 4), clipped to +-10.
+- scalar inputs ``[N,6]``: the volatility level and regime (sigma against a typical 1.5%,
+  short/EWMA/long-window ratios, range against close-to-close) and the window's trend in
+  long-window sigmas, clipped to +-5.
+- targets ``z[N,H] = log(close[t+h] / close[t]) / sigma``; ``to_prices`` inverts it.
+
+Nothing is fitted: the state is the settings, recorded in the artifact.
 """
 
 from __future__ import annotations
@@ -13,51 +27,123 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.windows import CLOSE
+from forecaster.config import CLOSE, FEATURES, N_SCALAR_FEATURES, N_SEQ_FEATURES
 
-TRANSFORM_NAME = "log_ratio_last_close"
-TRANSFORM_VERSION = 1
+TRANSFORM_NAME = "vol_scaled_window"
+TRANSFORM_VERSION = 2
+VOL_LAMBDA = 0.94  # RiskMetrics daily decay
+VOL_WINDOW = 100  # bars of the EWMAs (0.94^100 = 0.2%: older bars no longer matter)
+VOL_INIT = 20  # the EWMAs start at the mean of their first 20 squares
+VOL_FLOOR = 2e-3  # 0.2% a day: a flat (halted, stale) window must not divide by zero
+RANGE_WEIGHT = 0.5  # share of the range-based variance in sigma
+TYPICAL_VOL = 0.015  # 1.5% a day: the volatility level feature is log(sigma / this)
+SHORT_WINDOW = 5
+SEQ_CLIP, SCALAR_CLIP, LEVEL_DIVISOR = 10.0, 5.0, 4.0
+OPEN, HIGH, LOW = (FEATURES.index(c) for c in ("open", "high", "low"))
+
+
+@dataclass(frozen=True)
+class WindowFeatures:
+    """The network's inputs for N windows, and what it takes to turn its output into prices."""
+
+    seq: np.ndarray  # [N, T, 5] float32
+    scalars: np.ndarray  # [N, 6] float32
+    sigma: np.ndarray  # [N] float64, daily volatility at the origin
+    last_close: np.ndarray  # [N] float64
 
 
 @dataclass(frozen=True)
 class WindowTransform:
-    """Per-window log-ratio scaling with one global, train-fitted scale."""
+    """Volatility-scaled features of raw OHLC windows; `seq_len` bars go to the recurrent encoder."""
 
-    scale: float = 1.0
+    lookback: int = 120
+    seq_len: int = 60
 
-    def inputs(self, X: np.ndarray) -> np.ndarray:
-        """X[N,T,4] prices -> float32 [N,T,4] log ratios to each window's last close."""
+    def __post_init__(self) -> None:
+        if not 2 <= self.seq_len < self.lookback:
+            raise ValueError(
+                f"transform: need 2 <= seq_len < lookback, got lookback {self.lookback}, seq_len {self.seq_len}"
+            )
+
+    def features(self, X: np.ndarray) -> WindowFeatures:
+        """X[N,L,4] raw OHLC prices (L = lookback, positive) -> the network's inputs."""
         X = np.asarray(X, dtype=np.float64)
-        last = X[:, -1:, CLOSE : CLOSE + 1]  # -> (N, 1, 1)
-        return (np.log(X / last) / self.scale).astype(np.float32)
+        if X.ndim != 3 or X.shape[1:] != (self.lookback, len(FEATURES)):
+            raise ValueError(f"windows: expected shape [N, {self.lookback}, {len(FEATURES)}], got {list(X.shape)}")
+        logs = np.log(X)  # -> (N, L, 4)
+        close = logs[..., CLOSE]
+        r = np.diff(close, axis=1)  # -> (N, L-1), bar i+1's close return
+        gap = logs[:, 1:, OPEN] - close[:, :-1]
+        hl = logs[:, 1:, HIGH] - logs[:, 1:, LOW]
+        co = close[:, 1:] - logs[:, 1:, OPEN]
+        gk = 0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2
+        v_cc = _ewma(r**2)
+        v_rg = _ewma(gap**2 + np.maximum(gk, 0.0))
+        v_long = np.maximum((r**2).mean(axis=1), 1e-12)
+        v_short = np.maximum((r[:, -SHORT_WINDOW:] ** 2).mean(axis=1), 1e-12)
+        sig_cc = np.sqrt(np.maximum(v_cc, VOL_FLOOR**2))
+        sigma = np.sqrt(np.maximum((1 - RANGE_WEIGHT) * v_cc + RANGE_WEIGHT * v_rg, VOL_FLOOR**2))
+        v_cc, v_rg = np.maximum(v_cc, 1e-12), np.maximum(v_rg, 1e-12)
+        scalars = np.stack(
+            [
+                np.log(sig_cc / TYPICAL_VOL),
+                0.5 * np.log(v_cc / v_long),
+                0.5 * np.log(v_rg / v_cc),
+                0.5 * np.log(v_short / v_cc),
+                (close[:, -1] - close[:, 0]) / np.sqrt(v_long * self.lookback),
+                np.log(sigma / sig_cc),
+            ],
+            axis=1,
+        )  # -> (N, 6)
+        T = self.seq_len
+        per_bar = np.stack([r[:, -T:], hl[:, -T:], co[:, -T:], gap[:, -T:]], axis=-1) / sigma[:, None, None]
+        level = (close[:, -T:] - close[:, -1:]) / sigma[:, None] / LEVEL_DIVISOR
+        seq = np.concatenate([per_bar, level[..., None]], axis=-1)  # -> (N, T, 5)
+        assert seq.shape[-1] == N_SEQ_FEATURES and scalars.shape[-1] == N_SCALAR_FEATURES
+        return WindowFeatures(
+            seq=np.clip(seq, -SEQ_CLIP, SEQ_CLIP).astype(np.float32),
+            scalars=np.clip(scalars, -SCALAR_CLIP, SCALAR_CLIP).astype(np.float32),
+            sigma=sigma,
+            last_close=X[:, -1, CLOSE],
+        )
 
-    def targets(self, Y: np.ndarray, last_close: np.ndarray) -> np.ndarray:
-        """Y[N,H] future closes -> float32 [N,H] scaled log ratios to the last close."""
-        ratio = np.asarray(Y, dtype=np.float64) / np.asarray(last_close, dtype=np.float64)[:, None]
-        return (np.log(ratio) / self.scale).astype(np.float32)
+    @staticmethod
+    def targets(Y: np.ndarray, features: WindowFeatures) -> np.ndarray:
+        """Y[N,H] future closes -> float32 z[N,H]: log ratios to the last close, in sigmas."""
+        ratio = np.asarray(Y, dtype=np.float64) / features.last_close[:, None]
+        return (np.log(ratio) / features.sigma[:, None]).astype(np.float32)
 
-    def to_prices(self, z: np.ndarray, last_close: np.ndarray) -> np.ndarray:
-        """Inverse of `targets`: z[N,H(,Q)] -> prices, broadcasting the last close."""
+    @staticmethod
+    def to_prices(z: np.ndarray, features: WindowFeatures) -> np.ndarray:
+        """Inverse of `targets`: z[N,H(,Q)] -> prices."""
         z = np.asarray(z, dtype=np.float64)
-        last = np.asarray(last_close, dtype=np.float64).reshape((-1,) + (1,) * (z.ndim - 1))
-        return last * np.exp(z * self.scale)
+        shape = (-1,) + (1,) * (z.ndim - 1)
+        return features.last_close.reshape(shape) * np.exp(z * features.sigma.reshape(shape))
 
     def state(self) -> dict[str, Any]:
-        return {"name": TRANSFORM_NAME, "version": TRANSFORM_VERSION, "scale": self.scale}
+        return {
+            "name": TRANSFORM_NAME,
+            "version": TRANSFORM_VERSION,
+            "lookback": self.lookback,
+            "seq_len": self.seq_len,
+            "vol": {"lambda": VOL_LAMBDA, "window": VOL_WINDOW, "floor": VOL_FLOOR, "range_weight": RANGE_WEIGHT},
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> WindowTransform:
         if state.get("name") != TRANSFORM_NAME or state.get("version") != TRANSFORM_VERSION:
             raise ValueError(
                 f"transform: expected {TRANSFORM_NAME} v{TRANSFORM_VERSION}, got "
-                f"{state.get('name')} v{state.get('version')}"
+                f"{state.get('name')} v{state.get('version')} (a model from an older forecaster: retrain it)"
             )
-        return cls(scale=float(state["scale"]))
+        return cls(lookback=int(state["lookback"]), seq_len=int(state["seq_len"]))
 
 
-def fit_transform(train_inputs: np.ndarray) -> WindowTransform:
-    """Fit the scale on training windows X[N,T,4] only: std of their one-day close log returns."""
-    closes = np.asarray(train_inputs, dtype=np.float64)[:, :, CLOSE]
-    returns = np.diff(np.log(closes), axis=1)
-    scale = float(np.std(returns)) if returns.size else 1.0
-    return WindowTransform(scale=scale if np.isfinite(scale) and scale > 0 else 1.0)
+def _ewma(x: np.ndarray) -> np.ndarray:
+    """RiskMetrics EWMA of x[N,n] over its last VOL_WINDOW columns, started at the mean of the
+    first VOL_INIT of them (fewer in a short window); the value after the last column."""
+    x = x[:, -VOL_WINDOW:]
+    start = min(VOL_INIT, x.shape[1])
+    v = x[:, :start].mean(axis=1)
+    weights = (1 - VOL_LAMBDA) * VOL_LAMBDA ** np.arange(x.shape[1] - start - 1, -1, -1)
+    return VOL_LAMBDA ** (x.shape[1] - start) * v + x[:, start:] @ weights

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -16,12 +17,13 @@ from torch import nn
 
 from forecaster.config import ModelConfig, TrainConfig
 from forecaster.device import autocast, resolve_device
-from forecaster.models import build_model, pinball_loss
+from forecaster.models import build_network, pinball_loss
 from forecaster.scaling import WindowTransform
 from forecaster.windows import Panel
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 4096
+FEATURE_CHUNK = 16_384
 
 
 class Tracker(Protocol):
@@ -30,9 +32,15 @@ class Tracker(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x[B,T,F], s[B,S], y[B,H]
+
+
 @dataclass(frozen=True)
 class WindowSet:
-    """Windows named by their origin rows in a panel, plus the transform that scales them."""
+    """Windows named by their origin rows in a panel, plus the transform that scales them.
+
+    The scaled inputs of every window are computed once, in chunks, on first use (every epoch
+    and every ensemble member reads them again; a batch is then a gather, not a transform)."""
 
     panel: Panel
     origins: np.ndarray
@@ -43,12 +51,29 @@ class WindowSet:
     def __len__(self) -> int:
         return len(self.origins)
 
-    def tensors(self, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled x[B,T,4] and y[B,H] for the windows at positions idx."""
-        windows = self.panel.gather(self.origins[idx], self.lookback, self.horizon)
-        x = self.transform.inputs(windows.X)
-        y = self.transform.targets(windows.Y, windows.last_close)
-        return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    @cached_property
+    def _scaled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        chunks = [self.scaled(self.origins[i : i + FEATURE_CHUNK]) for i in range(0, len(self), FEATURE_CHUNK)]
+        if not chunks:
+            return self.scaled(self.origins)
+        x, s, y, sigma = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
+        return x, s, y, sigma
+
+    def scaled(self, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """x[N,T,F], s[N,S], y[N,H] (targets in volatility units) and sigma[N] of the windows ending at origins."""
+        windows = self.panel.gather(origins, self.lookback, self.horizon)
+        features = self.transform.features(windows.X)
+        return features.seq, features.scalars, self.transform.targets(windows.Y, features), features.sigma
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """Each window's volatility at its origin (what turns z back into returns)."""
+        return self._scaled[3]
+
+    def tensors(self, idx: np.ndarray, device: torch.device) -> Batch:
+        """The batch of the windows at positions idx, on `device`."""
+        x, s, y = (a[idx] for a in self._scaled[:3])
+        return torch.from_numpy(x).to(device), torch.from_numpy(s).to(device), torch.from_numpy(y).to(device)
 
 
 @dataclass(frozen=True)
@@ -102,13 +127,13 @@ def fit(
     tracker: Tracker | None = None,
     hooks: FitHooks | None = None,
 ) -> FitResult:
-    """Train a fresh network; returns it with the weights of the best validation epoch."""
+    """Train one fresh network; returns it with the weights of the best validation epoch."""
     if len(train) == 0:
         raise ValueError("train: no training windows; use more data or a shorter lookback/horizon")
     hooks = hooks or FitHooks()
     rng = seed_everything(train_config.seed)
     device = resolve_device(train_config.device)
-    model = build_model(model_config, train.horizon).to(device)
+    model = build_network(model_config, train.horizon).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     n_batches = math.ceil(len(train) / train_config.batch_size)
     if train_config.max_batches_per_epoch:
@@ -130,9 +155,10 @@ def fit(
         losses = []
         for b in range(n_batches):
             idx = order[b * train_config.batch_size : (b + 1) * train_config.batch_size]
-            x, y = train.tensors(idx, device)
             lr = learning_rate(step, total_steps, train_config)
-            losses.append(train_step(model, optimizer, x, y, lr, model_config, train_config, device))
+            losses.append(
+                train_step(model, optimizer, train.tensors(idx, device), lr, model_config, train_config, device)
+            )
             step += 1
             if hooks.on_batch:
                 hooks.on_batch(losses[-1])
@@ -165,18 +191,18 @@ def fit(
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batch: Batch,
     lr: float,
     model_config: ModelConfig,
     train_config: TrainConfig,
     device: torch.device,
 ) -> float:
-    """One optimiser step on a batch (x[B,T,4], y[B,H]) at learning rate `lr`; returns the loss."""
+    """One optimiser step on a batch (x[B,T,F], s[B,S], y[B,H]) at learning rate `lr`; returns the loss."""
+    x, s, y = batch
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast(device):
-        pred = model(x, target=y, teacher_forcing=train_config.teacher_forcing)
+        pred = model(x, s, target=y, teacher_forcing=train_config.teacher_forcing)
         loss = pinball_loss(pred.float(), y, model_config.quantiles)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -192,9 +218,26 @@ def evaluate_loss(model: nn.Module, windows: WindowSet, quantiles: tuple[float, 
     total, count = 0.0, 0
     for start in range(0, len(windows), EVAL_BATCH):
         idx = np.arange(start, min(start + EVAL_BATCH, len(windows)))
-        x, y = windows.tensors(idx, device)
+        x, s, y = windows.tensors(idx, device)
         with autocast(device):
-            pred = model(x)
+            pred = model(x, s)
         total += float(pinball_loss(pred.float(), y, quantiles)) * len(idx)
         count += len(idx)
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict_scaled(
+    model: nn.Module, windows: WindowSet, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network outputs z[N,H,Q], targets z[N,H] and each window's volatility sigma[N] over a set."""
+    model.eval()
+    preds, targets, sigmas = [], [], []
+    for start in range(0, len(windows), EVAL_BATCH):
+        idx = np.arange(start, min(start + EVAL_BATCH, len(windows)))
+        x, s, y = windows.tensors(idx, device)
+        with autocast(device):
+            preds.append(model(x, s).float().cpu().numpy())
+        targets.append(y.cpu().numpy())
+        sigmas.append(windows.sigma[idx])
+    return np.concatenate(preds), np.concatenate(targets), np.concatenate(sigmas)

@@ -14,6 +14,7 @@ from factories import random_ohlc
 from safetensors import safe_open
 
 from forecaster.artifact import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_bundle, save_bundle
+from forecaster.calibration import Calibration
 from forecaster.config import DataConfig, ModelConfig
 from forecaster.errors import ForecasterError
 from forecaster.models import build_model
@@ -23,7 +24,8 @@ from forecaster.windows import Panel
 
 LOOKBACK, HORIZON = 12, 3
 DATA = DataConfig(lookback=LOOKBACK, horizon=HORIZON)
-TRANSFORM = WindowTransform(scale=0.0125)
+TRANSFORM = WindowTransform(lookback=LOOKBACK, seq_len=LOOKBACK // 2)
+CALIBRATION = Calibration(np.array([[-0.1, 0.0, 0.2]] * HORIZON), np.array([0.5, 0.0, 1.0]))
 
 
 def random_weights_model(config: ModelConfig) -> torch.nn.Module:
@@ -34,6 +36,11 @@ def random_weights_model(config: ModelConfig) -> torch.nn.Module:
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.3)
     return model.eval()
+
+
+def scaled_inputs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    features = TRANSFORM.features(price_windows()[:n])
+    return torch.from_numpy(features.seq), torch.from_numpy(features.scalars)
 
 
 def price_windows(n_tickers: int = 2) -> np.ndarray:
@@ -55,7 +62,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode:
         quantiles=(0.05, 0.5, 0.95),
     )
     model = random_weights_model(config)
-    save_bundle(tmp_path, model, config, DATA, TRANSFORM, meta={"note": "test"})
+    save_bundle(tmp_path, model, config, DATA, TRANSFORM, CALIBRATION, meta={"note": "test"})
 
     bundle = load_bundle(tmp_path)
     rebuilt = bundle.build(torch.device("cpu"))
@@ -63,11 +70,13 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode:
     assert bundle.model_config == config
     assert bundle.data_config == DATA
     assert bundle.transform == TRANSFORM
+    np.testing.assert_array_equal(bundle.calibration.offsets, CALIBRATION.offsets)
+    np.testing.assert_array_equal(bundle.calibration.shrink, CALIBRATION.shrink)
     assert bundle.meta == {"note": "test"}
     assert not rebuilt.training
-    x = torch.randn(6, LOOKBACK, 4)
+    x, s = scaled_inputs(6)
     with torch.no_grad():
-        assert torch.equal(rebuilt(x), model(x))
+        assert torch.equal(rebuilt(x, s), model(x, s))
 
 
 def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
@@ -94,9 +103,9 @@ def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     rebuilt = load_bundle(tmp_path).build(torch.device("cpu"))
-    x = torch.randn(3, LOOKBACK, 4)
+    x, s = scaled_inputs(3)
     with torch.no_grad():
-        assert torch.equal(rebuilt(x), model(x))
+        assert torch.equal(rebuilt(x, s), model(x, s))
 
 
 def test_load_rejects_another_format_version(tmp_path: Path) -> None:
@@ -124,27 +133,29 @@ def test_load_rejects_weights_that_do_not_fit_the_config(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("mode", ["n-to-1", "seq2seq"])
-def test_forecaster_predict_is_transform_then_model_then_inverse(tmp_path: Path, mode: str) -> None:
+def test_forecaster_predict_is_transform_then_model_then_calibration_then_inverse(tmp_path: Path, mode: str) -> None:
     config = ModelConfig(mode=mode, hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config)
-    save_bundle(tmp_path, model, config, DATA, TRANSFORM)
+    save_bundle(tmp_path, model, config, DATA, TRANSFORM, CALIBRATION)
     forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
     X = price_windows()
 
     forecast = forecaster.predict(X)
 
+    features = TRANSFORM.features(X)
     with torch.no_grad():
-        z = model(torch.from_numpy(TRANSFORM.inputs(X))).numpy()
-    expected = TRANSFORM.to_prices(z, X[:, -1, 3])
+        z = model(torch.from_numpy(features.seq), torch.from_numpy(features.scalars)).numpy()
+    raw = TRANSFORM.to_prices(z, features)
+    expected = TRANSFORM.to_prices(CALIBRATION.apply(z, 1), features)
     assert forecast.quantiles.shape == (len(X), HORIZON, 3)
-    np.testing.assert_array_equal(forecast.quantiles, expected)
-    np.testing.assert_array_equal(forecast.median, expected[..., 1])
-    np.testing.assert_array_equal(forecast.lower, expected[..., 0])
-    np.testing.assert_array_equal(forecast.upper, expected[..., 2])
-    # one series' history: the forecast from its last T bars
-    history = np.concatenate([X[0, :5], X[3]])  # extra older bars are ignored
-    # (a batch of one may round differently from a batch of many in the last float32 bits)
-    np.testing.assert_allclose(forecaster.predict_history(history).quantiles[0], expected[3], rtol=1e-6)
+    np.testing.assert_allclose(forecast.quantiles, expected, rtol=1e-6)
+    np.testing.assert_allclose(forecaster.predict(X, calibrated=False).quantiles, raw, rtol=1e-6)
+    np.testing.assert_allclose(forecast.median[:, 1], X[:, -1, 3], rtol=1e-6)  # shrink 0 at step 2: the last close
+    np.testing.assert_array_equal(forecast.lower, forecast.quantiles[..., 0])
+    np.testing.assert_array_equal(forecast.upper, forecast.quantiles[..., 2])
+    # one series' history: the forecast from its last L bars (extra older bars are ignored)
+    history = np.concatenate([X[0, :5], X[3]])
+    np.testing.assert_allclose(forecaster.predict_history(history).quantiles[0], expected[3], rtol=1e-5)
 
 
 def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:

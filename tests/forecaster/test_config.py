@@ -74,7 +74,7 @@ def test_one_validation_for_every_route(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="lookback"):
         TrainingConfig().with_overrides({"data.lookback": 1})
     result = CliRunner().invoke(app, ["train", "--print-config", "--data.lookback", "1"])
-    assert result.exit_code == 2 and "data.lookback" in result.output and "greater than or equal to 2" in result.output
+    assert result.exit_code == 2 and "data.lookback" in result.output and "greater than or equal to 3" in result.output
     with pytest.raises(ValidationError, match="lookback"):
         load_settings(None, ["--lookback", "1"])
 

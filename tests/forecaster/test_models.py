@@ -9,13 +9,29 @@ import pytest
 import torch
 from factories import sine_ohlc
 
-from forecaster.config import ARCHES, MODES, DataConfig, ModelConfig, TrainConfig
+from forecaster.config import ARCHES, MODES, N_SCALAR_FEATURES, N_SEQ_FEATURES, DataConfig, ModelConfig, TrainConfig
 from forecaster.job import SplitWindows, split_windows
-from forecaster.models import DirectRNN, Seq2SeqRNN, build_model, order_quantiles, pinball_loss
+from forecaster.models import (
+    DirectRNN,
+    Ensemble,
+    Seq2SeqRNN,
+    build_model,
+    order_quantiles,
+    pinball_loss,
+    random_walk_prior,
+)
 from forecaster.train import evaluate_loss, fit
 
 LOOKBACK, HORIZON = 16, 3
+STEPS = LOOKBACK // 2  # the encoder reads half the lookback by default
 CPU = torch.device("cpu")
+
+
+def inputs(batch: int, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random network inputs: x[B,T,F], s[B,S]."""
+    return torch.randn(batch, STEPS, N_SEQ_FEATURES) * scale, torch.randn(batch, N_SCALAR_FEATURES) * scale
+
+
 CONFIGS = [(arch, mode, False) for arch in ARCHES for mode in MODES] + [("lstm", "n-to-1", True)]
 
 
@@ -44,7 +60,7 @@ def sine_windows() -> SplitWindows:
 
 def blind_loss(windows: SplitWindows, quantiles: tuple[float, ...]) -> float:
     """Pinball loss of the best forecast that ignores its input: each step's empirical quantiles."""
-    _, y = windows.train.tensors(np.arange(len(windows.train)), CPU)
+    _, _, y = windows.train.tensors(np.arange(len(windows.train)), CPU)
     const = np.quantile(y.numpy(), quantiles, axis=0).T  # -> (H, Q)
     pred = torch.from_numpy(np.broadcast_to(const, (len(y), *const.shape)).copy()).float()
     return float(pinball_loss(pred, y, quantiles))
@@ -69,9 +85,8 @@ def test_every_model_learns_a_predictable_signal(
     # better than any forecast blind to the input: it uses the window
     assert trained < 0.6 * blind_loss(sine_windows, config.quantiles)
 
-    x = torch.randn(7, LOOKBACK, 4) * 3.0  # far outside the training data
     with torch.no_grad():
-        out = result.model(x)
+        out = result.model(*inputs(7, scale=3.0))  # far outside the training data
     assert out.shape == (7, HORIZON, 3)
     assert (out.diff(dim=-1) >= 0).all(), "quantiles cross"
 
@@ -82,17 +97,42 @@ def test_output_is_batch_by_horizon_by_quantiles(arch: str, mode: str, bidirecti
     model = build_model(config, HORIZON).eval()
     assert isinstance(model, DirectRNN if mode == "n-to-1" else Seq2SeqRNN)
     with torch.no_grad():
-        out = model(torch.randn(5, LOOKBACK, 4))
+        out = model(*inputs(5))
     assert out.shape == (5, HORIZON, 5)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_untrained_model_forecasts_no_change_as_its_median(mode: str) -> None:
+def test_untrained_model_is_the_random_walk(mode: str) -> None:
+    """Median 0 (the last close) and Gaussian quantiles sqrt(h) * Phi^-1(q): the volatility baseline."""
     config = tiny_config(mode=mode)
     with torch.no_grad():
-        out = build_model(config, HORIZON).eval()(torch.randn(4, LOOKBACK, 4))
+        out = build_model(config, HORIZON).eval()(*inputs(4))
     assert (out[..., config.median_index] == 0.0).all()  # 0 = the last close: the naive forecast
-    assert (out[..., 0] < 0).all() and (out[..., -1] > 0).all()
+    for h in range(HORIZON):
+        expected = [-1.2815516 * np.sqrt(h + 1), 0.0, 1.2815516 * np.sqrt(h + 1)]
+        np.testing.assert_allclose(out[:, h].numpy(), np.tile(expected, (4, 1)), atol=1e-5)
+
+
+def test_random_walk_prior_orders_into_gaussian_quantiles() -> None:
+    levels = (0.05, 0.25, 0.5, 0.75, 0.95)
+    z = order_quantiles(random_walk_prior(2, levels), median_index=2)
+    np.testing.assert_allclose(
+        z[1].numpy(), np.sqrt(2) * np.array([-1.6448536, -0.6744898, 0, 0.6744898, 1.6448536]), atol=1e-5
+    )
+
+
+def test_an_ensemble_averages_its_members() -> None:
+    config = tiny_config().model_copy(update={"ensemble": 3})
+    model = build_model(config, HORIZON).eval()
+    assert isinstance(model, Ensemble) and len(model.members) == 3
+    with torch.no_grad():
+        for member in model.members:
+            for parameter in member.parameters():
+                parameter.normal_(0.0, 0.5)
+        x, s = inputs(6)
+        expected = torch.stack([m(x, s) for m in model.members]).mean(dim=0)
+        assert torch.allclose(model(x, s), expected)
+        assert (model(x, s).diff(dim=-1) >= 0).all()
 
 
 def test_quantiles_never_cross_for_any_raw_output() -> None:
@@ -108,14 +148,14 @@ def test_quantiles_never_cross_with_random_weights(arch: str, mode: str, bidirec
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0.0, 2.0)
-        out = model(torch.randn(64, LOOKBACK, 4) * 5.0)
+        out = model(*inputs(64, scale=5.0))
     assert (out.diff(dim=-1) >= 0).all()
 
 
 def test_bidirectional_encoder_reads_both_ends_of_the_window() -> None:
     model = build_model(tiny_config(bidirectional=True), HORIZON)
-    assert "encoder.weight_ih_l0_reverse" in model.state_dict()
-    assert model.head.proj.in_features == 2 * 8
+    assert "encoder.rnn.weight_ih_l0_reverse" in model.state_dict()
+    assert model.encoder.mlp[0].in_features == 2 * 8 + N_SCALAR_FEATURES
 
 
 def seq2seq_with_live_head(arch: str = "gru") -> Seq2SeqRNN:
@@ -123,38 +163,42 @@ def seq2seq_with_live_head(arch: str = "gru") -> Seq2SeqRNN:
     model = build_model(tiny_config(arch, "seq2seq"), HORIZON)
     assert isinstance(model, Seq2SeqRNN)
     torch.nn.init.normal_(model.head.proj.weight, 0.0, 1.0)
+    torch.nn.init.normal_(model.join.weight, 0.0, 1.0)
     return model
 
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_seq2seq_teacher_forcing_changes_training_outputs(arch: str) -> None:
     model = seq2seq_with_live_head(arch).train()
-    x, target = torch.randn(8, LOOKBACK, 4), torch.randn(8, HORIZON) * 5.0
+    (x, s), target = inputs(8), torch.randn(8, HORIZON) * 5.0
 
-    forced = model(x, target=target, teacher_forcing=1.0)
-    free = model(x, target=target, teacher_forcing=0.0)
+    forced = model(x, s, target=target, teacher_forcing=1.0)
+    free = model(x, s, target=target, teacher_forcing=0.0)
 
     assert torch.equal(forced[:, 0], free[:, 0])  # step 1 is fed the last close (0) either way
     assert not torch.allclose(forced[:, 1:], free[:, 1:])  # later steps see the true previous close
-    assert torch.equal(free, model(x))  # no forcing: the target is ignored
+    assert torch.equal(free, model(x, s))  # no forcing: the target is ignored
 
 
 @pytest.mark.parametrize("arch", ARCHES)
 def test_seq2seq_eval_output_ignores_the_target(arch: str) -> None:
     model = seq2seq_with_live_head(arch).eval()
-    x = torch.randn(8, LOOKBACK, 4)
+    x, s = inputs(8)
     with torch.no_grad():
-        plain = model(x)
-        given = model(x, target=torch.randn(8, HORIZON) * 5.0, teacher_forcing=1.0)
+        plain = model(x, s)
+        given = model(x, s, target=torch.randn(8, HORIZON) * 5.0, teacher_forcing=1.0)
     assert torch.equal(plain, given)
 
 
-def test_models_reject_windows_with_the_wrong_feature_count() -> None:
+def test_models_reject_inputs_of_the_wrong_shape() -> None:
     model = build_model(tiny_config(), HORIZON)
-    with pytest.raises(ValueError, match="expected shape \\[B, T, 4\\]"):
-        model(torch.randn(2, LOOKBACK, 5))
-    with pytest.raises(ValueError, match="expected shape \\[B, T, 4\\]"):
-        model(torch.randn(LOOKBACK, 4))
+    x, s = inputs(2)
+    with pytest.raises(ValueError, match=f"x: expected shape \\[B, T, {N_SEQ_FEATURES}\\]"):
+        model(torch.randn(2, STEPS, N_SEQ_FEATURES + 1), s)
+    with pytest.raises(ValueError, match=f"x: expected shape \\[B, T, {N_SEQ_FEATURES}\\]"):
+        model(x[0], s)
+    with pytest.raises(ValueError, match=f"s: expected shape \\[2, {N_SCALAR_FEATURES}\\]"):
+        model(x, s[:1])
 
 
 def test_pinball_loss_matches_hand_computation() -> None:

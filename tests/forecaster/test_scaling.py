@@ -1,4 +1,4 @@
-"""forecaster.scaling: the one normalisation, its inverse and its recorded state."""
+"""forecaster.scaling: volatility-scaled (scale-free) windows and their exact inverse."""
 
 from __future__ import annotations
 
@@ -6,64 +6,87 @@ import numpy as np
 import pytest
 from factories import random_ohlc
 
-from forecaster.scaling import TRANSFORM_NAME, TRANSFORM_VERSION, WindowTransform, fit_transform
+from forecaster.config import N_SCALAR_FEATURES, N_SEQ_FEATURES
+from forecaster.scaling import VOL_FLOOR, VOL_INIT, VOL_LAMBDA, WindowTransform
 from forecaster.windows import Panel
 
-
-def some_windows(lookback: int = 12, horizon: int = 4):  # type: ignore[no-untyped-def]
-    panel = Panel.from_frame(random_ohlc(tickers=("AAA", "BBB"), days=60))
-    return panel.gather(panel.origins(lookback, horizon), lookback, horizon)
+L, T, H = 40, 20, 3
 
 
-def test_targets_then_to_prices_gives_back_the_future_closes() -> None:
-    windows = some_windows()
-    transform = WindowTransform(scale=0.013)
-    z = transform.targets(windows.Y, windows.last_close)
-    assert z.dtype == np.float32 and z.shape == windows.Y.shape
-    np.testing.assert_allclose(transform.to_prices(z, windows.last_close), windows.Y, rtol=1e-6)
+def windows(n_tickers: int = 2, days: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    panel = Panel.from_frame(random_ohlc(tickers=("AAA", "BBB", "CCC")[:n_tickers], days=days, seed=4))
+    w = panel.gather(panel.origins(L, H), L, H)
+    return w.X.astype(np.float64), w.Y.astype(np.float64)
 
 
-def test_to_prices_broadcasts_over_a_quantile_axis() -> None:
-    windows = some_windows()
-    transform = WindowTransform(scale=0.02)
-    z = transform.targets(windows.Y, windows.last_close)
-    stacked = np.stack([z - 1.0, z, z + 1.0], axis=-1)  # -> (N, H, 3)
-    prices = transform.to_prices(stacked, windows.last_close)
-    assert prices.shape == (*windows.Y.shape, 3)
-    np.testing.assert_allclose(prices[..., 1], windows.Y, rtol=1e-6)
-    np.testing.assert_allclose(prices[..., 2] / prices[..., 1], np.exp(0.02), rtol=1e-6)
+def hand_ewma(x: np.ndarray) -> float:
+    """The RiskMetrics recursion written out: start at the mean of the first VOL_INIT, then update."""
+    v = x[:VOL_INIT].mean()
+    for value in x[VOL_INIT:]:
+        v = VOL_LAMBDA * v + (1 - VOL_LAMBDA) * value
+    return float(v)
 
 
-def test_inputs_put_each_windows_last_close_at_exactly_zero() -> None:
-    windows = some_windows()
-    x = WindowTransform(scale=0.01).inputs(windows.X)
-    assert x.dtype == np.float32 and x.shape == windows.X.shape
-    assert (x[:, -1, 3] == 0.0).all()
-    # and the rest are log ratios to that close, divided by the scale
-    expected = np.log(windows.X[:, 0, 0].astype(np.float64) / windows.last_close) / 0.01
-    np.testing.assert_allclose(x[:, 0, 0], expected, rtol=1e-5)
+def test_sigma_is_the_blend_of_close_and_range_ewmas_written_out() -> None:
+    X, _ = windows()
+    features = WindowTransform(lookback=L, seq_len=T).features(X)
+    logs = np.log(X[0])
+    r = np.diff(logs[:, 3])
+    gap = logs[1:, 0] - logs[:-1, 3]
+    hl = logs[1:, 1] - logs[1:, 2]
+    co = logs[1:, 3] - logs[1:, 0]
+    gk = 0.5 * hl**2 - (2 * np.log(2) - 1) * co**2
+    v_cc, v_rg = hand_ewma(r**2), hand_ewma(gap**2 + np.maximum(gk, 0))
+    assert features.sigma[0] == pytest.approx(np.sqrt(0.5 * v_cc + 0.5 * v_rg), rel=1e-10)
+    # the per-bar return feature is the close return in sigmas
+    np.testing.assert_allclose(features.seq[0, :, 0], (r[-T:] / features.sigma[0]).astype(np.float32), rtol=1e-5)
+    assert features.seq.shape == (len(X), T, N_SEQ_FEATURES)
+    assert features.scalars.shape == (len(X), N_SCALAR_FEATURES)
+    assert features.seq[:, -1, 4].tolist() == [0.0] * len(X)  # the last bar is the reference level
 
 
-def test_inputs_do_not_depend_on_the_price_level() -> None:
-    windows = some_windows()
-    transform = WindowTransform(scale=0.01)
-    np.testing.assert_allclose(transform.inputs(windows.X * 37.0), transform.inputs(windows.X), atol=1e-4)
+def test_windows_are_scale_free() -> None:
+    """The same path at 100x the price, or with every log move doubled (a twice as volatile name),
+    gives the same sequence inputs: only the volatility level feature says which it was."""
+    X, _ = windows()
+    transform = WindowTransform(lookback=L, seq_len=T)
+    base = transform.features(X)
+    pricier = transform.features(X * 100.0)
+    np.testing.assert_allclose(pricier.seq, base.seq, atol=1e-5)
+    np.testing.assert_allclose(pricier.scalars, base.scalars, atol=1e-5)
+    wilder = transform.features(np.exp(2.0 * np.log(X)))
+    np.testing.assert_allclose(wilder.seq, base.seq, atol=1e-4)
+    np.testing.assert_allclose(wilder.sigma, 2.0 * base.sigma, rtol=1e-9)
+    np.testing.assert_allclose(wilder.scalars[:, 0], base.scalars[:, 0] + np.log(2.0), atol=1e-5)
+    np.testing.assert_allclose(wilder.scalars[:, 1:], base.scalars[:, 1:], atol=1e-4)
 
 
-def test_state_round_trips_through_from_state() -> None:
-    transform = WindowTransform(scale=0.0123456789)
-    state = transform.state()
-    assert state == {"name": TRANSFORM_NAME, "version": TRANSFORM_VERSION, "scale": 0.0123456789}
-    assert WindowTransform.from_state(state) == transform
+def test_targets_and_prices_are_exact_inverses() -> None:
+    X, Y = windows()
+    transform = WindowTransform(lookback=L, seq_len=T)
+    features = transform.features(X)
+    z = transform.targets(Y, features)
+    np.testing.assert_allclose(transform.to_prices(z, features), Y, rtol=1e-5)
+    np.testing.assert_allclose(z[0], np.log(Y[0] / X[0, -1, 3]) / features.sigma[0], rtol=1e-5)
+    # quantiles [N,H,Q] broadcast the same way
+    assert transform.to_prices(np.zeros((len(X), H, 3)), features)[:, :, 1] == pytest.approx(
+        np.repeat(X[:, -1, 3:4], H, axis=1)
+    )
 
 
-@pytest.mark.parametrize("change", [{"name": "minmax"}, {"version": TRANSFORM_VERSION + 1}, {"name": None}])
-def test_from_state_rejects_another_transform_name_or_version(change: dict) -> None:
-    state = {**WindowTransform(scale=0.5).state(), **change}
-    with pytest.raises(ValueError, match=f"expected {TRANSFORM_NAME} v{TRANSFORM_VERSION}"):
-        WindowTransform.from_state(state)
+def test_a_flat_window_is_floored_not_divided_by_zero() -> None:
+    X = np.full((1, L, 4), 50.0)
+    features = WindowTransform(lookback=L, seq_len=T).features(X)
+    assert features.sigma[0] == pytest.approx(VOL_FLOOR)
+    assert np.isfinite(features.seq).all() and np.isfinite(features.scalars).all()
 
 
-def test_fit_transform_falls_back_to_one_for_flat_prices() -> None:
-    flat = np.full((5, 10, 4), 42.0)
-    assert fit_transform(flat).scale == 1.0
+def test_state_round_trips_and_older_transforms_are_refused() -> None:
+    transform = WindowTransform(lookback=L, seq_len=T)
+    assert WindowTransform.from_state(transform.state()) == transform
+    with pytest.raises(ValueError, match="retrain"):
+        WindowTransform.from_state({"name": "log_ratio_last_close", "version": 1, "scale": 0.01})
+    with pytest.raises(ValueError, match="seq_len"):
+        WindowTransform(lookback=10, seq_len=10)
+    with pytest.raises(ValueError, match="expected shape"):
+        transform.features(np.ones((2, L - 1, 4)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from factories import random_ohlc
 
 from forecaster.config import DataConfig
@@ -72,7 +73,7 @@ def test_split_windows_stride_thins_training_windows_only() -> None:
     np.testing.assert_array_equal(strided.test_origins, full.test_origins)
 
 
-def test_scaler_and_train_windows_ignore_the_test_period() -> None:
+def test_transform_and_train_windows_ignore_the_test_period() -> None:
     frame = random_ohlc(tickers=("AAA", "BBB"), days=200)
     dates = np.sort(frame["date"].unique())
     late = frame["date"] >= dates[int(len(dates) * 0.85)]  # the last 15% of dates: the test period
@@ -84,7 +85,7 @@ def test_scaler_and_train_windows_ignore_the_test_period() -> None:
     calm, shaken = split_windows(frame, CONFIG), split_windows(wild, CONFIG)
 
     assert shaken.split == calm.split
-    assert shaken.train.transform.scale == calm.train.transform.scale
+    assert shaken.train.transform == calm.train.transform  # nothing fitted: no state to leak into
     np.testing.assert_array_equal(shaken.train.origins, calm.train.origins)
     before = calm.panel.gather(calm.train.origins, CONFIG.lookback, CONFIG.horizon)
     after = shaken.panel.gather(shaken.train.origins, CONFIG.lookback, CONFIG.horizon)
@@ -96,13 +97,14 @@ def test_scaler_and_train_windows_ignore_the_test_period() -> None:
     assert not np.allclose(test_after.Y, test_before.Y)
 
 
-def test_scaler_scale_is_the_std_of_training_one_day_close_log_returns() -> None:
+def test_train_targets_are_in_units_of_each_windows_own_volatility() -> None:
     frame = random_ohlc(tickers=("AAA",), days=120)
     windows = split_windows(frame, CONFIG)
-    X = windows.panel.gather(windows.train.origins, CONFIG.lookback, CONFIG.horizon).X
-    returns = np.diff(np.log(X[:, :, 3].astype(np.float64)), axis=1)
-    assert windows.train.transform.scale == pytest.approx(float(np.std(returns)), rel=1e-12)
-    assert 0.005 < windows.train.transform.scale < 0.02  # the factory's daily volatility is 1%
+    raw = windows.panel.gather(windows.train.origins[:5], CONFIG.lookback, CONFIG.horizon)
+    _, _, y = windows.train.tensors(np.arange(5), torch.device("cpu"))
+    log_ratio = np.log(raw.Y / raw.X[:, -1, 3:4].astype(np.float64))
+    np.testing.assert_allclose(y.numpy(), log_ratio / windows.train.sigma[:5, None], rtol=1e-5)
+    assert (0.005 < windows.train.sigma).all() and (windows.train.sigma < 0.03).all()  # the factory's vol is ~1%
 
 
 def test_split_windows_without_training_history_names_the_cut() -> None:

@@ -107,7 +107,9 @@ def test_run_records_params_curves_metrics_plots_backtest_and_dataset(in_cli_sto
         assert Path(client.download_artifacts(run.info.run_id, png)).read_bytes().startswith(b"\x89PNG")
     table = pd.read_csv(client.download_artifacts(run.info.run_id, "backtest.csv"))
     assert len(table) == len(model.run.outcome.windows.test_origins) * model.horizon
-    assert {"ticker", "origin_date", "step", "actual", "model", "naive", "drift"} <= set(table.columns)
+    assert {"ticker", "origin", "step", "date", "actual", "q0.1", "q0.5", "q0.9", "naive", "drift"} <= set(
+        table.columns
+    )
 
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1
