@@ -65,11 +65,11 @@ class DataConfig(Section):
 class ModelConfig(Section):
     """The network: backbone cell, shape (N-to-1 or seq2seq) and quantile outputs."""
 
-    arch: Literal["lstm", "gru", "rnn"] = Field("lstm", description="recurrent cell")
+    arch: Literal["lstm", "gru", "rnn"] = Field("gru", description="recurrent cell")
     mode: Literal["n-to-1", "seq2seq"] = Field("n-to-1", description="all steps at once, or an unrolled decoder")
-    hidden_size: int = Field(64, ge=1, description="hidden units per layer")
-    num_layers: int = Field(2, ge=1, description="stacked recurrent layers")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout between recurrent layers")
+    hidden_size: int = Field(32, ge=1, description="hidden units per layer")
+    num_layers: int = Field(1, ge=1, description="stacked recurrent layers")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout between layers and after the joining layer")
     bidirectional: bool = Field(False, description="bidirectional encoder (n-to-1 only)")
     head_size: int = Field(64, ge=1, description="width of the layer joining the encoder state and the scalars")
     ensemble: int = Field(1, ge=1, le=32, description="networks trained from successive seeds, quantiles averaged")
@@ -100,14 +100,14 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """The fit loop: optimiser, schedule, early stopping, seed and device."""
 
-    epochs: int = Field(30, ge=1, description="most epochs (early stopping may end sooner)")
-    batch_size: int = Field(256, ge=1, description="windows per optimiser step")
-    lr: float = Field(2e-3, gt=0.0, description="peak learning rate (AdamW)")
+    epochs: int = Field(10, ge=1, description="most epochs (early stopping may end sooner)")
+    batch_size: int = Field(512, ge=1, description="windows per optimiser step")
+    lr: float = Field(1e-3, gt=0.0, description="peak learning rate (AdamW)")
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine decay floor, as a share of lr")
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps")
     weight_decay: float = Field(1e-4, ge=0.0, description="AdamW weight decay")
     grad_clip: float = Field(1.0, gt=0.0, description="gradient norm clip")
-    patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
+    patience: int = Field(2, ge=1, description="early-stopping patience in epochs")
     seed: int = Field(42, description="seed of every random number generator")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
     teacher_forcing: float = Field(0.5, ge=0.0, le=1.0, description="seq2seq: share of steps fed the true close")
