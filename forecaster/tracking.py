@@ -22,8 +22,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import requests
-from mlflow.exceptions import MlflowException, RestException
+from mlflow.exceptions import MlflowException
+from mlflow.store.db import utils as mlflow_db_utils
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from forecaster.artifact import load_bundle
 from forecaster.errors import ForecasterError, ModelLoadError, ModelNotFoundError, RegistryUnavailableError
@@ -55,13 +57,17 @@ _KEY_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>[^\s&;,'\"]
 
 # MLflow's HTTP client defaults (120 s timeout, 7 retries with exponential backoff) keep a caller
 # waiting minutes on a dead server. These bound every registry call of the CLI, the pipeline and
-# the service to seconds; an environment variable of the same name still wins.
-HTTP_DEFAULTS = {
+# the service to seconds; an environment variable of the same name still wins. PGCONNECT_TIMEOUT
+# (libpq) bounds the connect to a PostgreSQL store the same way.
+STORE_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "PGCONNECT_TIMEOUT": "10",
 }
+# What a store client raises when the store is down or failing (not: "no such model").
+STORE_ERRORS = (MlflowException, requests.RequestException, OSError, SQLAlchemyError)
 # Registry versions are sequential integers; the backends store them in a 32-bit column (PostgreSQL
 # INTEGER), so a larger number cannot exist and is answered as "not found", never sent as SQL.
 MAX_VERSION = 2**31 - 1
@@ -76,8 +82,12 @@ def redact(text: str) -> str:
 def configure(tracking_uri: str | None = None) -> str:
     """Point MLflow (tracking and registry) at one store with bounded HTTP timeouts and retries;
     returns the URI used."""
-    for name, value in HTTP_DEFAULTS.items():
+    for name, value in STORE_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # MLflow retries creating a SQL store's engine 10 times with doubling sleeps (about 100 s on
+    # a dead database) and has no setting for it: the same retry count as its HTTP client.
+    retries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    mlflow_db_utils.MAX_RETRY_COUNT = min(mlflow_db_utils.MAX_RETRY_COUNT, retries + 1)
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -103,9 +113,9 @@ def registry_errors(action: str) -> Iterator[None]:
     naming the action and the store, so callers print one line instead of a client traceback."""
     try:
         yield
-    except (MlflowException, requests.RequestException) as exc:
+    except STORE_ERRORS as exc:
         raise RegistryUnavailableError(
-            redact(f"tracking: {action} failed at {mlflow.get_tracking_uri()}: {exc}")
+            redact(f"tracking: {action} failed at {mlflow.get_tracking_uri()}: {one_line(exc)}")
         ) from exc
 
 
@@ -236,18 +246,18 @@ def resolve_version(name: str, alias: str | None = None, version: str | None = N
     what = f"alias '{alias}'" if alias is not None else f"version '{version}'"
     if alias is None and not (str(version).isdigit() and 1 <= int(str(version)) <= MAX_VERSION):
         raise ModelNotFoundError(f"model '{name}': {what} not found in the registry")
-    client = MlflowClient()
     try:
+        client = MlflowClient()  # builds the store client: a SQL store connects here
         if alias is not None:
             mv = client.get_model_version_by_alias(name, alias)
         else:
             mv = client.get_model_version(name, str(version))
-    except (RestException, MlflowException) as exc:
-        if _is_not_found(exc):
+    except STORE_ERRORS as exc:
+        if isinstance(exc, MlflowException) and _is_not_found(exc):
             raise ModelNotFoundError(f"model '{name}': {what} not found in the registry") from exc
-        raise RegistryUnavailableError(redact(f"registry: cannot resolve model '{name}': {exc}")) from exc
-    except (OSError, requests.RequestException) as exc:
-        raise RegistryUnavailableError(redact(f"registry: unreachable: {exc}")) from exc
+        raise RegistryUnavailableError(
+            redact(f"registry: cannot resolve model '{name}' at {mlflow.get_registry_uri()}: {one_line(exc)}")
+        ) from exc
     return ModelRef(name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
 
 
@@ -281,12 +291,10 @@ def load_forecaster(
         local = mlflow.artifacts.download_artifacts(f"models:/{ref.name}/{ref.version}")
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{what} cannot be loaded: its artifact is missing ({exc.strerror})") from exc
-    except MlflowException as exc:
-        if _is_not_found(exc):
+    except STORE_ERRORS as exc:
+        if isinstance(exc, MlflowException) and _is_not_found(exc):
             raise ModelLoadError(f"{what} cannot be loaded: its artifact is missing") from exc
-        raise RegistryUnavailableError(redact(f"registry: cannot download {what}: {exc}")) from exc
-    except (OSError, requests.RequestException) as exc:
-        raise RegistryUnavailableError(redact(f"registry: cannot download {what}: {exc}")) from exc
+        raise RegistryUnavailableError(redact(f"registry: cannot download {what}: {one_line(exc)}")) from exc
     bundle_dir = Path(local) / "artifacts" / BUNDLE_ARTIFACT
     try:
         return Forecaster(load_bundle(bundle_dir), device=device), ref
@@ -296,9 +304,15 @@ def load_forecaster(
 
 def _load_cause(exc: Exception, local: Path) -> str:
     """The cause of a failed load in one line, without the local download path."""
-    text = redact(str(exc)).replace(f"{local}/", "").replace(str(local), "the artifact")
-    text = " ".join(text.split())[:300]
+    text = one_line(exc).replace(f"{local}/", "").replace(str(local), "the artifact")
     return text if isinstance(exc, ForecasterError) else f"{type(exc).__name__}: {text}"
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """An exception's text on one line, passwords redacted, cut at `limit` characters: store
+    errors carry multi-line driver output and whole SQL statements."""
+    text = " ".join(redact(str(exc)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def example_input(frame: pd.DataFrame, lookback: int, tickers: int = 2) -> pd.DataFrame:

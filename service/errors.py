@@ -1,4 +1,11 @@
-"""One place that maps errors to HTTP answers with a stable, specific `detail`."""
+"""One place that maps errors to HTTP answers with a stable, specific `detail`.
+
+Statuses (README "Serve"): 404 an unknown model, alias or version named in the request; 409 a
+version that resolves but whose artifact cannot be loaded; 422 a bad request; 503 with
+Retry-After when the registry or the data source cannot answer now, or while the service's own
+model is not loaded. Unexpected errors become a JSON 500 in `service.middleware`. No answer
+quotes a URI, a password or an exception text from the store: only our own wording.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,39 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from forecaster.errors import DataError, ModelNotFoundError, RegistryUnavailableError
+from forecaster.errors import (
+    DataError,
+    ModelLoadError,
+    ModelNotFoundError,
+    RegistryUnavailableError,
+    SourceError,
+)
+from forecaster.tracking import redact
 
 log = logging.getLogger(__name__)
 
 
 class ServiceUnavailable(Exception):
+    """503 with Retry-After and a detail safe to show anyone."""
+
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+
+
+class RegistryTimeout(RegistryUnavailableError):
+    """The registry did not answer within the service's bound (our wording, safe to show)."""
+
+
+def public_reason(exc: BaseException) -> str:
+    """What an anonymous caller may read about a failed model lookup or load: our own messages
+    (they name the model, version and cause), never the store's text (URIs, SQL, paths)."""
+    if isinstance(exc, ModelNotFoundError | ModelLoadError | RegistryTimeout):
+        return redact(str(exc))
+    if isinstance(exc, RegistryUnavailableError):
+        return "registry: unavailable (the models already loaded keep serving)"
+    return "internal error while loading the model"
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -46,6 +76,15 @@ def validation_message(error: Mapping[str, Any]) -> str:
     return f"{where}: {message}"
 
 
+def _count(request: Request, kind: str) -> None:
+    request.app.state.metrics.errors.labels(kind).inc()
+
+
+def _unavailable(request: Request, detail: str) -> JSONResponse:
+    retry = request.app.state.settings.retry_after_s
+    return JSONResponse(status_code=503, content={"detail": detail}, headers={"Retry-After": str(retry)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -69,15 +108,28 @@ def install_error_handlers(app: FastAPI) -> None:
     async def not_found(_: Request, exc: ModelNotFoundError) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
+    @app.exception_handler(ModelLoadError)
+    async def cannot_load(request: Request, exc: ModelLoadError) -> JSONResponse:
+        # 409: the version exists but its artifact is broken; asking again will not help until
+        # the registry changes, so this is neither a 404 nor a retryable 503.
+        _count(request, "model_load")
+        return JSONResponse(status_code=409, content={"detail": public_reason(exc)})
+
     @app.exception_handler(RegistryUnavailableError)
     async def registry_down(request: Request, exc: RegistryUnavailableError) -> JSONResponse:
-        retry = request.app.state.settings.retry_after_s
-        return JSONResponse(
-            status_code=503, content={"detail": f"no model available: {exc}"}, headers={"Retry-After": str(retry)}
-        )
+        _count(request, "registry")
+        return _unavailable(request, f"no model available: {public_reason(exc)}")
+
+    @app.exception_handler(SourceError)
+    async def source_down(request: Request, exc: SourceError) -> JSONResponse:
+        _count(request, "source")
+        log.warning("data source failed: %s", redact(str(exc)))
+        source = request.app.state.settings.data_source
+        return _unavailable(request, f"data source '{source}' unavailable; retry later")
 
     @app.exception_handler(ServiceUnavailable)
-    async def unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
+    async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+        _count(request, "unavailable")
         return JSONResponse(
             status_code=503, content={"detail": exc.detail}, headers={"Retry-After": str(exc.retry_after)}
         )

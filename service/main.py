@@ -1,4 +1,5 @@
-"""The FastAPI app: settings, model store and poller in the lifespan; routers; error mapping."""
+"""The FastAPI app: settings, model store and poller in the lifespan; routers; error mapping;
+documented error statuses; Swagger UI served from local files."""
 
 from __future__ import annotations
 
@@ -6,38 +7,63 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from forecaster import __version__, tracking
 from service.errors import install_error_handlers
 from service.history import HistoryProvider
+from service.logs import configure_logging
 from service.metrics import ServiceMetrics
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware
-from service.model_store import LoadedModel, ModelStore
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestLogMiddleware
+from service.model_store import ModelStore
 from service.routes import admin, forecast, health, models
+from service.schemas import ErrorDetail
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, from the swagger-ui-bundle package: /docs works offline
+# Statuses any operation may answer beside its own, documented once here for every route.
+COMMON_ERRORS = {"500": "Unexpected error; the detail names the request id (also in X-Request-ID)"}
+BODY_ERRORS = {
+    "413": "Body larger than FORECASTER_MAX_BODY_BYTES",
+    "422": "Invalid request; the detail names the field",
+}
+KEY_ERRORS = {"401": "Missing or wrong X-API-Key"}
+# Routes that load models on demand (tag "forecast") can also answer these (service.errors).
+MODEL_ERRORS = {
+    "404": "Unknown model, alias or version",
+    "409": "The version exists but its artifact cannot be loaded; the detail names version and cause",
+    "503": "No model available now (registry down or slow, default model not loaded, data source down); "
+    "retry after Retry-After seconds",
+}
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     metrics = ServiceMetrics()
-
-    def on_swap(loaded: LoadedModel) -> None:
-        metrics.model_version.labels(loaded.ref.name, loaded.ref.alias or "version").set(float(loaded.ref.version))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tracking.configure(settings.tracking_uri)
-        store = ModelStore(settings, on_batch=metrics.batch_size.observe, on_swap=on_swap)
+        uri = tracking.configure(settings.tracking_uri)
+        log.info("registry %s, serving %s@%s", tracking.redact(uri), settings.model_name, settings.alias)
+        store = ModelStore(settings, metrics)
         app.state.store = store
-        poller = asyncio.create_task(store.poll_forever((settings.model_name, settings.alias)))
+        poller = asyncio.create_task(store.poll_forever())
         app.state.poller = poller
         try:
             yield
         finally:
+            # Nothing here waits on the registry: the poller is cancelled mid-call, and registry
+            # calls run in daemon threads that the interpreter does not join.
             poller.cancel()
             with suppress(asyncio.CancelledError):
                 await poller
@@ -48,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Daily stock forecasts with prediction intervals from MLflow-registered models.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -55,6 +83,68 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (forecast.router, models.router, health.router, admin.router):
         app.include_router(router)
+    install_docs(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)  # outermost: sees every answer, even a 500
     return app
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs from local Swagger UI files and an OpenAPI document whose every error status has
+    the error schema (a `detail` string), so clients and schema fuzzers can check answers."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = document_errors(spec)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """Add the statuses every operation can answer and give each error response the ErrorDetail
+    schema (in place of FastAPI's list-shaped validation error, which this service never sends)."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ErrorDetail"] = ErrorDetail.model_json_schema()
+    error_ref = {"$ref": "#/components/schemas/ErrorDetail"}
+    fastapi_validation = "#/components/schemas/HTTPValidationError"
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            extra = dict(COMMON_ERRORS)
+            if "requestBody" in operation:
+                extra |= BODY_ERRORS
+            if operation.get("security"):
+                extra |= KEY_ERRORS
+            if "forecast" in operation.get("tags", []):
+                extra |= MODEL_ERRORS
+            responses = operation.setdefault("responses", {})
+            for status, description in extra.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if not status.startswith(("4", "5")):
+                    continue
+                media = response.setdefault("content", {}).setdefault("application/json", {})
+                if not media.get("schema") or media["schema"].get("$ref") == fastapi_validation:
+                    media["schema"] = error_ref
+                if status == "503":
+                    response.setdefault("headers", {})["Retry-After"] = {
+                        "description": "Seconds to wait before asking again",
+                        "schema": {"type": "integer"},
+                    }
+    if not any(fastapi_validation in str(ops) for ops in spec.get("paths", {}).values()):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return spec

@@ -1,16 +1,25 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): body size limit and metrics."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request log and catch-all, body size
+limit, metrics."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
+import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from service.logs import ACCESS_LOGGER, RequestContext, current_request
 from service.metrics import ServiceMetrics
 
 Scope = dict[str, Any]
+log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
+# A caller's X-Request-ID is kept when it is short and plain (it goes into log lines as is).
+_CALLER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class BodyLimitMiddleware:
@@ -44,15 +53,7 @@ class BodyLimitMiddleware:
             await self._reject(send)
 
     async def _reject(self, send: Any) -> None:
-        body = json.dumps({"detail": _limit_detail(self.max_bytes)}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, {"detail": _limit_detail(self.max_bytes)})
 
 
 def _limit_detail(max_bytes: int) -> str:
@@ -93,3 +94,87 @@ class MetricsMiddleware:
             code = str(status["code"])
             self.metrics.requests.labels(path, scope.get("method", ""), code).inc()
             self.metrics.latency.labels(path, code).observe(time.perf_counter() - started)
+
+
+class RequestLogMiddleware:
+    """Outermost: gives every request an id (the caller's X-Request-ID or a new one, echoed in
+    the response), turns any unhandled error into a JSON 500 naming that id, and writes one
+    access-log line per request.
+
+    The 500 is sent here, not by Starlette's ServerErrorMiddleware: that one re-raises after
+    answering, and the server then closes the keep-alive connection.
+    """
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        context = RequestContext(_request_id(scope))
+        token = current_request.set(context)
+        response = {"status": 500, "started": False}
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                response["status"], response["started"] = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", context.request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            self.metrics.errors.labels("internal").inc()
+            log.exception("internal error (id %s) on %s %s", context.request_id, scope.get("method"), scope["path"])
+            if response["started"]:
+                raise  # the answer is half sent: nothing valid is left to say
+            await _send_json(send_with_id, 500, {"detail": f"internal error (id {context.request_id})"})
+        finally:
+            current_request.reset(token)
+            self._log(scope, int(response["status"]), time.perf_counter() - started, context)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, seconds: float, context: RequestContext) -> None:
+        method, path = scope.get("method", ""), _printable(scope["path"])
+        duration_ms = round(seconds * 1000, 2)
+        series = "" if context.series is None else f" series={context.series}"
+        access_log.info(
+            "%s %s %d %.2fms%s id=%s",
+            method,
+            path,
+            status,
+            duration_ms,
+            series,
+            context.request_id,
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "series": context.series,
+                "request_id": context.request_id,
+            },
+        )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers") or []:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            if _CALLER_ID.fullmatch(given):
+                return given
+    return uuid.uuid4().hex
+
+
+def _printable(path: str) -> str:
+    """The path with control characters escaped: a decoded %0A must not start a new log line."""
+    return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
+
+
+async def _send_json(send: Any, status: int, content: dict[str, Any]) -> None:
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

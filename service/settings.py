@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     cache_dir: str = Field(".forecaster/cache", description="yfinance cache folder")
     exchange: str = Field("XNYS", description="Exchange calendar for forecast dates")
     retry_after_s: int = Field(5, ge=1, description="Retry-After seconds on 503")
+    registry_timeout_s: float = Field(
+        5.0, gt=0.0, description="Longest a registry lookup may take before the request gets 503"
+    )
+    load_timeout_s: float = Field(60.0, gt=0.0, description="Longest a model download and load may take")
+    negative_cache_s: float = Field(
+        5.0, ge=0.0, description="Seconds a failed model lookup or load is answered from memory; 0 disables"
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Service log lines (access log included)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
 
 
 @lru_cache

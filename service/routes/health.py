@@ -1,15 +1,25 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+/ready is unauthenticated: it names the model, alias and versions and says whether the registry
+answers, in our own words only (no URI, no exception text).
+"""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.deps import MetricsDep, SettingsDep, StoreDep
+from service.model_store import ModelStore
+from service.ops_schemas import ReadyStatus, failed_info
+from service.settings import Settings
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/health")
@@ -18,26 +28,50 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
-async def ready(request: Request, settings: SettingsDep, store: StoreDep) -> JSONResponse:
-    """200 when the default model is loaded and answers a forecast; else 503."""
-    loaded = store.models.get(store.key(settings.model_name, settings.alias, None))
-    if loaded is None:
-        reason = store.last_error or "the model is still loading"
-        return JSONResponse(
-            status_code=503,
-            headers={"Retry-After": str(settings.retry_after_s)},
-            content={"status": "not ready", "detail": f"{settings.model_name}@{settings.alias}: {reason}"},
-        )
-    probe = np.ones((1, loaded.forecaster.lookback, 4), dtype=np.float32)
-    result = await loaded.batcher.submit(probe)
-    if not np.isfinite(result).all():
-        return JSONResponse(
-            status_code=503, content={"status": "not ready", "detail": "model answered non-finite values"}
-        )
-    return JSONResponse(
-        {"status": "ready", "model": settings.model_name, "alias": settings.alias, "version": loaded.ref.version}
+def _status(settings: Settings, store: ModelStore, version: str | None, detail: str | None) -> ReadyStatus:
+    return ReadyStatus(
+        status="ready" if detail is None else "not ready",
+        model=settings.model_name,
+        alias=settings.alias,
+        version=version,
+        registry="unknown" if store.registry_up is None else ("up" if store.registry_up else "down"),
+        last_refresh=store.last_refresh,
+        failed=failed_info(store.failures.get(store.default_key)),
+        detail=detail,
     )
+
+
+def _not_ready(settings: Settings, status: ReadyStatus) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        headers={"Retry-After": str(settings.retry_after_s)},
+        content=status.model_dump(mode="json"),
+    )
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyStatus,
+    responses={503: {"model": ReadyStatus, "description": "The default model is not loaded or fails a probe"}},
+)
+async def ready(settings: SettingsDep, store: StoreDep) -> JSONResponse:
+    """200 when the default model is loaded and answers a forecast; else 503 with Retry-After.
+    A registry outage alone keeps it 200 (the loaded model serves) and shows as `registry: down`."""
+    loaded = store.models.get(store.default_key)
+    label = store.label(store.default_key)
+    if loaded is None:
+        reason = store.default_error or "the model is still loading"
+        return _not_ready(settings, _status(settings, store, None, f"{label}: {reason}"))
+    probe = np.ones((1, loaded.forecaster.lookback, 4), dtype=np.float32)
+    try:
+        result = await loaded.batcher.submit(probe)
+    except Exception:  # noqa: BLE001 - a model that cannot forecast is not ready; the cause goes to the log
+        log.exception("readiness probe of %s version %s failed", label, loaded.ref.version)
+        return _not_ready(settings, _status(settings, store, loaded.ref.version, f"{label}: the probe forecast failed"))
+    if not np.isfinite(result).all():
+        detail = f"{label}: the model answered non-finite values"
+        return _not_ready(settings, _status(settings, store, loaded.ref.version, detail))
+    return JSONResponse(_status(settings, store, loaded.ref.version, None).model_dump(mode="json"))
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -1,22 +1,23 @@
-"""GET /models: what is loaded."""
+"""GET /models: what is loaded, and per reference the newer version that failed to load."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from service.deps import StoreDep
-from service.schemas import LoadedModelInfo
+from service.ops_schemas import ModelStatus, failed_info
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-@router.get("", response_model=list[LoadedModelInfo])
-async def list_models(store: StoreDep) -> list[LoadedModelInfo]:
+@router.get("", response_model=list[ModelStatus])
+async def list_models(store: StoreDep) -> list[ModelStatus]:
     out = []
-    for (name, kind, value), loaded in store.models.items():
+    for key, loaded in store.models.items():
+        name, kind, value = key
         config = loaded.forecaster.bundle.model_config
         out.append(
-            LoadedModelInfo(
+            ModelStatus(
                 name=name,
                 version=loaded.ref.version,
                 alias=value if kind == "alias" else None,
@@ -28,6 +29,7 @@ async def list_models(store: StoreDep) -> list[LoadedModelInfo]:
                 quantiles=list(config.quantiles),
                 device=str(loaded.forecaster.device),
                 loaded_at=loaded.loaded_at,
+                failed=failed_info(store.failures.get(key)),
             )
         )
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,10 +29,23 @@ def test_health_is_ok(client):
     assert response.json() == {"status": "ok"}
 
 
-def test_ready_reports_the_loaded_version(client):
+def test_ready_reports_the_loaded_version_the_registry_and_the_last_refresh(client):
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "model": "svc", "alias": "champion", "version": "1"}
+    body = response.json()
+    refreshed = dt.datetime.fromisoformat(body.pop("last_refresh"))
+    assert body == {
+        "status": "ready",
+        "model": "svc",
+        "alias": "champion",
+        "version": "1",
+        "registry": "up",
+        "failed": None,
+        "detail": None,
+    }
+    assert abs(dt.datetime.now(dt.UTC) - refreshed) < dt.timedelta(hours=1)
+    assert metric(client, "forecaster_registry_up") == 1.0
+    assert metric(client, "forecaster_registry_last_refresh_timestamp_seconds") == refreshed.timestamp()
 
 
 def test_models_lists_the_loaded_model(client, registry):
@@ -76,7 +90,44 @@ def test_docs_and_openapi_describe_forecast(client):
     assert spec.status_code == 200
     paths = spec.json()["paths"]
     assert "post" in paths["/forecast"]
-    assert {"/models", "/health", "/ready"} <= set(paths)
+    assert {"/models", "/health", "/ready", "/admin/reload"} <= set(paths)
+
+
+def test_docs_use_only_local_assets_and_serve_them(client):
+    html = client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets, html
+    assert [a for a in assets if "://" in a or a.startswith("//")] == []  # no CDN: /docs works offline
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+    assert any(a.endswith("swagger-ui.css") for a in assets)
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+        assert len(response.content) > 100, asset
+    assert "'/openapi.json'" in html or '"/openapi.json"' in html
+
+
+def test_every_documented_error_has_the_error_schema(client):
+    spec = client.get("/openapi.json").json()
+    error_ref = "#/components/schemas/ErrorDetail"
+    assert spec["components"]["schemas"]["ErrorDetail"]["required"] == ["detail"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "500" in responses, (method, path)
+            for status, response in responses.items():
+                if status[0] in "45":
+                    schema = response["content"]["application/json"]["schema"]
+                    ref = schema["$ref"]
+                    assert (
+                        ref == error_ref
+                        or "detail" in spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+                    ), (method, path, status)
+    forecast = spec["paths"]["/forecast"]["post"]["responses"]
+    assert {"401", "404", "409", "413", "422", "500", "503"} <= set(forecast)
+    assert "Retry-After" in forecast["503"]["headers"]
+    assert {"401", "403", "409", "503"} <= set(spec["paths"]["/admin/reload"]["post"]["responses"])
+    assert "503" in spec["paths"]["/ready"]["get"]["responses"]
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve_app, registry):
