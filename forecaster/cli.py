@@ -75,7 +75,7 @@ def train(
     from pathlib import Path
 
     from forecaster import tracking
-    from forecaster.runs import tracked_training
+    from forecaster.job import tracked_training
     from forecaster.sources import load_source
 
     shortcuts = {

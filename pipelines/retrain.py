@@ -9,8 +9,7 @@ from typing import Any
 
 from forecaster import evaluate, tracking
 from forecaster.errors import ModelNotFoundError
-from forecaster.job import evaluate_frame
-from forecaster.runs import code_version, tracked_training
+from forecaster.job import code_version, evaluate_frame, tracked_training
 from pipelines import promote
 from pipelines.lock import database_url, pipeline_lock
 from pipelines.refresh import refresh_data

@@ -89,7 +89,7 @@ def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
     assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
     stored = json.loads((tmp_path / CONFIG_FILE).read_text())
     assert stored["format_version"] == FORMAT_VERSION
-    assert stored["model"]["arch"] == "lstm" and stored["model"]["quantiles"] == [0.1, 0.5, 0.9]
+    assert stored["model"]["arch"] == config.arch and stored["model"]["quantiles"] == [0.1, 0.5, 0.9]
     assert stored["data"]["lookback"] == LOOKBACK and stored["data"]["horizon"] == HORIZON
     assert stored["transform"] == TRANSFORM.state()
     assert not (tmp_path / WEIGHTS_FILE).read_bytes().startswith(b"\x80")  # not a pickle stream
@@ -150,12 +150,20 @@ def test_forecaster_predict_is_transform_then_model_then_calibration_then_invers
     assert forecast.quantiles.shape == (len(X), HORIZON, 3)
     np.testing.assert_allclose(forecast.quantiles, expected, rtol=1e-6)
     np.testing.assert_allclose(forecaster.predict(X, calibrated=False).quantiles, raw, rtol=1e-6)
-    np.testing.assert_allclose(forecast.median[:, 1], X[:, -1, 3], rtol=1e-6)  # shrink 0 at step 2: the last close
     np.testing.assert_array_equal(forecast.lower, forecast.quantiles[..., 0])
     np.testing.assert_array_equal(forecast.upper, forecast.quantiles[..., 2])
     # one series' history: the forecast from its last L bars (extra older bars are ignored)
     history = np.concatenate([X[0, :5], X[3]])
     np.testing.assert_allclose(forecaster.predict_history(history).quantiles[0], expected[3], rtol=1e-5)
+
+
+def test_a_median_shrunk_to_zero_is_the_last_close(tmp_path: Path) -> None:
+    config = ModelConfig(hidden_size=8, num_layers=1)
+    save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM, CALIBRATION)  # untrained
+    X = price_windows()
+    forecast = Forecaster(load_bundle(tmp_path), device="cpu").predict(X)
+    np.testing.assert_allclose(forecast.median[:, 1], X[:, -1, 3], rtol=1e-6)  # shrink 0 at step 2
+    assert (forecast.lower < forecast.median).all() and (forecast.median < forecast.upper).all()
 
 
 def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:

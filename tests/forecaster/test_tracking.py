@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from forecaster import tracking
+from forecaster.config import ModelConfig
 from forecaster.errors import ModelNotFoundError
 from forecaster.windows import Panel
 
@@ -78,7 +79,7 @@ def test_run_records_params_curves_metrics_plots_backtest_and_dataset(in_cli_sto
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert params["data.lookback"] == str(model.lookback) and params["data.horizon"] == str(model.horizon)
-    assert params["model.arch"] == "lstm" and params["model.hidden_size"] == "8"
+    assert params["model.arch"] == ModelConfig().arch and params["model.hidden_size"] == "8"
     assert params["train.seed"] == "3" and params["source"] == str(model.data_path.resolve())
 
     history = model.run.outcome.fit.history

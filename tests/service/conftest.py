@@ -7,6 +7,7 @@ Everything heavy (the store, the trained model, the default app) is built once p
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from factories import random_ohlc
 
 from forecaster import tracking
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.runs import RunResult, tracked_training
+from forecaster.job import RunResult, tracked_training
 from service.main import create_app
 from service.settings import Settings
 
@@ -252,3 +253,96 @@ def assert_unchanged(
         assert_same_forecast(response.json(), baseline)
 
     return check
+
+
+class RegistryProxy:
+    """A local TCP port in front of a registry that a test switches between `forward` (pass
+    bytes to `target_port`), `hang` (accept, never answer: a stuck server) and `refuse` (accept
+    and reset at once: a dead one). Switching away from `forward` cuts the connections open
+    through it, as a dying server would. With no target it can only hang or refuse."""
+
+    def __init__(self, target_port: int | None = None, mode: str = "forward") -> None:
+        self.target_port = target_port
+        self.mode = mode
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, name="registry-proxy", daemon=True).start()
+
+    def uri(self, userinfo: str = "") -> str:
+        return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}"
+
+    def set(self, mode: str) -> None:
+        assert mode in ("forward", "hang", "refuse")
+        assert mode != "forward" or self.target_port is not None, "nothing to forward to"
+        with self.lock:
+            self.mode = mode
+            sockets, self.open = self.open, []
+        for sock in sockets:
+            self._drop(sock)
+
+    def close(self) -> None:
+        self.closed = True
+        self.set("refuse")
+        self.listener.close()
+
+    @staticmethod
+    def _drop(sock: socket.socket) -> None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            sock.close()
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                mode = self.mode
+                if mode != "refuse":
+                    self.open.append(client)
+            if mode == "refuse":
+                self._drop(client)
+            elif mode == "forward":
+                threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+
+    def _forward(self, client: socket.socket) -> None:
+        assert self.target_port is not None
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+        except OSError:
+            self._drop(client)
+            return
+        upstream.settimeout(None)
+        with self.lock:
+            self.open.append(upstream)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            self._drop(sock)
+
+
+@pytest.fixture()
+def registry_proxy() -> Iterator[Callable[..., RegistryProxy]]:
+    """`registry_proxy(target_port=None, mode="forward")`: proxies closed after the test."""
+    made: list[RegistryProxy] = []
+
+    def make(target_port: int | None = None, mode: str = "forward") -> RegistryProxy:
+        made.append(RegistryProxy(target_port, mode))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.close()
