@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +40,13 @@ LOCAL_STORE = Path("mlruns")
 EXPERIMENT = "forecaster"
 BUNDLE_ARTIFACT = "bundle"
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+PACKAGE_DIR = Path(__file__).parent
+# what the pyfunc's code (forecaster.predict and what it imports) needs, at the versions running here
+PYFUNC_REQUIREMENTS = [
+    # the public release (torch's "+cpu" local label is not on PyPI)
+    f"{name}=={metadata.version(name).split('+')[0]}"
+    for name in ("mlflow", "torch", "numpy", "pandas", "safetensors", "pydantic")
+]
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
@@ -199,22 +208,37 @@ def log_model(bundle_dir: Path, example: pd.DataFrame, registered_name: str | No
     from forecaster.pyfunc_model import ForecasterPyfunc
 
     output = ForecasterPyfunc.from_bundle_dir(bundle_dir).predict(None, example)
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_ENTRY),
-        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-        signature=infer_signature(example, output),
-        input_example=example,
-        pip_requirements=["torch", "numpy", "pandas", "safetensors", f"mlflow=={mlflow.__version__}"],
-        registered_model_name=registered_name,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        # the loader finds the bundle as artifacts/bundle, whatever the folder was called here
+        stored = Path(tmp) / BUNDLE_ARTIFACT
+        shutil.copytree(bundle_dir, stored)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_ENTRY),
+            artifacts={BUNDLE_ARTIFACT: str(stored)},
+            # the package travels with the model, so `mlflow models serve` works where only the
+            # requirements below are installed (no `pip install forecaster`)
+            code_paths=[str(PACKAGE_DIR)],
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=PYFUNC_REQUIREMENTS,
+            registered_model_name=registered_name,
+        )
     version = str(info.registered_model_version) if info.registered_model_version is not None else None
     return info.model_uri, version
 
 
 @_registry_call
 def set_alias(name: str, alias: str, version: str) -> None:
-    MlflowClient().set_registered_model_alias(name, alias, version)
+    """Point `alias` at `version`, then read it back: a store that accepted the move but answers
+    another version (a concurrent writer won) is an error naming alias, expected and found."""
+    client = MlflowClient()
+    client.set_registered_model_alias(name, alias, version)
+    found = str(client.get_model_version_by_alias(name, alias).version)
+    if found != str(version):
+        raise ForecasterError(
+            f"registry: alias '{alias}' of model '{name}' points at version {found} after it was set to {version}"
+        )
 
 
 @_registry_call
@@ -338,6 +362,32 @@ def log_run_metrics(run_id: str, metrics: dict[str, float]) -> None:
     client = MlflowClient()
     for key, value in metrics.items():
         client.log_metric(run_id, key, float(value))
+
+
+@_registry_call
+def fail_running_runs(tags: dict[str, str], reason: str, experiment: str = EXPERIMENT) -> list[str]:
+    """Mark FAILED every run of `experiment` still RUNNING whose tags include `tags`, with a
+    ``failure_reason`` tag; returns their ids. Only for a caller that knows no live process owns
+    such runs (the retraining pipeline holding its lock): a killed process never ends its run."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    stale: list[str] = []
+    page_token = None
+    while True:
+        # tags are compared here, not in the filter string: a value may hold any quote character
+        page = client.search_runs(
+            [found.experiment_id], "attributes.status = 'RUNNING'", max_results=1000, page_token=page_token
+        )
+        stale += [run.info.run_id for run in page if tags.items() <= run.data.tags.items()]
+        page_token = page.token
+        if not page_token:
+            break
+    for run_id in stale:
+        client.set_tag(run_id, "failure_reason", reason[:5000])
+        client.set_terminated(run_id, status="FAILED")
+    return stale
 
 
 def alias_version(name: str, alias: str) -> str | None:

@@ -48,37 +48,6 @@ def price_windows(n_tickers: int = 2) -> np.ndarray:
     return panel.gather(panel.origins(LOOKBACK, HORIZON, need_future=False), LOOKBACK, HORIZON).X
 
 
-@pytest.mark.parametrize(
-    ("arch", "mode", "bidirectional"), [("lstm", "n-to-1", False), ("gru", "seq2seq", False), ("rnn", "n-to-1", True)]
-)
-def test_save_then_load_gives_identical_outputs(tmp_path: Path, arch: str, mode: str, bidirectional: bool) -> None:
-    config = ModelConfig(
-        arch=arch,
-        mode=mode,
-        hidden_size=8,
-        num_layers=2,
-        dropout=0.1,
-        bidirectional=bidirectional,
-        quantiles=(0.05, 0.5, 0.95),
-    )
-    model = random_weights_model(config)
-    save_bundle(tmp_path, model, config, DATA, TRANSFORM, CALIBRATION, meta={"note": "test"})
-
-    bundle = load_bundle(tmp_path)
-    rebuilt = bundle.build(torch.device("cpu"))
-
-    assert bundle.model_config == config
-    assert bundle.data_config == DATA
-    assert bundle.transform == TRANSFORM
-    np.testing.assert_array_equal(bundle.calibration.offsets, CALIBRATION.offsets)
-    np.testing.assert_array_equal(bundle.calibration.shrink, CALIBRATION.shrink)
-    assert bundle.meta == {"note": "test"}
-    assert not rebuilt.training
-    x, s = scaled_inputs(6)
-    with torch.no_grad():
-        assert torch.equal(rebuilt(x, s), model(x, s))
-
-
 def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
