@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -211,18 +212,19 @@ def evaluate(
 
 
 def metrics_table(metrics: dict[str, dict[str, list[float]]], title: str) -> Table:
-    """Rows: model and baselines; columns: each metric averaged over steps, in the evaluation's order.
+    """Rows: each metric averaged over steps, in the evaluation's order; columns: the model and the
+    baselines (a column per forecast keeps the table within a terminal's width).
 
-    The per-level pinball losses stay in the JSON: spl sums them up and the table fits a terminal.
+    The per-level pinball losses stay in the JSON: spl sums them up.
     """
     names = [m for m in dict.fromkeys(m for block in metrics.values() for m in block) if not m.startswith("pinball_")]
     table = Table(title=title)
-    table.add_column("forecast")
+    table.add_column("metric")
+    for forecast in metrics:
+        table.add_column(forecast.replace("_uncalibrated", " (raw)"), justify="right")
     for metric in names:
-        table.add_column(metric, justify="right")
-    for name, block in metrics.items():
-        cells = [f"{sum(block[m]) / len(block[m]):.4f}" if m in block else "" for m in names]
-        table.add_row(name, *cells)
+        cells = [f"{np.mean(block[metric]):.4f}" if metric in block else "" for block in metrics.values()]
+        table.add_row(metric, *cells)
     return table
 
 
