@@ -60,6 +60,13 @@ def train(
     teacher_forcing: Annotated[float | None, typer.Option(help=shortcut_help("teacher_forcing"))] = None,
     seed: Annotated[int | None, typer.Option(help=shortcut_help("seed"))] = None,
     device: Annotated[str | None, typer.Option(help=shortcut_help("device"))] = None,
+    nproc_per_node: Annotated[int | None, typer.Option(help=shortcut_help("nproc_per_node"))] = None,
+    nnodes: Annotated[
+        int, typer.Option(help="Machines of the run: > 1 re-launches this command under torchrun (run it on each)")
+    ] = 1,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="HOST:PORT of the torchrun rendezvous on one of the machines (with --nnodes)")
+    ] = None,
     val_fraction: Annotated[float | None, typer.Option(help=shortcut_help("val_fraction"))] = None,
     test_fraction: Annotated[float | None, typer.Option(help=shortcut_help("test_fraction"))] = None,
     bad_rows: Annotated[str | None, typer.Option(help=shortcut_help("bad_rows"))] = None,
@@ -75,8 +82,8 @@ def train(
     (see the list below); precedence: flags > --config file > defaults."""
     from pathlib import Path
 
-    from forecaster import tracking
-    from forecaster.job import tracked_training
+    from forecaster import distributed, tracking
+    from forecaster.job import tracked_training, train_other_rank
     from forecaster.sources import load_source
 
     shortcuts = {
@@ -98,6 +105,7 @@ def train(
             "teacher_forcing": teacher_forcing,
             "seed": seed,
             "device": device,
+            "nproc_per_node": nproc_per_node,
             "val_fraction": val_fraction,
             "test_fraction": test_fraction,
             "bad_rows": bad_rows,
@@ -111,9 +119,21 @@ def train(
     setup_logging(verbose)
     if alias and not register_as:
         raise ValueError("alias: --alias needs --register-as NAME")
-    frame, origin = load_source(
-        source, data, parse_list(tickers), start, end, Path(cache_dir) if cache_dir else None, config.data.bad_rows
+    if (nnodes > 1 or rdzv_endpoint) and not distributed.launched():
+        import subprocess
+
+        command = distributed.torchrun_command(sys.argv[1:], nnodes, config.train.nproc_per_node, rdzv_endpoint)
+        log.info("re-launching under torchrun: %s", " ".join(command))
+        raise typer.Exit(subprocess.call(command))
+    group = distributed.setup_for(config.train)  # joins the process group when torchrun started this process
+    frame, origin = group.from_main(  # loaded once, by rank 0: every rank trains on the same bars
+        lambda: load_source(
+            source, data, parse_list(tickers), start, end, Path(cache_dir) if cache_dir else None, config.data.bad_rows
+        )
     )
+    if not group.is_main:
+        train_other_rank(frame, config.data, config.model, config.train)
+        return
     uri = tracking.configure(tracking_uri)
     log.info("tracking store: %s", tracking.redact(uri))
     log.debug("config: %s", json.dumps(config.model_dump(mode="json")))

@@ -113,6 +113,17 @@ class TrainConfig(Section):
     teacher_forcing: float = Field(0.5, ge=0.0, le=1.0, description="seq2seq: share of steps fed the true close")
     stride: int = Field(1, ge=1, description="training origins every `stride` days")
     max_batches_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (none = all windows)")
+    nproc_per_node: int = Field(
+        1, ge=1, description="training processes on this machine (DDP; one per GPU on CUDA); batch_size stays global"
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend of several processes: auto = nccl on CUDA, gloo on CPU"
+    )
+    data_on: Literal["auto", "device", "host"] = Field(
+        "auto",
+        description="training windows kept on the device (copied once, batches gathered there) or on the host "
+        "(a batch copied per step); auto = device on CUDA, host on CPU",
+    )
 
 
 class TrainingConfig(Section):
@@ -153,6 +164,7 @@ SHORTCUTS: dict[str, str] = {
     "teacher_forcing": "train.teacher_forcing",
     "seed": "train.seed",
     "device": "train.device",
+    "nproc_per_node": "train.nproc_per_node",
 }
 
 

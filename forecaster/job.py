@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from forecaster import __version__, evaluate, plots, tracking
+from forecaster import __version__, distributed, evaluate, plots, tracking
 from forecaster.artifact import load_bundle, save_bundle
 from forecaster.backtest_file import backtest_table
 from forecaster.calibration import Calibration, fit_calibration
@@ -144,9 +144,9 @@ def run_training(
     meta: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Validate, split, fit (every ensemble member), calibrate on validation, save the bundle,
-    and backtest on the test split."""
-    frame = validate_ohlc(frame, bad_rows=data_config.bad_rows, min_rows=data_config.lookback + data_config.horizon)
-    windows = split_windows(frame, data_config, train_config.stride)
+    and backtest on the test split. Under torchrun: rank 0's part (see `train_other_rank`)."""
+    distributed.setup_for(train_config).require_main("run_training")
+    windows = training_windows(frame, data_config, train_config)
     log.info(
         "windows: train %d, validation %d, test %d", len(windows.train), len(windows.val), len(windows.test_origins)
     )
@@ -182,6 +182,21 @@ def run_training(
     else:
         log.warning("no test windows: test_fraction is 0 or the data is too short; no test metrics")
     return TrainOutcome(forecaster, summary_fit, members, calibration, windows, backtest, metrics, bundle_dir)
+
+
+def training_windows(frame: pd.DataFrame, data_config: DataConfig, train_config: TrainConfig) -> SplitWindows:
+    """The validated frame's windows, split by date (what every rank of a distributed run trains on)."""
+    frame = validate_ohlc(frame, bad_rows=data_config.bad_rows, min_rows=data_config.lookback + data_config.horizon)
+    return split_windows(frame, data_config, train_config.stride)
+
+
+def train_other_rank(
+    frame: pd.DataFrame, data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig
+) -> None:
+    """A rank other than 0 of a run launched by torchrun: the same windows and the same fits, in
+    lockstep with rank 0 (gradients, validation and early stopping are shared); nothing logged,
+    saved or registered here. Rank 0 runs `tracked_training` (or `run_training`)."""
+    fit_members(model_config, train_config, training_windows(frame, data_config, train_config), None, None)
 
 
 def uncalibrated_metrics(
@@ -262,8 +277,9 @@ def tracked_training(
     """Train inside an MLflow run and log everything; register and alias when asked.
 
     The alias is set only after the model is logged and registered, so a failed run never
-    moves an alias.
+    moves an alias. Under torchrun this is rank 0's part: no other rank may start an MLflow run.
     """
+    distributed.setup_for(train_config).require_main("tracked_training")
     with tracking.start_run(run_name=run_name) as tracker, tempfile.TemporaryDirectory() as tmp:
         params = {
             **prefixed("data", to_dict(data_config)),
