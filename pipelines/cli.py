@@ -83,12 +83,16 @@ def register(app: typer.Typer) -> None:
     def rollback(
         model: Annotated[str, typer.Option(help="Registered model name")],
         tracking_uri: Annotated[str | None, typer.Option()] = None,
+        config: Annotated[
+            str | None, typer.Option(help="YAML settings of the retrain (its lock settings are used)")
+        ] = None,
     ) -> None:
-        """Move `champion` back to the `previous` version."""
-        from forecaster import tracking
-        from pipelines.promote import rollback as do_rollback
+        """Move `champion` back to the `previous` version, holding the retraining lock (waits at most
+        `rollback_wait_s` for a running retrain; the lock comes from the retrain's settings)."""
+        from pipelines.retrain import rollback_locked
+        from pipelines.settings import load_settings
 
         setup_logging()
-        tracking.configure(tracking_uri)
-        old, new = do_rollback(model)
+        flags = ["--model-name", model, *(["--tracking-uri", tracking_uri] if tracking_uri else [])]
+        old, new = rollback_locked(load_settings(config, flags))
         typer.echo(f"{model}: champion {old} -> {new}")

@@ -1,77 +1,184 @@
-"""Step 4: the promotion gate, and the alias moves it allows (plus rollback)."""
+"""Step 4: the promotion gate, and the alias moves it allows (plus rollback).
+
+The gate reads the metric dicts of `forecaster.evaluate.score` (one evaluation, written once):
+``{forecast name: {metric: [value per step]}}`` for the challenger's holdout (its own forecasts
+beside naive and ewma) and the champion's forecasts on the same holdout.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from forecaster import tracking
 from forecaster.errors import ModelNotFoundError
 
+if TYPE_CHECKING:
+    from pipelines.settings import RetrainSettings
+
 log = logging.getLogger(__name__)
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+# the rule that rejected a challenger, as recorded in the gate_rule tag
+RULE_NAIVE, RULE_COVERAGE, RULE_SPL, RULE_CHAMPION = "naive", "coverage", "spl_vs_ewma", "champion"
+# forecaster.scoring names each central band's empirical coverage coverage_{nominal %:g}
+BAND_KEY = re.compile(r"coverage_(\d+(?:\.\d+)?)")
+# coverage is a share of origins; without this slack 0.77 vs 0.80 would miss a 0.03 tolerance by 3e-17
+BOUNDARY_SLACK = 1e-9
+
+Metrics = dict[str, dict[str, list[float]]]
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """What a challenger must show on the holdout; defaults live in `RetrainSettings`."""
+
+    metric: str
+    margin: float
+    coverage_tolerance: float
+    require_spl_vs_ewma: bool
+
+    @classmethod
+    def from_settings(cls, settings: RetrainSettings) -> GateRules:
+        return cls(settings.metric, settings.margin, settings.coverage_tolerance, settings.require_spl_vs_ewma)
 
 
 @dataclass(frozen=True)
 class Decision:
+    """The gate's verdict and every figure it looked at (recorded on the run and the version)."""
+
     promote: bool
     reason: str
     metric: str
     challenger: float
     champion: float | None
     naive: float
+    rule: str = ""  # the rule that rejected (RULE_*); empty when promoted
+    coverage: dict[str, float] = field(default_factory=dict)  # nominal % of each central band -> coverage
+    spl: float | None = None
+    ewma_spl: float | None = None
+    coverage_tolerance: float | None = None
+
+    def tags(self) -> dict[str, str]:
+        """The decision as tags for the run and the model version."""
+        return {
+            "gate_promoted": str(self.promote).lower(),
+            "gate_reason": self.reason,
+            "gate_rule": self.rule,
+            "gate_metric": self.metric,
+            "gate_challenger": f"{self.challenger:.6g}",
+            "gate_champion": _text(self.champion),
+            "gate_naive": f"{self.naive:.6g}",
+            "gate_spl": _text(self.spl),
+            "gate_ewma_spl": _text(self.ewma_spl),
+            "gate_coverage": ",".join(f"{band}={value:.4f}" for band, value in self.coverage.items()),
+            "gate_coverage_tolerance": _text(self.coverage_tolerance),
+        }
+
+    def metrics(self) -> dict[str, float]:
+        """The compared figures as run metrics (None figures left out)."""
+        figures = {
+            f"gate_challenger_{self.metric}": self.challenger,
+            f"gate_naive_{self.metric}": self.naive,
+            f"gate_champion_{self.metric}": self.champion,
+            "gate_challenger_spl": self.spl,
+            "gate_ewma_spl": self.ewma_spl,
+            **{f"gate_coverage_{band}": value for band, value in self.coverage.items()},
+        }
+        return {key: value for key, value in figures.items() if value is not None}
 
 
-def mean_metric(metrics: dict[str, dict[str, list[float]]], name: str, metric: str, steps: int) -> float:
+def _text(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def mean_metric(metrics: Metrics, name: str, metric: str, steps: int | None = None) -> float:
     return float(np.mean(metrics[name][metric][:steps]))
 
 
-def decide(
-    challenger: dict[str, dict[str, list[float]]],
-    champion: dict[str, dict[str, list[float]]] | None,
-    metric: str,
-    margin: float,
-) -> Decision:
-    """Promote only if the challenger beats naive and beats the champion by `margin` (relative).
+def band_coverage(model: dict[str, list[float]]) -> dict[str, float]:
+    """Nominal % ('80') -> the holdout coverage of that central band, mean over the horizon."""
+    bands = {
+        found.group(1): float(np.mean(values)) for key, values in model.items() if (found := BAND_KEY.fullmatch(key))
+    }
+    return dict(sorted(bands.items(), key=lambda item: float(item[0])))
 
-    Both were scored on the same holdout origins; lower is better for every gate metric.
+
+def decide(challenger: Metrics, champion: Metrics | None, rules: GateRules) -> Decision:
+    """Promote only if, on the same holdout, the challenger (in this order):
+
+    1. beats naive on ``rules.metric`` (mean over the steps both models forecast);
+    2. serves calibrated bands: every central band's coverage within ``coverage_tolerance`` of nominal;
+    3. has a scaled pinball loss (SPL) not worse than ewma's (when ``require_spl_vs_ewma``);
+    4. beats the champion, if there is one, on ``rules.metric`` by ``margin`` (relative).
+
+    Rules 2 and 3 judge the challenger's whole horizon: every step it serves. Lower is better for
+    every gate metric. The first rule that fails rejects, and the decision names it.
     """
+    metric, margin = rules.metric, rules.margin
     steps = len(challenger["model"][metric])
     if champion is not None:
         steps = min(steps, len(champion["model"][metric]))
     ours = mean_metric(challenger, "model", metric, steps)
     naive = mean_metric(challenger, "naive", metric, steps)
     theirs = mean_metric(champion, "model", metric, steps) if champion is not None else None
+    coverage = band_coverage(challenger["model"])
+    spl = mean_metric(challenger, "model", "spl") if "spl" in challenger["model"] else None
+    ewma_spl = mean_metric(challenger, "ewma", "spl") if "spl" in challenger.get("ewma", {}) else None
+    figures = Decision(False, "", metric, ours, theirs, naive, "", coverage, spl, ewma_spl, rules.coverage_tolerance)
+
+    def verdict(promote: bool, reason: str, rule: str = "") -> Decision:
+        return replace(figures, promote=promote, reason=reason, rule=rule)
+
     if not ours < naive:
-        return Decision(False, f"{metric} {ours:.4f} does not beat naive {naive:.4f}", metric, ours, theirs, naive)
+        return verdict(False, f"{metric} {ours:.4f} does not beat naive {naive:.4f}", RULE_NAIVE)
+    off = {
+        band: value
+        for band, value in coverage.items()
+        if abs(value - float(band) / 100.0) > rules.coverage_tolerance + BOUNDARY_SLACK
+    }
+    if off:
+        bands = ", ".join(f"{band}% band covers {value:.3f}" for band, value in off.items())
+        return verdict(False, f"miscalibrated: {bands} (tolerance {rules.coverage_tolerance:.3f})", RULE_COVERAGE)
+    if rules.require_spl_vs_ewma:
+        if spl is None or ewma_spl is None:
+            missing = "the challenger" if spl is None else "ewma"
+            return verdict(False, f"spl: {missing} has no holdout SPL to compare", RULE_SPL)
+        if spl > ewma_spl:
+            return verdict(False, f"spl {spl:.4f} is worse than ewma {ewma_spl:.4f}", RULE_SPL)
+    quality = _quality(coverage, rules, spl, ewma_spl)
     if theirs is None:
-        return Decision(
-            True, f"no champion yet; {metric} {ours:.4f} beats naive {naive:.4f}", metric, ours, None, naive
-        )
+        return verdict(True, f"no champion yet; {metric} {ours:.4f} beats naive {naive:.4f}{quality}")
     needed = theirs * (1.0 - margin)
     if ours < needed:
-        return Decision(
+        return verdict(
             True,
-            f"{metric} {ours:.4f} beats champion {theirs:.4f} by more than {margin:.1%} and naive {naive:.4f}",
-            metric,
-            ours,
-            theirs,
-            naive,
+            f"{metric} {ours:.4f} beats champion {theirs:.4f} by more than {margin:.1%} and naive {naive:.4f}{quality}",
         )
-    return Decision(
+    return verdict(
         False,
         f"{metric} {ours:.4f} does not beat champion {theirs:.4f} by {margin:.1%} (needs < {needed:.4f})",
-        metric,
-        ours,
-        theirs,
-        naive,
+        RULE_CHAMPION,
     )
 
 
+def _quality(coverage: dict[str, float], rules: GateRules, spl: float | None, ewma_spl: float | None) -> str:
+    """The passed calibration and SPL checks, for a promotion's reason."""
+    text = ""
+    if coverage:
+        bands = " ".join(f"{band}%={value:.3f}" for band, value in coverage.items())
+        text += f"; coverage {bands} within {rules.coverage_tolerance:.3f}"
+    if spl is not None and ewma_spl is not None:
+        text += f"; spl {spl:.4f} vs ewma {ewma_spl:.4f}"
+    return text
+
+
 def apply(name: str, version: str, decision: Decision, champion_version: str | None) -> None:
-    """Move aliases: promoted -> champion (old champion -> previous); else -> challenger."""
+    """Move aliases: promoted -> champion (old champion -> previous); else -> challenger.
+    Every move is read back (tracking.set_alias): a mismatch is an error, not a log line."""
     if decision.promote:
         if champion_version is not None:
             tracking.set_alias(name, PREVIOUS, champion_version)
@@ -83,7 +190,8 @@ def apply(name: str, version: str, decision: Decision, champion_version: str | N
 
 
 def rollback(name: str) -> tuple[str, str]:
-    """champion <- previous (and previous <- the old champion, so a rollback can be undone)."""
+    """champion <- previous (and previous <- the old champion, so a rollback can be undone).
+    Callers hold the pipeline lock (pipelines.retrain.rollback_locked)."""
     previous = tracking.alias_version(name, PREVIOUS)
     if previous is None:
         raise ModelNotFoundError(f"model '{name}': no '{PREVIOUS}' version to roll back to")

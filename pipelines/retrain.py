@@ -3,19 +3,26 @@ gate -> record. A failure at any step promotes nothing and leaves the champion a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from forecaster import evaluate, tracking
-from forecaster.errors import ModelNotFoundError
+from forecaster.errors import ForecasterError, ModelNotFoundError
 from forecaster.job import code_version, evaluate_frame, tracked_training
 from pipelines import promote
-from pipelines.lock import database_url, pipeline_lock
+from pipelines.lock import LockTarget, lock_target, pipeline_lock
 from pipelines.refresh import refresh_data
 from pipelines.settings import RetrainSettings
 
 log = logging.getLogger(__name__)
+
+
+def pipeline_tags(name: str) -> dict[str, str]:
+    """Tags of every MLflow run the pipeline starts for model `name`: how a later run finds the
+    runs this model's pipeline left RUNNING (killed, or cut off from the tracking store)."""
+    return {"pipeline": "retrain", "pipeline_model": name}
 
 
 @dataclass(frozen=True)
@@ -27,19 +34,48 @@ class RetrainReport:
     champion_after: str | None
 
 
+def store_lock(settings: RetrainSettings) -> LockTarget:
+    """The lock of this model on the configured tracking store (pointing MLflow at the store)."""
+    uri = tracking.configure(settings.tracking_uri)
+    return lock_target(settings.model_name, uri, settings.lock_database_url, settings.lock_file)
+
+
 def run_locked(settings: RetrainSettings) -> RetrainReport | None:
     """run_once under the pipeline lock; None when another run holds it and on_busy=skip."""
-    uri = tracking.configure(settings.tracking_uri)
-    db_url = database_url(settings.lock_database_url, uri)
-    with pipeline_lock(settings.model_name, db_url, settings.lock_file, wait=settings.on_busy == "wait") as held:
+    target = store_lock(settings)
+    with pipeline_lock(settings.model_name, target, None if settings.on_busy == "wait" else 0) as held:
         if not held:
             log.warning(
-                "skipped: another retraining run of '%s' holds the lock (%s)",
-                settings.model_name,
-                "postgres advisory lock" if db_url else settings.lock_file,
+                "skipped: another retraining run of '%s' holds the lock (%s)", settings.model_name, target.describe()
             )
             return None
+        fail_stale_runs(settings.model_name)
         return run_once(settings)
+
+
+def fail_stale_runs(name: str) -> list[str]:
+    """Runs of this model's pipeline still RUNNING -> FAILED. Called holding the lock: no live
+    process can own them, so each was killed or lost its tracking store before it could end."""
+    reason = (
+        "the retraining run that started this run ended without closing it (killed, or cut off from the "
+        f"tracking store); marked FAILED by the next run at {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+    )
+    stale = tracking.fail_running_runs(pipeline_tags(name), reason)
+    for run_id in stale:
+        log.warning("run %s of '%s' was left RUNNING by a run that died; marked FAILED", run_id, name)
+    return stale
+
+
+def rollback_locked(settings: RetrainSettings) -> tuple[str, str]:
+    """promote.rollback under the pipeline lock, waiting at most rollback_wait_s for a running retrain."""
+    target = store_lock(settings)
+    with pipeline_lock(settings.model_name, target, settings.rollback_wait_s) as held:
+        if not held:
+            raise ForecasterError(
+                f"rollback: a retraining run of '{settings.model_name}' held the lock ({target.describe()}) for "
+                f"{settings.rollback_wait_s:g}s; nothing was changed, try again when it ends"
+            )
+        return promote.rollback(settings.model_name)
 
 
 def run_once(settings: RetrainSettings) -> RetrainReport:
@@ -58,7 +94,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
         config.train,
         register_as=name,
         run_name="retrain",
-        extra_tags={"pipeline": "retrain"},
+        extra_tags=pipeline_tags(name),
     )
     if result.version is None:
         raise RuntimeError("challenger was not registered")
@@ -75,20 +111,20 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
         if champion is not None:
             champion_metrics = holdout_metrics(champion, frame, holdout)
 
-    log.info("step 4/5: gate on %s (margin %.1f%%)", settings.metric, settings.margin * 100)
-    decision = promote.decide(challenger_metrics, champion_metrics, settings.metric, settings.margin)
+    rules = promote.GateRules.from_settings(settings)
+    log.info(
+        "step 4/5: gate on %s (margin %.1f%%), coverage within %.3f, spl vs ewma %s",
+        rules.metric,
+        rules.margin * 100,
+        rules.coverage_tolerance,
+        "required" if rules.require_spl_vs_ewma else "not required",
+    )
+    decision = promote.decide(challenger_metrics, champion_metrics, rules)
 
     log.info("step 5/5: record the decision")
     record = decision_record(decision, frame, result.dataset_digest, holdout, champion_before)
     tracking.tag_run(result.run_id, record)
-    tracking.log_run_metrics(
-        result.run_id,
-        {
-            f"gate_challenger_{settings.metric}": decision.challenger,
-            f"gate_naive_{settings.metric}": decision.naive,
-            **({f"gate_champion_{settings.metric}": decision.champion} if decision.champion is not None else {}),
-        },
-    )
+    tracking.log_run_metrics(result.run_id, decision.metrics())
     tracking.set_version_tags(name, result.version, record)
     promote.apply(name, result.version, decision, champion_before)
     champion_after = tracking.alias_version(name, promote.CHAMPION)
@@ -106,13 +142,9 @@ def holdout_metrics(forecaster: Any, frame: Any, holdout: Any) -> dict[str, dict
 def decision_record(
     decision: promote.Decision, frame: Any, digest: str, holdout: Any, champion_before: str | None
 ) -> dict[str, str]:
+    """The gate's figures and verdict with the data and code they were reached on."""
     return {
-        "gate_promoted": str(decision.promote).lower(),
-        "gate_reason": decision.reason,
-        "gate_metric": decision.metric,
-        "gate_challenger": f"{decision.challenger:.6g}",
-        "gate_champion": "" if decision.champion is None else f"{decision.champion:.6g}",
-        "gate_naive": f"{decision.naive:.6g}",
+        **decision.tags(),
         "gate_champion_version": champion_before or "",
         "holdout_start": f"{holdout:%Y-%m-%d}",
         "data_range": f"{frame['date'].min():%Y-%m-%d}..{frame['date'].max():%Y-%m-%d}",

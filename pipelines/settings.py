@@ -50,13 +50,23 @@ class RetrainSettings(BaseSettings):
     # the gate
     metric: Literal["mase", "mae", "rmse", "mape"] = Field("mase", description="gate metric, mean over the horizon")
     margin: float = Field(0.0, ge=0.0, description="relative improvement over the champion needed, e.g. 0.01 = 1%")
+    coverage_tolerance: float = Field(
+        0.03,
+        ge=0.0,
+        le=1.0,
+        description="every central band's holdout coverage (mean over the horizon) within this of nominal; 1 = off",
+    )
+    require_spl_vs_ewma: bool = Field(True, description="the challenger's holdout SPL must not be worse than ewma's")
     # scheduling and locking
     schedule: str | None = Field(None, description="cron expression; none = run once")
     timezone: str = Field("America/New_York", description="time zone of the schedule")
     run_on_start: bool = Field(False, description="with a schedule: also run once as soon as the scheduler starts")
     lock_database_url: str | None = Field(None, description="PostgreSQL URL for an advisory lock")
-    lock_file: str = Field(".forecaster/retrain.lock", description="file lock when no database lock is used")
+    lock_file: str | None = Field(
+        None, description="file lock path when no database lock is used; default derived from the tracking store"
+    )
     on_busy: Literal["skip", "wait"] = Field("skip", description="when another run holds the lock")
+    rollback_wait_s: float = Field(60.0, ge=0.0, description="how long rollback waits for a running retrain's lock")
     retries: int = Field(3, ge=1, description="attempts of the data refresh")
     retry_backoff_s: float = Field(2.0, ge=0.0, description="first retry delay, doubled each attempt")
 

@@ -1,5 +1,6 @@
-"""Pipeline units: the promotion gate, flags and settings precedence, cron triggers and the
-one-run-at-a-time locks (a file lock held by another process, a PostgreSQL advisory lock)."""
+"""Pipeline units: the promotion gate (metric, margin, calibrated coverage, SPL vs ewma, each at
+its boundary), flags and settings precedence, cron triggers and the one-run-at-a-time locks (a
+file lock held by another process, a PostgreSQL advisory lock, lock paths keyed to the store)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,58 @@ import datetime as dt
 import subprocess
 import sys
 import textwrap
+import time
 import zoneinfo
 from pathlib import Path
 
 import pytest
 
 from forecaster.config import ModelConfig
-from pipelines.lock import database_url, lock_key, pipeline_lock
-from pipelines.promote import decide
+from pipelines.lock import LockTarget, database_url, lock_key, lock_target, pipeline_lock
+from pipelines.promote import RULE_CHAMPION, RULE_COVERAGE, RULE_NAIVE, RULE_SPL, GateRules, decide
 from pipelines.schedule import cron_trigger
 from pipelines.settings import RetrainSettings, load_settings
 
 Metrics = dict[str, dict[str, list[float]]]
+CALIBRATED = {"coverage_50": 0.5, "coverage_80": 0.8, "coverage": 0.8}
 
 
-def scores(model: list[float], naive: list[float] | None = None, metric: str = "mase") -> Metrics:
-    return {"model": {metric: model}, "naive": {metric: naive if naive is not None else [9.0] * len(model)}}
+def scores(
+    model: list[float],
+    naive: list[float] | None = None,
+    metric: str = "mase",
+    spl: float = 0.5,
+    ewma_spl: float = 0.6,
+    coverage: dict[str, float] | None = None,
+) -> Metrics:
+    """score()-shaped metrics: the model calibrated and better than ewma unless told otherwise."""
+    steps = len(model)
+    bands = {key: [value] * steps for key, value in (coverage or CALIBRATED).items()}
+    return {
+        "model": {metric: model, "spl": [spl] * steps, **bands},
+        "naive": {metric: naive if naive is not None else [9.0] * steps},
+        "ewma": {metric: [9.0] * steps, "spl": [ewma_spl] * steps},
+    }
+
+
+def rules(
+    metric: str = "mase", margin: float = 0.0, coverage_tolerance: float = 0.03, require_spl_vs_ewma: bool = True
+) -> GateRules:
+    return GateRules(metric, margin, coverage_tolerance, require_spl_vs_ewma)
+
+
+def test_gate_rules_come_from_the_settings() -> None:
+    settings = RetrainSettings()
+    gate = GateRules.from_settings(settings)
+    assert (gate.metric, gate.margin) == (settings.metric, settings.margin)
+    assert gate.coverage_tolerance == pytest.approx(0.03) and gate.require_spl_vs_ewma is True
 
 
 # ---------------------------------------------------------------- the gate
 
 
 def test_gate_promotes_first_model_that_beats_naive() -> None:
-    decision = decide(scores([0.8, 0.9], [1.0, 1.0]), None, "mase", margin=0.0)
+    decision = decide(scores([0.8, 0.9], [1.0, 1.0]), None, rules("mase", 0.0))
     assert decision.promote
     assert "no champion" in decision.reason
     assert decision.champion is None
@@ -39,20 +69,20 @@ def test_gate_promotes_first_model_that_beats_naive() -> None:
 @pytest.mark.parametrize("challenger", [[1.0, 1.0], [1.1, 1.2]])
 def test_gate_rejects_model_not_beating_naive(challenger: list[float]) -> None:
     champion = scores([5.0, 5.0])  # even against a much worse champion
-    decision = decide(scores(challenger, [1.0, 1.0]), champion, "mase", margin=0.0)
+    decision = decide(scores(challenger, [1.0, 1.0]), champion, rules("mase", 0.0))
     assert not decision.promote
     assert "does not beat naive" in decision.reason
 
 
 def test_gate_rejects_without_champion_when_not_beating_naive() -> None:
-    decision = decide(scores([1.2], [1.0]), None, "mase", margin=0.0)
+    decision = decide(scores([1.2], [1.0]), None, rules("mase", 0.0))
     assert not decision.promote and "naive" in decision.reason
 
 
 @pytest.mark.parametrize(("challenger", "promote"), [(0.97, True), (0.985, False), (0.98, False), (1.0, False)])
 def test_gate_needs_the_relative_margin_over_the_champion(challenger: float, promote: bool) -> None:
     """margin 2% over a champion at 1.0: strictly below 0.98 promotes."""
-    decision = decide(scores([challenger]), scores([1.0]), "mase", margin=0.02)
+    decision = decide(scores([challenger]), scores([1.0]), rules("mase", 0.02))
     assert decision.promote is promote, decision.reason
     assert decision.champion == pytest.approx(1.0)
     if not promote:
@@ -60,13 +90,13 @@ def test_gate_needs_the_relative_margin_over_the_champion(challenger: float, pro
 
 
 def test_gate_with_zero_margin_needs_a_strict_improvement() -> None:
-    assert not decide(scores([1.0]), scores([1.0]), "mase", margin=0.0).promote
-    assert decide(scores([0.999]), scores([1.0]), "mase", margin=0.0).promote
+    assert not decide(scores([1.0]), scores([1.0]), rules("mase", 0.0)).promote
+    assert decide(scores([0.999]), scores([1.0]), rules("mase", 0.0)).promote
 
 
 def test_gate_compares_over_common_steps_when_champion_has_longer_horizon() -> None:
     # over the 3 common steps: challenger 1.0 < champion 1.2; over all 5 the champion would win (0.76)
-    decision = decide(scores([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]), scores([1.2, 1.2, 1.2, 0.1, 0.1]), "mase", 0.0)
+    decision = decide(scores([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]), scores([1.2, 1.2, 1.2, 0.1, 0.1]), rules("mase", 0.0))
     assert decision.promote, decision.reason
     assert decision.champion == pytest.approx(1.2)
 
@@ -75,15 +105,99 @@ def test_gate_compares_over_common_steps_when_challenger_has_longer_horizon() ->
     # naive and challenger are cut to the champion's 3 steps too: over 5, the challenger (2.6)
     # would lose to naive (1.24) and to the champion
     challenger = scores([1.0, 1.0, 1.0, 5.0, 5.0], [2.0, 2.0, 2.0, 0.1, 0.1])
-    decision = decide(challenger, scores([1.2, 1.2, 1.2]), "mase", 0.0)
+    decision = decide(challenger, scores([1.2, 1.2, 1.2]), rules("mase", 0.0))
     assert decision.promote, decision.reason
     assert decision.challenger == pytest.approx(1.0) and decision.naive == pytest.approx(2.0)
 
 
 def test_gate_uses_the_configured_metric() -> None:
-    challenger = {"model": {"mae": [0.5], "mase": [3.0]}, "naive": {"mae": [1.0], "mase": [1.0]}}
-    assert decide(challenger, None, "mae", 0.0).promote
-    assert not decide(challenger, None, "mase", 0.0).promote
+    challenger = scores([0.5], [1.0], metric="mae")
+    challenger["model"]["mase"], challenger["naive"]["mase"] = [3.0], [1.0]
+    assert decide(challenger, None, rules("mae", 0.0)).promote
+    assert not decide(challenger, None, rules("mase", 0.0)).promote
+
+
+@pytest.mark.parametrize(
+    ("covered", "promote"),
+    [(0.8, True), (0.77, True), (0.83, True), (0.769, False), (0.831, False), (0.5, False)],
+)
+def test_gate_needs_every_central_band_within_the_coverage_tolerance(covered: float, promote: bool) -> None:
+    """80% band, tolerance 0.03: 0.77 and 0.83 are on the boundary and pass; a hair beyond fails."""
+    challenger = scores([0.8], [1.0], coverage={"coverage_50": 0.5, "coverage_80": covered})
+    decision = decide(challenger, None, rules())
+    assert decision.promote is promote, decision.reason
+    assert decision.coverage == {"50": pytest.approx(0.5), "80": pytest.approx(covered)}
+    if not promote:
+        assert decision.rule == RULE_COVERAGE
+        assert "80% band covers" in decision.reason and "50% band" not in decision.reason
+
+
+def test_gate_checks_the_narrow_bands_too_and_averages_coverage_over_the_horizon() -> None:
+    challenger = scores([0.8, 0.8], [1.0, 1.0])
+    challenger["model"]["coverage_50"] = [0.40, 0.55]  # mean 0.475: within 0.03 of 0.5
+    assert decide(challenger, None, rules()).promote
+    challenger["model"]["coverage_50"] = [0.40, 0.50]  # mean 0.45: off by 0.05
+    decision = decide(challenger, None, rules())
+    assert not decision.promote and decision.rule == RULE_COVERAGE and "50% band covers 0.450" in decision.reason
+
+
+def test_gate_coverage_tolerance_is_configurable() -> None:
+    challenger = scores([0.8], [1.0], coverage={"coverage_80": 0.7})
+    assert not decide(challenger, None, rules(coverage_tolerance=0.05)).promote
+    assert decide(challenger, None, rules(coverage_tolerance=0.1)).promote
+
+
+@pytest.mark.parametrize(("spl", "promote"), [(0.59, True), (0.6, True), (0.6001, False)])
+def test_gate_needs_spl_not_worse_than_ewma(spl: float, promote: bool) -> None:
+    decision = decide(scores([0.8], [1.0], spl=spl, ewma_spl=0.6), None, rules())
+    assert decision.promote is promote, decision.reason
+    assert (decision.spl, decision.ewma_spl) == (pytest.approx(spl), pytest.approx(0.6))
+    if not promote:
+        assert decision.rule == RULE_SPL and "worse than ewma" in decision.reason
+
+
+def test_gate_spl_rule_can_be_turned_off() -> None:
+    assert decide(scores([0.8], [1.0], spl=0.9, ewma_spl=0.6), None, rules(require_spl_vs_ewma=False)).promote
+
+
+def test_gate_rejects_when_ewma_has_no_spl_to_compare() -> None:
+    challenger = scores([0.8], [1.0])
+    del challenger["ewma"]
+    decision = decide(challenger, None, rules())
+    assert not decision.promote and decision.rule == RULE_SPL and "ewma has no holdout SPL" in decision.reason
+
+
+def test_gate_names_the_first_rule_that_rejected() -> None:
+    everything_wrong = scores([1.5], [1.0], spl=0.9, ewma_spl=0.6, coverage={"coverage_80": 0.5})
+    assert decide(everything_wrong, scores([0.1]), rules()).rule == RULE_NAIVE
+    calibrated_badly = scores([0.8], [1.0], spl=0.9, ewma_spl=0.6, coverage={"coverage_80": 0.5})
+    assert decide(calibrated_badly, scores([0.1]), rules()).rule == RULE_COVERAGE
+    worse_than_ewma = scores([0.8], [1.0], spl=0.9, ewma_spl=0.6)
+    assert decide(worse_than_ewma, scores([0.1]), rules()).rule == RULE_SPL
+    assert decide(scores([0.8], [1.0]), scores([0.1]), rules()).rule == RULE_CHAMPION
+    assert decide(scores([0.8], [1.0]), scores([0.9]), rules()).rule == ""
+
+
+def test_decision_record_holds_every_figure_and_the_rejecting_rule() -> None:
+    decision = decide(scores([0.8], [1.0], spl=0.7, ewma_spl=0.6), scores([0.9]), rules())
+    tags = decision.tags()
+    assert tags["gate_promoted"] == "false" and tags["gate_rule"] == RULE_SPL
+    assert tags["gate_reason"] == decision.reason
+    assert (tags["gate_spl"], tags["gate_ewma_spl"]) == ("0.7", "0.6")
+    assert tags["gate_coverage"] == "50=0.5000,80=0.8000" and tags["gate_coverage_tolerance"] == "0.03"
+    assert (tags["gate_challenger"], tags["gate_champion"], tags["gate_naive"]) == ("0.8", "0.9", "1")
+    assert decision.metrics() == {
+        "gate_challenger_mase": pytest.approx(0.8),
+        "gate_naive_mase": pytest.approx(1.0),
+        "gate_champion_mase": pytest.approx(0.9),
+        "gate_challenger_spl": pytest.approx(0.7),
+        "gate_ewma_spl": pytest.approx(0.6),
+        "gate_coverage_50": pytest.approx(0.5),
+        "gate_coverage_80": pytest.approx(0.8),
+    }
+    promoted = decide(scores([0.8], [1.0]), None, rules())
+    assert promoted.tags()["gate_rule"] == "" and "gate_champion_mase" not in promoted.metrics()
+    assert "coverage 50%=0.500 80%=0.800 within 0.030" in promoted.reason and "spl 0.5000 vs ewma" in promoted.reason
 
 
 # ---------------------------------------------------------------- flags and settings
@@ -205,11 +319,16 @@ def test_cron_error_names_the_field_count() -> None:
 
 HOLDER = textwrap.dedent("""
     import sys
-    from pipelines.lock import pipeline_lock
-    with pipeline_lock(sys.argv[1], None, sys.argv[2], wait=False) as held:
+    from pathlib import Path
+    from pipelines.lock import LockTarget, pipeline_lock
+    with pipeline_lock(sys.argv[1], LockTarget(path=Path(sys.argv[2])), timeout_s=0) as held:
         print("held" if held else "busy", flush=True)
         sys.stdin.read()  # hold until the test closes stdin
 """)
+
+
+def file_lock(path: Path) -> LockTarget:
+    return LockTarget(path=path)
 
 
 def test_file_lock_held_by_another_process_makes_a_run_skip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,8 +340,12 @@ def test_file_lock_held_by_another_process_makes_a_run_skip(tmp_path: Path, monk
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pipeline_lock("m", None, str(lock_file), wait=False) as held:
+        with pipeline_lock("m", file_lock(lock_file), timeout_s=0) as held:
             assert held is False
+        started = time.monotonic()
+        with pipeline_lock("m", file_lock(lock_file), timeout_s=0.3) as held:
+            assert held is False, "a bounded wait gives up"
+        assert time.monotonic() - started >= 0.3
         # the whole run: skipped without training (on_busy=skip)
         monkeypatch.setattr(retrain, "run_once", lambda s: pytest.fail("a skipped run must not train"))
         monkeypatch.setattr(retrain.tracking, "configure", lambda uri: uri)  # no global MLflow state
@@ -233,20 +356,25 @@ def test_file_lock_held_by_another_process_makes_a_run_skip(tmp_path: Path, monk
     finally:
         holder.stdin.close()  # type: ignore[union-attr]
         holder.wait(timeout=30)
-    with pipeline_lock("m", None, str(lock_file), wait=False) as held:
+    with pipeline_lock("m", file_lock(lock_file), timeout_s=0) as held:
         assert held is True, "the lock must die with its process"
 
 
 def test_advisory_lock_second_connection_is_refused(postgres_user: str) -> None:
     url = f"postgresql://{postgres_user}@127.0.0.1:5432/postgres"
     name = f"gate-test-{dt.datetime.now().timestamp()}"
-    with pipeline_lock(name, url, "unused.lock", wait=False) as first:
+    target = LockTarget(database_url=url)
+    with pipeline_lock(name, target, timeout_s=0) as first:
         assert first is True
-        with pipeline_lock(name, url, "unused.lock", wait=False) as second:
+        with pipeline_lock(name, target, timeout_s=0) as second:
             assert second is False
-        with pipeline_lock(name + "-other", url, "unused.lock", wait=False) as other_model:
+        started = time.monotonic()
+        with pipeline_lock(name, target, timeout_s=0.5) as waited:
+            assert waited is False, "a bounded wait gives up"
+        assert 0.5 <= time.monotonic() - started < 10
+        with pipeline_lock(name + "-other", target, timeout_s=0) as other_model:
             assert other_model is True, "models lock independently"
-    with pipeline_lock(name, url, "unused.lock", wait=False) as again:
+    with pipeline_lock(name, target, timeout_s=0) as again:
         assert again is True, "released when the holder's block ends"
 
 
@@ -261,6 +389,50 @@ def test_lock_database_defaults_to_a_postgres_tracking_store() -> None:
     assert database_url(None, "postgresql+psycopg2://u@h:5432/mlflow") == "postgresql://u@h:5432/mlflow"
     assert database_url(None, "http://mlflow:5000") is None
     assert database_url(None, None) is None
+
+
+def test_lock_target_is_the_database_whenever_there_is_one(tmp_path: Path) -> None:
+    pg_store = "postgresql+psycopg2://u:secret@h:5432/mlflow"
+    assert lock_target("m", pg_store, None, None) == LockTarget(database_url="postgresql://u:secret@h:5432/mlflow")
+    assert lock_target("m", "http://mlflow:5000", "postgresql://x@h/db", str(tmp_path / "f.lock")).database_url
+    assert "secret" not in lock_target("m", pg_store, None, None).describe()
+
+
+def test_sqlite_lock_file_sits_beside_the_database_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "store" / "mlflow.db"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    from_a = lock_target("m", f"sqlite:///{db}", None, None).path
+    monkeypatch.chdir(tmp_path / "b")
+    from_b = lock_target("m", f"sqlite:///{db}", None, None).path
+    relative = lock_target("m", "sqlite:///../store/mlflow.db", None, None).path  # the same file, from b
+    assert from_a == from_b == relative == tmp_path / "store" / "mlflow.db.retrain-m.lock"
+    assert lock_target("other", f"sqlite:///{db}", None, None).path != from_a, "models lock independently"
+    assert lock_target("a/b c", f"sqlite:///{db}", None, None).path == db.with_name("mlflow.db.retrain-a_b_c.lock")
+
+
+def test_server_and_file_store_locks_live_in_the_state_dir_keyed_by_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    locks = tmp_path / "state" / "forecaster" / "locks"
+    server = lock_target("m", "http://user:pw@mlflow:5000", None, None).path
+    assert server is not None and server.parent == locks and server.name.startswith("retrain-m-")
+    assert lock_target("m", "http://user:other@mlflow:5000/", None, None).path == server, "password-free key"
+    assert lock_target("m", "http://mlflow2:5000", None, None).path != server
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    file_store = lock_target("m", "../mlruns", None, None).path
+    assert file_store == lock_target("m", (tmp_path / "mlruns").as_uri(), None, None).path
+    assert file_store is not None and file_store.parent == locks
+
+
+def test_lock_file_setting_overrides_the_derived_path(tmp_path: Path) -> None:
+    target = lock_target("m", f"sqlite:///{tmp_path / 'mlflow.db'}", None, str(tmp_path / "x" / "my.lock"))
+    assert target == LockTarget(path=tmp_path / "x" / "my.lock")
 
 
 def test_scheduler_runs_once_at_start_when_asked_even_if_the_cron_is_far_away() -> None:
