@@ -1,8 +1,10 @@
 """The MLflow PythonModel wrapper: long-format bars in, per-ticker quantile forecasts out.
 
 Input: a DataFrame with columns ticker, date, open, high, low, close (at least lookback rows
-per ticker, sorted or not). Output: one row per ticker and step with close (median), lower
-and upper (outer quantiles). It calls the same Forecaster as the library and the service.
+per ticker, sorted or not; without a ticker column, one series). Output: one row per ticker and
+step with close (the median), lower and upper (the outer quantiles) and a column per quantile
+level (``q0.1``, ``q0.5``, ``q0.9``). Each ticker's window comes from the same
+`Forecaster.window` as the service's, so both give the same numbers for the same bars.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from forecaster.artifact import load_bundle
-from forecaster.data import PRICE_COLUMNS
 from forecaster.predict import Forecaster
+
+
+def quantile_column(level: float) -> str:
+    """The output column of a quantile level: 0.1 -> 'q0.1'."""
+    return f"q{level:g}"
 
 
 class ForecasterPyfunc(PythonModel):
@@ -38,23 +44,21 @@ class ForecasterPyfunc(PythonModel):
         frame.columns = [str(c).lower() for c in frame.columns]
         if "ticker" not in frame.columns:
             frame["ticker"] = "series"
-        frame = frame.sort_values(["ticker", "date"], kind="stable")
-        tickers = list(dict.fromkeys(frame["ticker"]))
-        T = self.forecaster.lookback
-        windows = []
-        for ticker in tickers:
-            bars = frame.loc[frame["ticker"] == ticker, list(PRICE_COLUMNS)].to_numpy(dtype=np.float32)
-            if len(bars) < T:
-                raise ValueError(f"ticker {ticker}: {len(bars)} bars, the model needs lookback = {T}")
-            windows.append(bars[-T:])
+        order = ["ticker", "date"] if "date" in frame.columns else ["ticker"]
+        frame = frame.sort_values(order, kind="stable")
+        tickers, windows = [], []
+        for ticker, bars in frame.groupby("ticker", sort=False):
+            tickers.append(ticker)
+            windows.append(self.forecaster.window(bars, field=f"ticker {ticker}").values)
         forecast = self.forecaster.predict(np.stack(windows))
         H = self.forecaster.horizon
-        return pd.DataFrame(
-            {
-                "ticker": np.repeat(tickers, H),
-                "step": np.tile(np.arange(1, H + 1), len(tickers)),
-                "close": forecast.median.ravel(),
-                "lower": forecast.lower.ravel(),
-                "upper": forecast.upper.ravel(),
-            }
-        )
+        columns = {
+            "ticker": np.repeat(tickers, H),
+            "step": np.tile(np.arange(1, H + 1), len(tickers)),
+            "close": forecast.median.ravel(),
+            "lower": forecast.lower.ravel(),
+            "upper": forecast.upper.ravel(),
+        }
+        for q, level in enumerate(forecast.levels):
+            columns[quantile_column(level)] = forecast.quantiles[..., q].ravel()
+        return pd.DataFrame(columns)

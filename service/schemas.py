@@ -3,9 +3,44 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import numpy as np
+import pandas as pd
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from forecaster.predict import MAX_PRICE, MIN_PRICE
+from service.trading_calendar import CALENDAR_START
+
+# Where a forecast's history came from: the request itself, or the service's ticker source
+# (yfinance live, yfinance's cache when Yahoo could not be reached, the data file, the sample).
+HistorySource = Literal["request", "yfinance", "yfinance-cache", "file", "sample"]
+
+# Declared rather than coded, so pydantic checks them natively, names the field
+# (`series[3].history[17].high`) and OpenAPI documents the bounds; the bounds belong to the model.
+Price = Annotated[
+    float,
+    Field(
+        ge=MIN_PRICE,
+        le=MAX_PRICE,
+        allow_inf_nan=False,
+        description=f"a positive price from {MIN_PRICE:g} to {MAX_PRICE:g}",
+    ),
+]
+
+
+def _ticker_symbol(value: str) -> str:
+    # yfinance refuses these (and a file's tickers never have them): a clear 422, not its ValueError.
+    if value != value.strip() or any(c.isspace() or c in "/\\" for c in value) or value.startswith("."):
+        raise ValueError(f"'{value}' is not a ticker symbol (no spaces or slashes, no leading dot)")
+    return value
+
+
+Ticker = Annotated[
+    str,
+    Field(min_length=1, max_length=32, description="a ticker of the service's data source"),
+    AfterValidator(_ticker_symbol),
+]
 
 
 class Strict(BaseModel):
@@ -14,19 +49,27 @@ class Strict(BaseModel):
 
 class Bar(Strict):
     date: dt.date
-    open: float
-    high: float
-    low: float
-    close: float
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+
+    @field_validator("date")
+    @classmethod
+    def observed(cls, value: dt.date) -> dt.date:
+        """A bar is an observed day: not before the calendars start, not after tomorrow (UTC; a
+        client east of the server may already have today's bar)."""
+        if value < CALENDAR_START:
+            raise ValueError(f"{value} is before {CALENDAR_START}, the first day of the service's calendars")
+        latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+        if value > latest:
+            raise ValueError(f"{value} is in the future (bars are observed prices; the latest accepted is {latest})")
+        return value
 
     @model_validator(mode="after")
     def prices_make_sense(self) -> Bar:
-        for name in ("open", "high", "low", "close"):
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value}")
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        # forecaster.data checks the same rules on whole frames (vectorised); this per-bar copy
+        # exists so that a request's error names the bar. Keep the two in step.
         if self.high < self.low:
             raise ValueError(f"high ({self.high}) is below low ({self.low}) on {self.date}")
         if self.high < max(self.open, self.close):
@@ -45,10 +88,13 @@ def check_increasing(history: list[Bar] | None) -> list[Bar] | None:
     return history
 
 
+HISTORY_DESCRIPTION = "daily bars, oldest first; at least the model's lookback (the last lookback are used)"
+
+
 class SeriesIn(Strict):
-    id: str | None = Field(None, max_length=64)
-    history: list[Bar] | None = Field(None, min_length=1)
-    ticker: str | None = Field(None, min_length=1, max_length=32)
+    id: str | None = Field(None, max_length=64, description="echoed back (default: the ticker or the index)")
+    history: list[Bar] | None = Field(None, min_length=1, description=HISTORY_DESCRIPTION)
+    ticker: Ticker | None = None
 
     _increasing = field_validator("history")(classmethod(lambda cls, v: check_increasing(v)))
 
@@ -64,9 +110,9 @@ class ForecastRequest(Strict):
     alias: str | None = Field(None, description="Registry alias (default champion); excludes 'version'")
     version: int | None = Field(None, ge=1, description="Registry version; excludes 'alias'")
     horizon: int | None = Field(None, ge=1, description="Steps to return (default: the model's horizon)")
-    history: list[Bar] | None = Field(None, min_length=1)
-    ticker: str | None = Field(None, min_length=1, max_length=32)
-    series: list[SeriesIn] | None = Field(None, min_length=1)
+    history: list[Bar] | None = Field(None, min_length=1, description=HISTORY_DESCRIPTION)
+    ticker: Ticker | None = None
+    series: list[SeriesIn] | None = Field(None, min_length=1, description="several series in one request")
 
     _increasing = field_validator("history")(classmethod(lambda cls, v: check_increasing(v)))
 
@@ -87,15 +133,22 @@ class ForecastRequest(Strict):
 
 
 class ForecastPoint(BaseModel):
-    step: int
-    date: dt.date
-    close: float
-    lower: float
-    upper: float
+    step: int = Field(description="1 = the first trading session after the last bar")
+    date: dt.date = Field(description="the trading session this step forecasts")
+    close: float = Field(description="median forecast of the close (the 0.5 quantile)")
+    lower: float = Field(description="lowest quantile of `levels`: the lower edge of the outer band")
+    upper: float = Field(description="highest quantile of `levels`: the upper edge of the outer band")
+    quantiles: list[float] = Field(description="the close's quantile for each of `levels`, in the same order")
 
 
 class SeriesForecast(BaseModel):
     id: str
+    source: HistorySource = Field(description="where the history came from ('request' when it was sent)")
+    as_of: dt.date = Field(description="date of the last observed bar the forecast starts from")
+    stale: bool = Field(
+        description="the service's history is older than its freshness limit and was served anyway "
+        "(stale_policy=serve); always false for histories sent in the request"
+    )
     points: list[ForecastPoint]
 
 
@@ -109,6 +162,7 @@ class ModelInfo(BaseModel):
 class ForecastResponse(BaseModel):
     model: ModelInfo
     device: str
+    levels: list[float] = Field(description="the model's quantile levels, increasing; 0.5 is the median")
     forecasts: list[SeriesForecast]
 
 
@@ -124,3 +178,34 @@ class LoadedModelInfo(ModelInfo):
 
 class ErrorDetail(BaseModel):
     detail: str
+
+
+def _example_history(days: int = 120, end: str = "2024-06-28") -> list[dict[str, object]]:
+    """Synthetic daily bars for the OpenAPI examples: valid, and more than a usual lookback (60)."""
+    rng = np.random.default_rng(7)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, days)))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    high, low = np.maximum(open_, close) * 1.004, np.minimum(open_, close) * 0.996
+    dates = pd.bdate_range(end=end, periods=days)
+    return [
+        {"date": f"{d:%Y-%m-%d}", "open": round(o, 2), "high": round(h, 2), "low": round(lo, 2), "close": round(c, 2)}
+        for d, o, h, lo, c in zip(dates, open_.tolist(), high.tolist(), low.tolist(), close.tolist(), strict=True)
+    ]
+
+
+# One working body per request shape, for Swagger's "Try it out" (the generated example would
+# fill every field at once and be refused).
+REQUEST_EXAMPLES: dict[str, dict[str, object]] = {
+    "history": {
+        "summary": "One series sent as daily bars",
+        "value": {"history": _example_history()},
+    },
+    "ticker": {
+        "summary": "One ticker of the service's data source",
+        "value": {"ticker": "AAPL", "horizon": 3},
+    },
+    "series": {
+        "summary": "Several series at once, sent or by ticker, with ids",
+        "value": {"series": [{"id": "mine", "history": _example_history()}, {"id": "msft", "ticker": "MSFT"}]},
+    },
+}

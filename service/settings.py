@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Daily bars from Yahoo are at most a long weekend plus a holiday old when the source works.
+YFINANCE_MAX_AGE_DAYS = 10
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FORECASTER_", extra="ignore")
@@ -33,6 +36,18 @@ class Settings(BaseSettings):
     data_source: Literal["yfinance", "file", "sample"] = Field("sample", description="Where ticker histories come from")
     data_path: str | None = Field(None, description="CSV/Parquet file when data_source=file")
     cache_dir: str = Field(".forecaster/cache", description="yfinance cache folder")
+    yfinance_timeout_s: float = Field(
+        3.0, gt=0.0, description="Longest a ticker request waits for yfinance before using its cache"
+    )
+    max_history_age_days: int | None = Field(
+        None,
+        ge=0,
+        description=f"Oldest last bar (calendar days ago) a ticker forecast may start from; unset: "
+        f"{YFINANCE_MAX_AGE_DAYS} with data_source=yfinance, no limit for file and sample; 0: no limit",
+    )
+    stale_policy: Literal["refuse", "serve"] = Field(
+        "refuse", description="A ticker history older than the limit: refuse it (503) or serve it marked stale"
+    )
     exchange: str = Field("XNYS", description="Exchange calendar for forecast dates")
     retry_after_s: int = Field(5, ge=1, description="Retry-After seconds on 503")
     registry_timeout_s: float = Field(
@@ -44,6 +59,13 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="Service log lines (access log included)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
+
+    @property
+    def history_age_limit_days(self) -> int | None:
+        """max_history_age_days resolved for the data source; None means no limit."""
+        if self.max_history_age_days is None:
+            return YFINANCE_MAX_AGE_DAYS if self.data_source == "yfinance" else None
+        return self.max_history_age_days or None
 
 
 @lru_cache

@@ -8,30 +8,45 @@ from functools import lru_cache
 import exchange_calendars as xcals
 import pandas as pd
 
+from forecaster.errors import DataError
+
+# The first day the service's calendars know; request bars must not be older (service.schemas).
+CALENDAR_START = dt.date(1990, 1, 2)
+ONE_DAY = dt.timedelta(days=1)
+
 
 @lru_cache(maxsize=4)
 def get_calendar(exchange: str) -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(exchange, start="1990-01-02")
+    return xcals.get_calendar(exchange, start=CALENDAR_START.isoformat())
 
 
 def next_sessions(exchange: str, after: dt.date, count: int) -> list[dt.date]:
-    """The `count` trading sessions strictly after `after`.
+    """The `count` trading sessions strictly after `after`, for any date.
 
-    Past the calendar's last known session (about a year ahead), plain weekdays are used.
+    Outside the calendar's known range (before its first session, or past its last one, about a
+    year ahead) plain weekdays are used: a server-side history may be older than the calendar.
     """
     calendar = get_calendar(exchange)
-    day = pd.Timestamp(after)
-    last_known = calendar.last_session
-    if day < last_known:
-        start = calendar.date_to_session(day, direction="next")
-        if start == day:
-            start = calendar.next_session(start)
-        sessions = calendar.sessions_window(start, min(count, calendar.sessions_distance(start, last_known)))
-        dates = [s.date() for s in sessions]
-    else:
-        dates = []
-    cursor = pd.Timestamp(dates[-1]) if dates else day
+    first, last = calendar.first_session.date(), calendar.last_session.date()
+    dates: list[dt.date] = []
+    day = after
     while len(dates) < count:
-        cursor = cursor + pd.offsets.BDay(1)
-        dates.append(cursor.date())
+        following = _next_weekday(day)
+        if day < last and following >= first:
+            start = max(day + ONE_DAY, first)  # holds `last`, so never empty
+            known = calendar.sessions_in_range(pd.Timestamp(start), pd.Timestamp(last))
+            dates.extend(s.date() for s in known[: count - len(dates)])
+        else:
+            dates.append(following)
+        day = dates[-1]
     return dates
+
+
+def _next_weekday(day: dt.date) -> dt.date:
+    try:
+        day += ONE_DAY
+        while day.weekday() >= 5:
+            day += ONE_DAY
+    except OverflowError as exc:
+        raise DataError(f"date: no trading day can follow {day}") from exc
+    return day

@@ -1,17 +1,20 @@
-"""POST /forecast: histories or tickers in, dated median forecasts with intervals out."""
+"""POST /forecast: histories or tickers in, dated quantile forecasts out."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Body, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from forecaster.predict import Forecaster, Window
 from service.deps import ApiKeyDep, HistoryDep, MetricsDep, SettingsDep, StoreDep
-from service.schemas import ForecastRequest, ForecastResponse, SeriesIn
+from service.schemas import REQUEST_EXAMPLES, ForecastRequest, ForecastResponse, HistorySource, SeriesIn
 from service.trading_calendar import next_sessions
 
 router = APIRouter(prefix="/forecast", tags=["forecast"])
@@ -22,6 +25,16 @@ def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]
     return tuple(d.isoformat() for d in next_sessions(exchange, after, count))
 
 
+@dataclass(frozen=True)
+class SeriesInput:
+    """One series ready for the model: its window and what the answer says about its history."""
+
+    id: str
+    window: Window
+    source: HistorySource
+    stale: bool = False
+
+
 @router.post(
     "",
     response_model=ForecastResponse,
@@ -29,14 +42,25 @@ def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]
     responses={
         404: {"description": "Unknown model, alias or version"},
         413: {"description": "Body too large"},
-        422: {"description": "Invalid request"},
-        503: {"description": "No model loaded yet; retry after Retry-After seconds"},
+        422: {"description": "Invalid request; `detail` names the field"},
+        503: {
+            "description": "No model loaded yet, or the service's ticker data is unavailable or too old; "
+            "retry after Retry-After seconds"
+        },
     },
 )
 async def forecast(
-    body: ForecastRequest, settings: SettingsDep, store: StoreDep, history: HistoryDep, metrics: MetricsDep
+    body: Annotated[ForecastRequest, Body(openapi_examples=REQUEST_EXAMPLES)],
+    settings: SettingsDep,
+    store: StoreDep,
+    history: HistoryDep,
+    metrics: MetricsDep,
 ) -> JSONResponse:
-    """Forecast one series (`history` or `ticker`) or many (`series`) with a registered model."""
+    """Forecast one series (`history` or `ticker`) or many (`series`) with a registered model.
+
+    Every point carries the median (`close`), the outer band (`lower`, `upper`) and every quantile
+    of `levels`; every series says where its history came from (`source`) and its last date (`as_of`).
+    """
     series = body.all_series()
     if len(series) > settings.max_series:
         raise HTTPException(422, f"series: {len(series)} series, the limit is {settings.max_series}")
@@ -48,53 +72,55 @@ async def forecast(
     if horizon > forecaster.horizon:
         raise HTTPException(422, f"horizon: {horizon} is larger than the model's horizon {forecaster.horizon}")
 
-    windows = np.empty((len(series), forecaster.lookback, 4), dtype=np.float32)
-    last_dates, ids = [], []
-    for i, item in enumerate(series):
-        where = f"series[{i}]" if body.series is not None else ""
-        windows[i], last = await window_of(item, where, forecaster.lookback, history)
-        last_dates.append(last)
-        ids.append(item.id or item.ticker or str(i))
-    quantiles = await loaded.batcher.submit(windows)  # -> (N, H, Q) prices
-    median = forecaster.quantiles.index(0.5)
+    prefix = "series[{}]." if body.series is not None else ""
+    inputs = [await series_input(item, prefix.format(i), str(i), forecaster, history) for i, item in enumerate(series)]
+    quantiles = await loaded.batcher.submit(np.stack([x.window.values for x in inputs]))  # -> (N, H, Q) prices
+    levels, median = forecaster.quantiles, forecaster.median_index
     forecasts = []
-    for i, series_id in enumerate(ids):
-        dates = forecast_dates(settings.exchange, last_dates[i], horizon)
-        q = quantiles[i]
+    for x, q in zip(inputs, quantiles, strict=True):
+        assert x.window.last_date is not None  # every source gives dates
+        dates = forecast_dates(settings.exchange, x.window.last_date, horizon)
+        rows = q[:horizon].tolist()  # one conversion to Python floats per series, not per number
         forecasts.append(
             {
-                "id": series_id,
+                "id": x.id,
+                "source": x.source,
+                "as_of": x.window.last_date.isoformat(),
+                "stale": x.stale,
                 "points": [
                     {
                         "step": h + 1,
                         "date": dates[h],
-                        "close": float(q[h, median]),
-                        "lower": float(q[h, 0]),
-                        "upper": float(q[h, -1]),
+                        "close": row[median],
+                        "lower": row[0],
+                        "upper": row[-1],
+                        "quantiles": row,
                     }
-                    for h in range(horizon)
+                    for h, row in enumerate(rows)
                 ],
             }
         )
     ref = loaded.ref
-    return JSONResponse(
-        {
-            "model": {"name": ref.name, "version": ref.version, "alias": ref.alias, "run_id": ref.run_id},
-            "device": str(forecaster.device),
-            "forecasts": forecasts,
-        }
-    )
+    content: dict[str, Any] = {
+        "model": {"name": ref.name, "version": ref.version, "alias": ref.alias, "run_id": ref.run_id},
+        "device": str(forecaster.device),
+        "levels": list(levels),
+        "forecasts": forecasts,
+    }
+    # Built by hand for speed (no second validation of the response); tests check it against ForecastResponse.
+    return JSONResponse(content)
 
 
-async def window_of(item: SeriesIn, where: str, lookback: int, history: HistoryDep) -> tuple[np.ndarray, dt.date]:
-    """The last `lookback` bars of one series, from the request or the data source."""
+async def series_input(
+    item: SeriesIn, prefix: str, index: str, forecaster: Forecaster, history: HistoryDep
+) -> SeriesInput:
+    """The window of one series, from the request or the service's data source."""
     if item.history is not None:
-        if len(item.history) < lookback:
-            field = f"{where}.history" if where else "history"
-            raise HTTPException(
-                422, f"{field}: {len(item.history)} bars, the model needs at least lookback = {lookback}"
-            )
-        bars = item.history[-lookback:]
-        return np.array([[b.open, b.high, b.low, b.close] for b in bars], dtype=np.float32), bars[-1].date
+        bars = item.history
+        prices = [(b.open, b.high, b.low, b.close) for b in bars]
+        window = forecaster.window(prices, [b.date for b in bars], field=f"{prefix}history")
+        return SeriesInput(item.id or index, window, "request")
     assert item.ticker is not None  # guaranteed by SeriesIn.one_source
-    return await run_in_threadpool(history.bars, item.ticker, lookback)
+    found = await run_in_threadpool(history.history, item.ticker, forecaster.lookback, f"{prefix}ticker")
+    window = forecaster.window(found.bars, field=f"{prefix}ticker '{item.ticker}' ({found.source})")
+    return SeriesInput(item.id or item.ticker, window, found.source, found.stale)

@@ -15,17 +15,30 @@ def points(response_json, index=0):
 
 def test_forecast_returns_dated_intervals_for_history(client, history, baseline, registry):
     body = baseline
-    assert set(body) == {"model", "device", "forecasts"}
+    assert set(body) == {"model", "device", "levels", "forecasts"}
     assert body["model"] == {"name": "svc", "version": "1", "alias": "champion", "run_id": registry.run.run_id}
     assert body["device"] == "cpu"
+    assert body["levels"] == [0.1, 0.5, 0.9]
     assert len(body["forecasts"]) == 1
     forecast = body["forecasts"][0]
-    assert set(forecast) == {"id", "points"}
+    assert set(forecast) == {"id", "source", "as_of", "stale", "points"}
+    assert (forecast["source"], forecast["as_of"], forecast["stale"]) == ("request", history[-1]["date"], False)
     assert [p["step"] for p in forecast["points"]] == [1, 2, 3]
     for point in forecast["points"]:
-        assert set(point) == {"step", "date", "close", "lower", "upper"}
+        assert set(point) == {"step", "date", "close", "lower", "upper", "quantiles"}
         assert point["lower"] <= point["close"] <= point["upper"]
         assert np.isfinite([point["lower"], point["close"], point["upper"]]).all()
+        # every quantile in level order; close, lower and upper are the median and the outer ones
+        assert point["quantiles"] == sorted(point["quantiles"])
+        assert point["quantiles"] == [point["lower"], point["close"], point["upper"]]
+
+
+def test_forecast_of_a_ticker_says_where_its_history_came_from(client, registry):
+    response = client.post("/forecast", json={"ticker": "BBB"})
+    assert response.status_code == 200, response.text
+    forecast = response.json()["forecasts"][0]
+    last = registry.frame[registry.frame["ticker"] == "BBB"]["date"].max()
+    assert (forecast["source"], forecast["as_of"], forecast["stale"]) == ("file", f"{last:%Y-%m-%d}", False)
 
 
 def test_forecast_dates_are_next_nyse_sessions(baseline, history):

@@ -29,12 +29,18 @@ CASES = {
     ),
     "nan_literal": (
         lambda h: {"history": edited(h, 3, close=float("nan"))},
-        "history[3]: close must be a finite number",
+        "history[3].close: Input should be a finite number",
     ),
-    "nan_string": (lambda h: {"history": edited(h, 4, open="nan")}, "history[4]: open must be a finite number"),
-    "inf": (lambda h: {"history": edited(h, 5, high=float("inf"))}, "history[5]: high must be a finite number"),
-    "negative_price": (lambda h: {"history": edited(h, 6, low=-1.0)}, "history[6]: low must be positive"),
-    "zero_price": (lambda h: {"history": edited(h, 7, open=0)}, "history[7]: open must be positive"),
+    "nan_string": (lambda h: {"history": edited(h, 4, open="nan")}, "history[4].open: Input should be a finite number"),
+    "inf": (lambda h: {"history": edited(h, 5, high=float("inf"))}, "history[5].high: Input should be a finite number"),
+    "negative_price": (
+        lambda h: {"history": edited(h, 6, low=-1.0)},
+        "history[6].low: Input should be greater than or equal to 0.000001",
+    ),
+    "zero_price": (
+        lambda h: {"history": edited(h, 7, open=0)},
+        "history[7].open: Input should be greater than or equal to 0.000001",
+    ),
     "high_below_low": (
         lambda h: {"history": edited(h, 8, high=1.0, low=2.0, open=1.5, close=1.5)},
         "history[8]: high (1.0) is below low (2.0)",
@@ -68,7 +74,7 @@ CASES = {
     ),
     "series_item_nan": (
         lambda h: {"series": [{"history": edited(h, 0, close=float("nan"))}]},
-        "series[0].history[0]: close must be a finite number",
+        "series[0].history[0].close: Input should be a finite number",
     ),
     "too_many_series": (lambda h: {"series": [{"history": h[:1]}] * 257}, "series: 257 series, the limit is 256"),
     "empty_series": (lambda h: {"series": []}, "series: List should have at least 1 item"),
@@ -99,7 +105,7 @@ def test_forecast_validation_errors_list_each_field(client, history):
     )
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
-    assert {"history[1]", "history[2]", "horizon"} <= fields
+    assert {"history[1].close", "history[2].open", "horizon"} <= fields
 
 
 def test_forecast_rejects_body_over_limit_with_413(client, history, assert_unchanged):
