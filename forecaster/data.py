@@ -118,8 +118,12 @@ def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
         text = values.astype("string").str.strip()
         try:
             if date_format is None:
-                day = text.str.extract(ISO_DATE, expand=False)
-                parsed = pd.to_datetime(day, format="%Y-%m-%d", errors="coerce")
+                parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+                # plain dates take the fast path above; only cells with a time part need the regex
+                rest = parsed.isna() & text.notna()
+                if rest.any():
+                    day = text[rest].str.extract(ISO_DATE, expand=False)
+                    parsed[rest] = pd.to_datetime(day, format="%Y-%m-%d", errors="coerce")
             else:
                 parsed = pd.to_datetime(text, format=date_format, errors="coerce")
         except (ValueError, TypeError) as exc:
