@@ -1,5 +1,10 @@
-"""The production topology as files: docker-compose.yml, its GPU overlay and the Dockerfile
-wire PostgreSQL -> MLflow -> (api, scheduler) consistently with the code's settings."""
+"""The production topology as files: docker-compose.yml, its GPU overlay, the Dockerfiles and
+the env file wire PostgreSQL -> MLflow -> (api, scheduler) consistently with the code's settings,
+with credentials only in the (git-ignored) env file.
+
+Compose values are checked as compose would run them: ``${VAR}`` references filled in from the
+committed example env file, as `docker compose` fills them in from ``.env``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("postgres", "mlflow", "api", "scheduler")
+ENV_EXAMPLE = ROOT / "deploy" / "forecaster.env.example"
+MLFLOW_DOCKERFILE = ROOT / "deploy" / "mlflow.Dockerfile"
+# ${VAR}, ${VAR:?message}, ${VAR?message}, ${VAR:-default}, ${VAR-default}; $$ is a literal $
+REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[?-])(?P<arg>[^}]*))?\}")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -22,9 +31,42 @@ def load(name: str) -> dict[str, Any]:
     return data
 
 
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file; comments and blank lines skipped."""
+    pairs = [line.split("=", 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable substitution over a parsed compose file; a required variable that
+    `env` lacks fails the test naming it."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(found: re.Match[str]) -> str:
+        name, op, arg = found.group("name"), found.group("op"), found.group("arg")
+        if op and op.endswith("?"):
+            assert name in env, f"${{{name}}} is required ({arg}) but the example env file lacks it"
+        if name in env and not (op == ":-" and env[name] == ""):
+            return env[name]
+        return arg if op and op.endswith("-") else ""
+
+    parts = value.split("$$")  # a literal $ is never a reference
+    return "$".join(REFERENCE.sub(substitute, part) for part in parts)
+
+
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    return load("docker-compose.yml")
+def example_env() -> dict[str, str]:
+    return env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def compose(example_env: dict[str, str]) -> dict[str, Any]:
+    return interpolate(load("docker-compose.yml"), example_env)
 
 
 def command_text(service: dict[str, Any]) -> str:
@@ -39,11 +81,19 @@ def option(command: str, name: str) -> str:
     return found.group(1).strip("\"'")
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
+def environment(service: dict[str, Any], example_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The service's environment: its env_file (the example standing in for .env) under `environment`."""
     env = service.get("environment", {})
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {k: str(v) for k, v in env.items()}
+    from_file = example_env if example_env is not None and env_files(service) else {}
+    return {**from_file, **{k: str(v) for k, v in env.items()}}
+
+
+def env_files(service: dict[str, Any]) -> list[str]:
+    files = service.get("env_file", [])
+    files = [files] if isinstance(files, str | dict) else files
+    return [f["path"] if isinstance(f, dict) else str(f) for f in files]
 
 
 def named_volumes(service: dict[str, Any]) -> list[str]:
@@ -62,14 +112,18 @@ def test_compose_declares_the_four_services(compose: dict[str, Any]) -> None:
     assert set(SERVICES) <= set(compose["services"])
 
 
-def test_mlflow_server_uses_postgres_backend_and_proxied_artifacts(compose: dict[str, Any]) -> None:
+def test_mlflow_server_uses_postgres_backend_and_proxied_artifacts(
+    compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
     mlflow = compose["services"]["mlflow"]
     command = command_text(mlflow)
     assert "mlflow server" in command
-    backend = urlparse(option(command, "--backend-store-uri"))
+    # `mlflow server` reads --backend-store-uri from MLFLOW_BACKEND_STORE_URI
+    store = environment(mlflow).get("MLFLOW_BACKEND_STORE_URI") or option(command, "--backend-store-uri")
+    backend = urlparse(store)
     assert backend.scheme in ("postgresql", "postgresql+psycopg2", "postgres")
     assert backend.hostname == "postgres", "the backend store must be the compose postgres service"
-    postgres_env = environment(compose["services"]["postgres"])
+    postgres_env = environment(compose["services"]["postgres"], example_env)
     assert backend.username == postgres_env["POSTGRES_USER"]
     assert backend.password == postgres_env["POSTGRES_PASSWORD"]
     assert backend.path.lstrip("/") == postgres_env["POSTGRES_DB"]
@@ -183,3 +237,63 @@ def test_gpu_overlay_reserves_an_nvidia_device() -> None:
         assert "cu" in gpu["services"][name]["build"]["args"]["TORCH_INDEX"]
     assert environment(gpu["services"]["api"])["FORECASTER_DEVICE"] == "cuda"
     assert environment(gpu["services"]["scheduler"])["FORECASTER_RETRAIN_DEVICE"] == "cuda"
+
+
+# ---------------------------------------------------------------- credentials and images
+
+
+def test_credentials_come_from_the_git_ignored_env_file(compose: dict[str, Any], example_env: dict[str, str]) -> None:
+    services = compose["services"]
+    assert env_files(services["postgres"]) == [".env"], "postgres reads its credentials from .env"
+    assert ".env" in env_files(services["api"]), "the api reads FORECASTER_API_KEY from .env"
+    assert {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"} <= set(example_env)
+    assert "POSTGRES_PASSWORD" not in environment(services["postgres"]), "not inline in the compose file"
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored or "/.env" in ignored, "the real .env must never be committed"
+
+
+def test_compose_file_holds_no_password_literal(example_env: dict[str, str]) -> None:
+    raw = load("docker-compose.yml")
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert example_env["POSTGRES_PASSWORD"] not in text
+    for name, service in raw["services"].items():
+        env = service.get("environment", {})
+        for key, value in env.items() if isinstance(env, dict) else []:
+            if "PASSWORD" in key or "API_KEY" in key:
+                assert str(value).startswith("${"), f"{name}: {key} is a literal"
+    # every password inside a URL is a reference to the env file
+    for found in re.finditer(r"://[^\s:/@\"']+:(?P<password>[^@\s\"']+)@", text):
+        assert found.group("password").startswith("${POSTGRES_PASSWORD"), found.group(0)
+
+
+def test_every_compose_variable_is_in_the_example_env_file(example_env: dict[str, str]) -> None:
+    text = (ROOT / "docker-compose.yml").read_text().replace("$$", "")
+    used = {found.group("name") for found in REFERENCE.finditer(text)}
+    assert used, "credentials are expected as ${...} references"
+    assert used <= set(example_env), f"missing from {ENV_EXAMPLE.name}: {sorted(used - set(example_env))}"
+
+
+def pyproject_pin(package: str) -> str:
+    found = re.search(rf'"{re.escape(package)}==([^"]+)"', (ROOT / "pyproject.toml").read_text())
+    assert found, f"pyproject.toml must pin {package}"
+    return found.group(1)
+
+
+def test_mlflow_is_built_once_from_the_official_image_with_its_driver(compose: dict[str, Any]) -> None:
+    mlflow = compose["services"]["mlflow"]
+    build = mlflow["build"]
+    assert (ROOT / build["context"] / build["dockerfile"]).resolve() == MLFLOW_DOCKERFILE
+    assert "pip install" not in command_text(mlflow), "nothing is installed at every start"
+    dockerfile = MLFLOW_DOCKERFILE.read_text()
+    images = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert images == [f"ghcr.io/mlflow/mlflow:v{pyproject_pin('mlflow')}"], images
+    assert re.search(
+        rf"^RUN pip install .*psycopg2-binary=={re.escape(pyproject_pin('psycopg2-binary'))}", dockerfile, re.M
+    )
+    assert pyproject_pin("mlflow") in mlflow["image"], "the built image is tagged with its MLflow version"
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context() -> None:
+    ignored = {line.strip().strip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    for entry in (".venv", "mlruns", ".forecaster", ".git", ".env", "**/__pycache__", ".pytest_cache"):
+        assert entry in ignored, f".dockerignore must exclude {entry}"
