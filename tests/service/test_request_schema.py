@@ -1,0 +1,50 @@
+"""The documented contract of POST /forecast: the OpenAPI response schema names exactly the fields
+sent (the answer is built by hand for speed), and every documented example body works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.schemas import ForecastResponse
+
+
+def component(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return spec["components"]["schemas"][name]
+
+
+def test_response_fields_are_exactly_the_documented_ones(client, history):
+    spec = client.get("/openapi.json").json()
+    documented = spec["paths"]["/forecast"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert documented == {"$ref": "#/components/schemas/ForecastResponse"}
+    response = client.post("/forecast", json={"series": [{"history": history}, {"ticker": "AAA"}]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    ForecastResponse.model_validate(body)
+    for name, sent in [
+        ("ForecastResponse", body),
+        ("SeriesForecast", body["forecasts"][1]),
+        ("ForecastPoint", body["forecasts"][1]["points"][0]),
+    ]:
+        schema = component(spec, name)
+        assert set(sent) == set(schema["properties"]) == set(schema["required"]), name
+    assert set(component(spec, "SeriesForecast")["properties"]["source"]["enum"]) >= {"request", "file"}
+
+
+@pytest.fixture(scope="module")
+def sample_app(serve_app):
+    """An app whose tickers come from the bundled sample (the tickers the examples name)."""
+    with serve_app(data_source="sample") as http:
+        yield http
+
+
+def test_every_documented_example_body_is_answered(sample_app):
+    post = sample_app.get("/openapi.json").json()["paths"]["/forecast"]["post"]
+    examples = post["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {"history", "ticker", "series"}
+    for name, example in examples.items():
+        response = sample_app.post("/forecast", json=example["value"])
+        assert response.status_code == 200, (name, response.text)
+        sources = [f["source"] for f in response.json()["forecasts"]]
+        assert sources == {"history": ["request"], "ticker": ["sample"], "series": ["request", "sample"]}[name]
