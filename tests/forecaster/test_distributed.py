@@ -185,6 +185,17 @@ def test_device_resident_batches_give_the_same_losses_and_weights_as_host_batche
     assert digest(resident.model) == digest(host.model)
 
 
+@pytest.mark.gpu
+def test_device_resident_batches_on_cuda_train_like_host_batches(windows: tuple[WindowSet, WindowSet]) -> None:
+    """The same inputs through the same kernels; only the GPU's unordered reductions (and bf16)
+    can tell the two apart, far below 1%."""
+    config = TRAIN.model_copy(update={"device": "cuda"})
+    host = fit(MODEL, config.model_copy(update={"data_on": "host"}), *windows)
+    resident = fit(MODEL, config.model_copy(update={"data_on": "device"}), *windows)
+    assert resident.device.startswith("cuda")
+    np.testing.assert_allclose(np.array(losses(resident.history)), np.array(losses(host.history)), rtol=1e-2)
+
+
 def test_each_rank_takes_its_share_of_every_global_batch() -> None:
     config = TrainConfig(batch_size=10)
     order = np.random.default_rng(0).permutation(103)
