@@ -79,12 +79,14 @@ def test_code_type_checks() -> None:
 
 
 # What the service may use of the library: the predictor, the registry, server-side histories,
-# and their types (errors, config constants); the CLI helpers for its `serve` command.
+# forecast dates (the trading calendar), and their types (errors, config constants); the CLI
+# helpers for its `serve` command.
 SERVICE_MAY_IMPORT = {
     "forecaster",
     "forecaster.predict",
     "forecaster.tracking",
     "forecaster.sources",
+    "forecaster.calendar",
     "forecaster.errors",
     "forecaster.config",
     "forecaster.console",
