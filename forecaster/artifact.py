@@ -65,7 +65,9 @@ def save_bundle(
         "model": to_dict(model_config),
         "data": to_dict(data_config),
         "transform": transform.state(),
-        "calibration": (calibration or Calibration.identity(data_config.horizon, len(model_config.quantiles))).state(),
+        "calibration": (
+            calibration or Calibration.identity(data_config.horizon, len(model_config.network_levels))
+        ).state(),
         "meta": meta or {},
     }
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -92,6 +94,8 @@ def load_bundle(path: str | Path) -> Bundle:
         data_config=data_config,
         transform=WindowTransform.from_state(config["transform"]),
         state_dict=load_file(str(path / WEIGHTS_FILE), device="cpu"),
-        calibration=Calibration.from_state(config["calibration"], data_config.horizon, len(model_config.quantiles)),
+        calibration=Calibration.from_state(
+            config["calibration"], data_config.horizon, len(model_config.network_levels)
+        ),
         meta=config.get("meta", {}),
     )

@@ -20,7 +20,7 @@ CLOSE: int = FEATURES.index("close")
 N_FEATURES: int = len(FEATURES)
 # What the network reads (forecaster.scaling makes them, in units of the window's volatility):
 SEQ_FEATURES: tuple[str, ...] = ("return", "range", "body", "gap", "level")  # per bar, the last seq_len bars
-SCALAR_FEATURES: tuple[str, ...] = ("vol_level", "vol_vs_long", "range_vs_close", "vol_vs_short", "trend", "blend")
+SCALAR_FEATURES: tuple[str, ...] = ("vol_level", "vol_vs_long", "range_vs_close", "vol_vs_short", "trend")
 N_SEQ_FEATURES: int = len(SEQ_FEATURES)
 N_SCALAR_FEATURES: int = len(SCALAR_FEATURES)
 MEDIAN: float = 0.5
@@ -77,6 +77,12 @@ class ModelConfig(Section):
         (0.1, 0.5, 0.9), description="quantile levels, increasing, in (0, 1), including the median 0.5"
     )
 
+    train_levels: Annotated[tuple[float, ...], BeforeValidator(_comma_list)] = Field(
+        (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975),
+        description="more levels the network learns besides the served ones (a finer grid of the distribution "
+        "regularises the served quantiles); empty: only the served ones",
+    )
+
     @field_validator("quantiles")
     @classmethod
     def _levels(cls, qs: tuple[float, ...]) -> tuple[float, ...]:
@@ -84,6 +90,13 @@ class ModelConfig(Section):
             raise ValueError(f"expected distinct increasing values in (0, 1), got {qs}")
         if MEDIAN not in qs:
             raise ValueError(f"the median 0.5 must be one of them, got {qs}")
+        return qs
+
+    @field_validator("train_levels")
+    @classmethod
+    def _train_levels(cls, qs: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 < q < 1.0 for q in qs) or list(qs) != sorted(set(qs)):
+            raise ValueError(f"expected distinct increasing values in (0, 1), got {qs}")
         return qs
 
     @model_validator(mode="after")
@@ -94,7 +107,22 @@ class ModelConfig(Section):
 
     @property
     def median_index(self) -> int:
+        """Where the median sits among the served `quantiles`."""
         return self.quantiles.index(MEDIAN)
+
+    @property
+    def network_levels(self) -> tuple[float, ...]:
+        """Every level the network outputs and is trained on: the served ones and `train_levels`."""
+        return tuple(sorted(set(self.quantiles) | set(self.train_levels)))
+
+    @property
+    def network_median_index(self) -> int:
+        return self.network_levels.index(MEDIAN)
+
+    @property
+    def served_index(self) -> tuple[int, ...]:
+        """Positions of the served `quantiles` among `network_levels`."""
+        return tuple(self.network_levels.index(q) for q in self.quantiles)
 
 
 class TrainConfig(Section):

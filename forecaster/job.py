@@ -126,9 +126,9 @@ def calibrate(model: nn.Module, config: ModelConfig, val: WindowSet, device: tor
     """Offsets and shrinkage fitted on the validation windows (identity when there are none)."""
     if len(val) == 0:
         log.warning("no validation windows: the model is served uncalibrated")
-        return Calibration.identity(val.horizon, len(config.quantiles))
+        return Calibration.identity(val.horizon, len(config.network_levels))
     z_pred, z_true, sigma = predict_scaled(model, val, device)
-    calibration = fit_calibration(z_pred, z_true, sigma, config.quantiles, config.median_index)
+    calibration = fit_calibration(z_pred, z_true, sigma, config.network_levels, config.network_median_index)
     log.info("calibration: median shrink per step %s", calibration.shrink.round(2).tolist())
     return calibration
 

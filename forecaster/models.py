@@ -1,7 +1,8 @@
 """Networks only: tensor math from scaled windows to scaled quantile forecasts.
 
 Legend: B batch, T input steps, H horizon, F per-bar features, S scalar features, D hidden
-size, M head width, Q quantiles, K ensemble members. Every network maps
+size, M head width, Q quantile levels of the network (`ModelConfig.network_levels`: the served
+ones and the extra training levels), K ensemble members. Every network maps
 ``(x[B,T,F], s[B,S]) -> y[B,H,Q]`` in volatility units of the log ratio to the last close
 (forecaster.scaling), and an untrained network forecasts the random walk: median 0 (the last
 close) and the Gaussian quantiles ``sqrt(h) * Phi^-1(q)``, so training starts at the
@@ -53,13 +54,13 @@ class QuantileHead(nn.Module):
     def __init__(self, in_features: int, steps: int, horizon: int, config: ModelConfig) -> None:
         super().__init__()
         self.steps = steps  # outputs per call: H (n-to-1) or 1 (seq2seq, called per step)
-        self.median_index = config.median_index
-        self.proj = nn.Linear(in_features, steps * len(config.quantiles))
+        self.median_index = config.network_median_index
+        self.proj = nn.Linear(in_features, steps * len(config.network_levels))
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
-        self.register_buffer("prior", random_walk_prior(horizon, config.quantiles))  # (H, Q)
-        scale = torch.ones(len(config.quantiles))
-        scale[config.median_index] = MEDIAN_SCALE
+        self.register_buffer("prior", random_walk_prior(horizon, config.network_levels))  # (H, Q)
+        scale = torch.ones(len(config.network_levels))
+        scale[config.network_median_index] = MEDIAN_SCALE
         self.register_buffer("scale", scale)
 
     def forward(self, features: torch.Tensor, step: int | None = None) -> torch.Tensor:
@@ -154,7 +155,8 @@ class Seq2SeqRNN(nn.Module):
             features = torch.relu(self.join(torch.cat([out[:, -1], summary], dim=-1)))  # -> (B, M)
             step = self.head(features, step=h)  # -> (B, 1, Q)
             steps.append(step)
-            fed = step[:, :, self.config.median_index : self.config.median_index + 1]  # -> (B, 1, 1)
+            median = self.config.network_median_index
+            fed = step[:, :, median : median + 1]  # -> (B, 1, 1)
             if target is not None and self.training and teacher_forcing > 0.0:
                 use_truth = torch.rand(x.shape[0], 1, 1, device=x.device) < teacher_forcing
                 fed = torch.where(use_truth, target[:, h].reshape(-1, 1, 1).to(fed.dtype), fed)

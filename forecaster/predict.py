@@ -88,16 +88,18 @@ class Forecaster:
         if len(X) == 0:
             return Forecast(np.empty((0, self.horizon, len(self.quantiles))), self.quantiles)
         outputs = []
+        config = self.bundle.model_config
         with torch.inference_mode():
             for start in range(0, len(X), PREDICT_BATCH):
                 features = self.transform.features(X[start : start + PREDICT_BATCH])
                 x = torch.from_numpy(features.seq).to(self.device)
                 s = torch.from_numpy(features.scalars).to(self.device)
                 with autocast(self.device):
-                    z = self.model(x, s).float().cpu().numpy()  # -> (B, H, Q)
+                    z = self.model(x, s).float().cpu().numpy()  # -> (B, H, Q of the network)
                 if calibrated:
-                    z = self.bundle.calibration.apply(z, self.median_index)
-                outputs.append(self.transform.to_prices(z, features))
+                    z = self.bundle.calibration.apply(z, config.network_median_index)
+                served = z[..., list(config.served_index)]  # -> (B, H, Q served)
+                outputs.append(self.transform.to_prices(served, features))
         return Forecast(np.concatenate(outputs), self.quantiles)
 
     def predict_history(self, history: np.ndarray) -> Forecast:

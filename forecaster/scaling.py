@@ -5,16 +5,16 @@ estimated from the window itself, so a name never seen in training (a volatile s
 quiet utility) is in distribution. For a raw window ``X[N,L,4]`` (L = lookback bars, oldest
 first) with log close ``c``:
 
-- ``sigma``: daily volatility at the origin, the square root of a blend of two RiskMetrics
-  EWMAs (lambda 0.94) over the window's last ``VOL_WINDOW`` bars: of squared close-to-close
-  log returns, and of a range-based variance (overnight gap squared plus Garman-Klass), floored
-  at ``VOL_FLOOR``.
+- ``sigma``: daily volatility at the origin, the square root of a RiskMetrics EWMA (lambda
+  0.94) of squared close-to-close log returns over the window's last ``VOL_WINDOW`` bars,
+  floored at ``VOL_FLOOR``. (A blend with a range-based variance normalised worse on held-out
+  tickers; the range information enters as features instead.)
 - sequence inputs ``[N,T,5]`` for the last T = ``seq_len`` bars: the close return, the
   high-low range, the open-close body and the overnight gap, each divided by sigma, and the
   log distance to the last close in sigmas (divided by 4), clipped to +-10.
-- scalar inputs ``[N,6]``: the volatility level and regime (sigma against a typical 1.5%,
-  short/EWMA/long-window ratios, range against close-to-close) and the window's trend in
-  long-window sigmas, clipped to +-5.
+- scalar inputs ``[N,5]``: the volatility level and regime (sigma against a typical 1.5%,
+  short/EWMA/long-window ratios, the range-based EWMA (overnight gap squared plus Garman-Klass)
+  against the close-to-close one) and the window's trend in long-window sigmas, clipped to +-5.
 - targets ``z[N,H] = log(close[t+h] / close[t]) / sigma``; ``to_prices`` inverts it.
 
 Nothing is fitted: the state is the settings, recorded in the artifact.
@@ -35,7 +35,6 @@ VOL_LAMBDA = 0.94  # RiskMetrics daily decay
 VOL_WINDOW = 100  # bars of the EWMAs (0.94^100 = 0.2%: older bars no longer matter)
 VOL_INIT = 20  # the EWMAs start at the mean of their first 20 squares
 VOL_FLOOR = 2e-3  # 0.2% a day: a flat (halted, stale) window must not divide by zero
-RANGE_WEIGHT = 0.5  # share of the range-based variance in sigma
 TYPICAL_VOL = 0.015  # 1.5% a day: the volatility level feature is log(sigma / this)
 SHORT_WINDOW = 5
 SEQ_CLIP, SCALAR_CLIP, LEVEL_DIVISOR = 10.0, 5.0, 4.0
@@ -81,20 +80,18 @@ class WindowTransform:
         v_rg = _ewma(gap**2 + np.maximum(gk, 0.0))
         v_long = np.maximum((r**2).mean(axis=1), 1e-12)
         v_short = np.maximum((r[:, -SHORT_WINDOW:] ** 2).mean(axis=1), 1e-12)
-        sig_cc = np.sqrt(np.maximum(v_cc, VOL_FLOOR**2))
-        sigma = np.sqrt(np.maximum((1 - RANGE_WEIGHT) * v_cc + RANGE_WEIGHT * v_rg, VOL_FLOOR**2))
+        sigma = np.sqrt(np.maximum(v_cc, VOL_FLOOR**2))
         v_cc, v_rg = np.maximum(v_cc, 1e-12), np.maximum(v_rg, 1e-12)
         scalars = np.stack(
             [
-                np.log(sig_cc / TYPICAL_VOL),
+                np.log(sigma / TYPICAL_VOL),
                 0.5 * np.log(v_cc / v_long),
                 0.5 * np.log(v_rg / v_cc),
                 0.5 * np.log(v_short / v_cc),
                 (close[:, -1] - close[:, 0]) / np.sqrt(v_long * self.lookback),
-                np.log(sigma / sig_cc),
             ],
             axis=1,
-        )  # -> (N, 6)
+        )  # -> (N, 5)
         T = self.seq_len
         per_bar = np.stack([r[:, -T:], hl[:, -T:], co[:, -T:], gap[:, -T:]], axis=-1) / sigma[:, None, None]
         level = (close[:, -T:] - close[:, -1:]) / sigma[:, None] / LEVEL_DIVISOR
@@ -126,7 +123,7 @@ class WindowTransform:
             "version": TRANSFORM_VERSION,
             "lookback": self.lookback,
             "seq_len": self.seq_len,
-            "vol": {"lambda": VOL_LAMBDA, "window": VOL_WINDOW, "floor": VOL_FLOOR, "range_weight": RANGE_WEIGHT},
+            "vol": {"lambda": VOL_LAMBDA, "window": VOL_WINDOW, "floor": VOL_FLOOR},
         }
 
     @classmethod

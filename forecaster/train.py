@@ -233,7 +233,7 @@ def fit(
                     shown = float(loss)
                 hooks.on_batch(shown)
         train_loss = float(group.all_reduce_mean(loss_sum)) / plan.n_batches  # equal shares: the batches' mean
-        val_loss = evaluate_loss(network, monitor, model_config.quantiles, device, group)
+        val_loss = evaluate_loss(network, monitor, model_config.network_levels, device, group)
         improved = val_loss < result.best_val_loss - IMPROVEMENT
         stop = not improved and bad_epochs + 1 >= train_config.patience
         # Rank 0's figures and decision on every rank: all stop at the same epoch with the same best weights.
@@ -280,7 +280,7 @@ def train_step(
         group["lr"] = lr
     with autocast(device):
         pred = model(x, s, target=y, teacher_forcing=train_config.teacher_forcing)
-        loss = pinball_loss(pred.float(), y, model_config.quantiles)
+        loss = pinball_loss(pred.float(), y, model_config.network_levels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # under DDP: gradients averaged across ranks here, so the clip and the step agree
     nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)

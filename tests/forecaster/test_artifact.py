@@ -51,7 +51,7 @@ def price_windows(n_tickers: int = 2) -> np.ndarray:
 def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(train_levels=(), hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config)
     save_bundle(tmp_path, model, config, DATA, TRANSFORM)
 
@@ -78,7 +78,7 @@ def test_bundle_is_json_and_safetensors_and_loads_without_pickle(
 
 
 def test_load_rejects_another_format_version(tmp_path: Path) -> None:
-    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(train_levels=(), hidden_size=8, num_layers=1, dropout=0.0)
     save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM)
     stored = json.loads((tmp_path / CONFIG_FILE).read_text())
     (tmp_path / CONFIG_FILE).write_text(json.dumps({**stored, "format_version": FORMAT_VERSION + 1}))
@@ -92,7 +92,7 @@ def test_load_of_a_missing_bundle_names_the_file(tmp_path: Path) -> None:
 
 
 def test_load_rejects_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
-    small = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    small = ModelConfig(train_levels=(), hidden_size=8, num_layers=1, dropout=0.0)
     save_bundle(tmp_path, build_model(small, HORIZON), small, DATA, TRANSFORM)
     stored = json.loads((tmp_path / CONFIG_FILE).read_text())
     stored["model"]["hidden_size"] = 16
@@ -103,7 +103,7 @@ def test_load_rejects_weights_that_do_not_fit_the_config(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("mode", ["n-to-1", "seq2seq"])
 def test_forecaster_predict_is_transform_then_model_then_calibration_then_inverse(tmp_path: Path, mode: str) -> None:
-    config = ModelConfig(mode=mode, hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(train_levels=(), mode=mode, hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config)
     save_bundle(tmp_path, model, config, DATA, TRANSFORM, CALIBRATION)
     forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
@@ -127,7 +127,7 @@ def test_forecaster_predict_is_transform_then_model_then_calibration_then_invers
 
 
 def test_a_median_shrunk_to_zero_is_the_last_close(tmp_path: Path) -> None:
-    config = ModelConfig(hidden_size=8, num_layers=1)
+    config = ModelConfig(train_levels=(), hidden_size=8, num_layers=1)
     save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM, CALIBRATION)  # untrained
     X = price_windows()
     forecast = Forecaster(load_bundle(tmp_path), device="cpu").predict(X)
@@ -136,7 +136,7 @@ def test_a_median_shrunk_to_zero_is_the_last_close(tmp_path: Path) -> None:
 
 
 def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:
-    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(train_levels=(), hidden_size=8, num_layers=1, dropout=0.0)
     save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM)
     forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
     with pytest.raises(ValueError, match=f"expected shape \\[N, {LOOKBACK}, 4\\]"):
@@ -148,7 +148,7 @@ def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:
 
 @pytest.mark.gpu
 def test_bundle_saved_from_cuda_loads_on_cpu_with_close_forecasts(tmp_path: Path) -> None:
-    config = ModelConfig(hidden_size=8, num_layers=1, dropout=0.0)
+    config = ModelConfig(train_levels=(), hidden_size=8, num_layers=1, dropout=0.0)
     model = random_weights_model(config).to("cuda")
     save_bundle(tmp_path, model, config, DATA, TRANSFORM)
     bundle = load_bundle(tmp_path)

@@ -43,6 +43,7 @@ def tiny_config(
     return ModelConfig(
         arch=arch,
         mode=mode,
+        train_levels=(),  # the network outputs the served levels only (see test_extra_training_levels...)
         hidden_size=8,
         num_layers=1,
         dropout=0.0,
@@ -199,3 +200,13 @@ def test_pinball_loss_matches_hand_computation() -> None:
 def test_model_config_rejects_impossible_models(bad: dict) -> None:
     with pytest.raises(ValueError):
         ModelConfig(**bad)
+
+
+def test_extra_training_levels_widen_the_network_and_serve_a_subset() -> None:
+    config = ModelConfig(hidden_size=8, num_layers=1, train_levels=(0.05, 0.25, 0.75, 0.95))
+    assert config.network_levels == (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+    assert config.served_index == (1, 3, 5) and config.network_median_index == 3
+    with torch.no_grad():
+        out = build_model(config, HORIZON).eval()(*inputs(2))
+    assert out.shape == (2, HORIZON, 7)
+    np.testing.assert_allclose(out[0, 0, list(config.served_index)].numpy(), [-1.2815516, 0.0, 1.2815516], atol=1e-5)

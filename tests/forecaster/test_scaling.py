@@ -27,7 +27,7 @@ def hand_ewma(x: np.ndarray) -> float:
     return float(v)
 
 
-def test_sigma_is_the_blend_of_close_and_range_ewmas_written_out() -> None:
+def test_sigma_is_the_close_ewma_and_the_range_ewma_a_feature_written_out() -> None:
     X, _ = windows()
     features = WindowTransform(lookback=L, seq_len=T).features(X)
     logs = np.log(X[0])
@@ -37,7 +37,8 @@ def test_sigma_is_the_blend_of_close_and_range_ewmas_written_out() -> None:
     co = logs[1:, 3] - logs[1:, 0]
     gk = 0.5 * hl**2 - (2 * np.log(2) - 1) * co**2
     v_cc, v_rg = hand_ewma(r**2), hand_ewma(gap**2 + np.maximum(gk, 0))
-    assert features.sigma[0] == pytest.approx(np.sqrt(0.5 * v_cc + 0.5 * v_rg), rel=1e-10)
+    assert features.sigma[0] == pytest.approx(np.sqrt(v_cc), rel=1e-10)
+    assert features.scalars[0, 2] == pytest.approx(0.5 * np.log(v_rg / v_cc), rel=1e-5)
     # the per-bar return feature is the close return in sigmas
     np.testing.assert_allclose(features.seq[0, :, 0], (r[-T:] / features.sigma[0]).astype(np.float32), rtol=1e-5)
     assert features.seq.shape == (len(X), T, N_SEQ_FEATURES)
