@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from _common import emit, emit_machine, load1, mb, table, timed
 
-from forecaster.data import PRICE_COLUMNS
+from forecaster.config import FEATURES
 from forecaster.windows import Panel, Windows, make_windows
 
 log = logging.getLogger("bench_windows")
@@ -50,11 +50,16 @@ def synthetic_ohlc(n_tickers: int, n_days: int, seed: int) -> tuple[pd.DataFrame
     high = top * np.exp(np.abs(rng.normal(0, 0.01, close.shape)))
     low = bottom * np.exp(-np.abs(rng.normal(0, 0.01, close.shape)))
     dates = pd.bdate_range("2015-01-02", periods=n_days)
-    frame = pd.DataFrame({
-        "date": np.tile(dates.values, n_tickers),
-        "ticker": np.repeat([f"T{i:04d}" for i in range(n_tickers)], n_days),
-        "open": open_.ravel(), "high": high.ravel(), "low": low.ravel(), "close": close.ravel(),
-    })
+    frame = pd.DataFrame(
+        {
+            "date": np.tile(dates.values, n_tickers),
+            "ticker": np.repeat([f"T{i:04d}" for i in range(n_tickers)], n_days),
+            "open": open_.ravel(),
+            "high": high.ravel(),
+            "low": low.ravel(),
+            "close": close.ravel(),
+        }
+    )
     series = [np.stack([open_[i], high[i], low[i], close[i]], axis=1).astype(np.float32) for i in range(n_tickers)]
     return frame, series
 
@@ -126,11 +131,13 @@ def main() -> None:
 
     # correctness: the pandas loop and make_windows give the same numbers
     check = pandas_loop(sub_frames[:1], T, H)
-    pandas_views = np.shares_memory(check[0][0], sub_frames[0][list(PRICE_COLUMNS)].to_numpy())
+    pandas_views = np.shares_memory(check[0][0], sub_frames[0][list(FEATURES)].to_numpy())
     w0 = make_windows(series[0], T, H)
     assert len(check) == len(w0.X) == per_ticker
-    assert all(np.array_equal(x.astype(np.float32), w0.X[i]) and np.array_equal(y.astype(np.float32), w0.Y[i])
-               for i, (x, y) in enumerate(check))
+    assert all(
+        np.array_equal(x.astype(np.float32), w0.X[i]) and np.array_equal(y.astype(np.float32), w0.Y[i])
+        for i, (x, y) in enumerate(check)
+    )
     panel, origins, _ = ours_panel(frame, T, H, np.random.default_rng(0))
     assert len(origins) == n_windows
     g = panel.gather(origins[:per_ticker], T, H)
@@ -172,8 +179,10 @@ def main() -> None:
     emit(f"# bench_windows: {S} tickers x {args.days} days, T={T}, H={H}, {n_windows:,} windows")
     emit_machine(load_start)
     emit()
-    emit(f"Times: median of {args.rounds} interleaved rounds. The pandas loop was timed on {P} tickers "
-         f"({P * per_ticker:,} windows) and **extrapolated linearly** x{S / P:g} to {S} tickers.")
+    emit(
+        f"Times: median of {args.rounds} interleaved rounds. The pandas loop was timed on {P} tickers "
+        f"({P * per_ticker:,} windows) and **extrapolated linearly** x{S / P:g} to {S} tickers."
+    )
     emit()
     rows = [
         ["a1 ours: make_windows per ticker (views)", med["a1"], n_windows, pandas_total / med["a1"]],
@@ -197,8 +206,10 @@ def main() -> None:
         ["a2 Panel + origins + 1 batch: held (tracemalloc)", mb(panel_held)],
         ["a2 Panel + origins + 1 batch: peak (tracemalloc)", mb(panel_peak)],
         ["  of which Panel.values", mb(panel.values.nbytes)],
-        ["  of which dates + series_id + starts", mb(panel.dates.nbytes + panel.series_id.nbytes
-                                                     + panel.starts.nbytes)],
+        [
+            "  of which dates + series_id + starts",
+            mb(panel.dates.nbytes + panel.series_id.nbytes + panel.starts.nbytes),
+        ],
         ["  of which origins (int64)", mb(origins.nbytes)],
         ["  of which one batch X[256,T,4] + Y", mb(batch.X.nbytes + batch.Y.nbytes)],
         ["a3 peak while gathering every window (tracemalloc)", mb(gather_all_peak)],
@@ -207,14 +218,22 @@ def main() -> None:
     ]
     emit(table(["memory", "bytes"], mem_rows))
     emit()
-    emit(table(["T", "windows N", "a1 views held", "a2 Panel + origins + batch held", "materialised N x T x 4 x 4 B"],
-               sweep))
+    emit(
+        table(
+            ["T", "windows N", "a1 views held", "a2 Panel + origins + batch held", "materialised N x T x 4 x 4 B"],
+            sweep,
+        )
+    )
     emit()
-    emit(f"a1 views share memory with the input arrays: {shares}. "
-         f"a1 held / data = {views_held / data_f32:.3f}; a2 held / data = {panel_held / data_f32:.2f}; "
-         f"materialised / data = {materialised / data_f32:.0f} (= T x N / L).")
-    emit(f"pandas {pd.__version__}: the loop's .to_numpy() windows are read-only views of the frame's block: "
-         f"{pandas_views} (copy-on-write), so its held memory is per-window object overhead, growing with N.")
+    emit(
+        f"a1 views share memory with the input arrays: {shares}. "
+        f"a1 held / data = {views_held / data_f32:.3f}; a2 held / data = {panel_held / data_f32:.2f}; "
+        f"materialised / data = {materialised / data_f32:.0f} (= T x N / L)."
+    )
+    emit(
+        f"pandas {pd.__version__}: the loop's .to_numpy() windows are read-only views of the frame's block: "
+        f"{pandas_views} (copy-on-write), so its held memory is per-window object overhead, growing with N."
+    )
     emit(f"load average (1 min) at end: {load_end:.2f}")
 
 

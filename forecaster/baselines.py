@@ -25,7 +25,8 @@ from arch.utility.exceptions import ConvergenceWarning
 from scipy.signal import lfilter
 from scipy.stats import norm
 
-from forecaster.windows import CLOSE, Panel
+from forecaster.config import CLOSE
+from forecaster.windows import Panel
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from forecaster.overrides import resolve_training, settings_help, shortcut_help,
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Global LSTM/GRU stock forecaster.")
 log = logging.getLogger("forecaster")
+DATE_FORMAT_HELP = "Layout of the file's dates when not ISO YYYY-MM-DD, in strptime codes, e.g. %d/%m/%Y"
 
 TRAIN_EPILOG = "Every setting, as a dotted flag (the flags above are shortcuts for some of them):\n\n" + "\n\n".join(
     settings_help(TrainingConfig).splitlines()
@@ -74,6 +75,7 @@ def train(
     alias: Annotated[str | None, typer.Option(help="Alias to set on the new version, e.g. champion")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: env or local SQLite)")] = None,
     cache_dir: Annotated[str | None, typer.Option(help="yfinance cache folder")] = ".forecaster/cache",
+    date_format: Annotated[str | None, typer.Option(help=DATE_FORMAT_HELP)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train a global model over all tickers, track it in MLflow and optionally register it.
@@ -128,7 +130,14 @@ def train(
     group = distributed.setup_for(config.train)  # joins the process group when torchrun started this process
     frame, origin = group.from_main(  # loaded once, by rank 0: every rank trains on the same bars
         lambda: load_source(
-            source, data, parse_list(tickers), start, end, Path(cache_dir) if cache_dir else None, config.data.bad_rows
+            source,
+            data,
+            parse_list(tickers),
+            start,
+            end,
+            Path(cache_dir) if cache_dir else None,
+            config.data.bad_rows,
+            date_format=date_format,
         )
     )
     if not group.is_main:
@@ -175,6 +184,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     device: Annotated[str, typer.Option()] = "auto",
     bad_rows: Annotated[str, typer.Option()] = "fail",
+    date_format: Annotated[str | None, typer.Option(help=DATE_FORMAT_HELP)] = None,
     tracking_uri: Annotated[str | None, typer.Option()] = None,
     backtest_out: Annotated[
         str | None,
@@ -196,7 +206,7 @@ def evaluate(
             check_backtest_path(backtest_out)
         except ValueError as exc:
             raise ValueError(f"--backtest-out: {exc}") from None
-    frame, origin = load_source(source, data, parse_list(tickers), start, None, None, bad_rows)
+    frame, origin = load_source(source, data, parse_list(tickers), start, None, None, bad_rows, date_format=date_format)
     tracking.configure(tracking_uri)
     forecaster, ref = tracking.load_forecaster(model_uri, device=device)
     result = evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date)

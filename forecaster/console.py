@@ -35,7 +35,6 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MLflow's schema and dataset-source hints are about inputs we build on purpose
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
-    warnings.filterwarnings("ignore", module="yfinance")  # its pandas deprecation notices are not ours
 
 
 def one_line(exc: Exception) -> str:

@@ -24,7 +24,6 @@ from forecaster.errors import DataError
 
 log = logging.getLogger(__name__)
 
-PRICE_COLUMNS: tuple[str, ...] = FEATURES  # the name older callers import; FEATURES is the owner
 REQUIRED_COLUMNS: tuple[str, ...] = ("date", "ticker", *FEATURES)
 SAMPLE_FILE = "ohlcv.csv.gz"
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".gz", ".parquet", ".pq")

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from forecaster import baselines, scoring
-from forecaster.config import MEDIAN, ModelConfig
+from forecaster.config import CLOSE, MEDIAN, ModelConfig
 from forecaster.errors import DataError
 from forecaster.significance import dm_panel
-from forecaster.windows import CLOSE, Panel
+from forecaster.windows import Panel
 
 log = logging.getLogger(__name__)
 

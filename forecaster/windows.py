@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from forecaster.data import PRICE_COLUMNS
-
-CLOSE = 3  # column of the close in the F=4 feature axis (open, high, low, close)
+from forecaster.config import CLOSE, FEATURES
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,7 @@ def make_windows(series: np.ndarray, input_len: int, horizon: int, stride: int =
     Window i covers rows ``i*stride .. i*stride+T-1``; its targets are the closes of the
     H rows after it. Returns N = (L - T - H) // stride + 1 windows.
     """
-    if series.ndim != 2 or series.shape[1] != len(PRICE_COLUMNS):
+    if series.ndim != 2 or series.shape[1] != len(FEATURES):
         raise ValueError(f"series: expected shape [L, 4], got {list(series.shape)}")
     length = series.shape[0]
     if length < input_len + horizon:
@@ -60,7 +58,7 @@ class Panel:
         counts = np.bincount(codes, minlength=len(tickers))
         starts = np.concatenate([[0], np.cumsum(counts)])
         return cls(
-            values=frame[list(PRICE_COLUMNS)].to_numpy(dtype=np.float32),
+            values=frame[list(FEATURES)].to_numpy(dtype=np.float32),
             dates=frame["date"].to_numpy(dtype="datetime64[ns]"),
             series_id=codes.astype(np.int32),
             tickers=tuple(str(t) for t in tickers),
