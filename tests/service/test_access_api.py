@@ -64,8 +64,11 @@ def test_not_yet_registered_model_is_not_ready_then_loads_when_registered(serve_
         assert ready.headers["Retry-After"] == "5"
         assert ready.json()["detail"].startswith("late@champion: ")
         response = http.post("/forecast", json={"history": history})
-        assert response.status_code == 404
-        assert response.json()["detail"] == "model 'late': alias 'champion' not found in the registry"
+        # the service's own model missing means "not ready": 503 with Retry-After, not the client's 404
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        detail = response.json()["detail"]
+        assert detail == "no model available: model 'late': alias 'champion' not found in the registry"
 
         version = mlflow.register_model(registry.run.model_uri, "late").version
         tracking.set_alias("late", "champion", str(version))
