@@ -23,20 +23,18 @@ log = logging.getLogger(__name__)
 STORE_FILE = "bars.parquet"
 
 
-def refresh_data(
-    settings: RetrainSettings, sleep: Callable[[float], None] = time.sleep, overwrite: bool = False
-) -> tuple[pd.DataFrame, str]:
+def refresh_data(settings: RetrainSettings, sleep: Callable[[float], None] = time.sleep) -> tuple[pd.DataFrame, str]:
     """New bars merged into the stored ones and stored atomically; returns (all bars, source description).
 
     The source is asked ``settings.retries`` times at most, ``settings.retry_backoff_s`` doubling
     between attempts (SourceError after the last). Stored bars that the new ones would change
     beyond the merge's tolerance are a DataError naming ticker and dates, and nothing is written,
-    unless ``overwrite`` is set (then the change is logged and the new bars win).
+    unless ``settings.overwrite_bars`` is set (then the change is logged and the new bars win).
     """
     store = Path(settings.data_dir) / STORE_FILE
     retry = RetryPolicy(attempts=settings.retries, backoff_s=settings.retry_backoff_s, sleep=sleep)
     fresh, origin = fetch(settings, retry)
-    merged = merge_bars(stored(store), fresh, overwrite=overwrite, what=f"stored bars '{store}'")
+    merged = merge_bars(stored(store), fresh, overwrite=settings.overwrite_bars, what=f"stored bars '{store}'")
     data = settings.training.data
     frame = validate_ohlc(merged, min_rows=data.lookback + data.horizon)
     write_parquet_atomically(frame, store)
@@ -60,7 +58,9 @@ def fetch(settings: RetrainSettings, retry: RetryPolicy) -> tuple[pd.DataFrame, 
         settings.start,
         None,
         Path(settings.data_dir) / "yfinance",
+        date_format=settings.date_format,
         retry=retry,
+        overwrite=settings.overwrite_bars,
     )
 
 

@@ -69,6 +69,10 @@ class RetrainSettings(BaseSettings):
     rollback_wait_s: float = Field(60.0, ge=0.0, description="how long rollback waits for a running retrain's lock")
     retries: int = Field(3, ge=1, description="attempts of the data refresh")
     retry_backoff_s: float = Field(2.0, ge=0.0, description="first retry delay, doubled each attempt")
+    date_format: str | None = Field(None, description="layout of the source files' dates when not ISO, e.g. %d/%m/%Y")
+    overwrite_bars: bool = Field(
+        False, description="let fresh bars replace stored ones that differ (a vendor's re-adjustment); logged"
+    )
 
     @field_validator("tickers", mode="before")
     @classmethod

@@ -127,7 +127,7 @@ def test_changed_stored_bars_are_refused_naming_ticker_and_dates_unless_overwrit
     assert store.read_bytes() == before
 
     with caplog.at_level(logging.WARNING, logger="forecaster.storage"):
-        frame, _ = refresh_data(settings, sleep=no_sleep, overwrite=True)
+        frame, _ = refresh_data(settings.model_copy(update={"overwrite_bars": True}), sleep=no_sleep)
     assert "overwriting" in caplog.text and "ticker BBB" in caplog.text
     assert frame.loc[(frame["ticker"] == "BBB") & (frame["date"] == bars.at[i, "date"]), "close"].item() == (
         pytest.approx(revised.at[i, "close"])
