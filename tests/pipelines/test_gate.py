@@ -48,7 +48,7 @@ def rules(
     return GateRules(metric, margin, coverage_tolerance, require_spl_vs_ewma)
 
 
-def test_gate_rules_come_from_the_settings() -> None:
+def test_gate_rules_come_from_the_settings(clean_env: pytest.MonkeyPatch) -> None:
     settings = RetrainSettings()
     gate = GateRules.from_settings(settings)
     assert (gate.metric, gate.margin) == (settings.metric, settings.margin)
