@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from forecaster.calendar import CALENDAR_START
 from forecaster.predict import MAX_PRICE, MIN_PRICE
-from service.trading_calendar import CALENDAR_START
 
 # Where a forecast's history came from: the request itself, or the service's ticker source
 # (yfinance live, yfinance's cache when Yahoo could not be reached, the data file, the sample).

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Body, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from forecaster.calendar import next_sessions
 from forecaster.predict import Forecaster, Window
 from service.deps import ApiKeyDep, HistoryDep, MetricsDep, SettingsDep, StoreDep
 from service.schemas import REQUEST_EXAMPLES, ForecastRequest, ForecastResponse, HistorySource, SeriesIn
-from service.trading_calendar import next_sessions
 
 router = APIRouter(prefix="/forecast", tags=["forecast"])
 
