@@ -54,7 +54,8 @@ class Topology:
 
     @property
     def env(self) -> dict[str, str]:
-        return base_env(MLFLOW_TRACKING_URI=self.mlflow.uri)
+        # lock files derived from the tracking server's URI go to a state dir of this test, not ~
+        return base_env(MLFLOW_TRACKING_URI=self.mlflow.uri, XDG_STATE_HOME=str(self.root / "state"))
 
     def retrain_command(self, **overrides: Any) -> list[str]:
         settings: dict[str, Any] = {
@@ -164,8 +165,11 @@ def test_first_retrain_promotes_without_champion(topology: Topology) -> None:
     assert report["champion_before"] is None and report["champion_after"] == "1"
     assert topology.aliases() == {"champion": "1"}
     tags = topology.version_tags("1")
-    assert tags["gate_promoted"] == "true" and tags["gate_metric"] == "mase"
+    assert tags["gate_promoted"] == "true" and tags["gate_metric"] == "mase" and tags["gate_rule"] == ""
     assert float(tags["gate_challenger"]) < float(tags["gate_naive"])
+    assert float(tags["gate_spl"]) <= float(tags["gate_ewma_spl"])
+    bands = dict(item.split("=") for item in tags["gate_coverage"].split(","))
+    assert "80" in bands and abs(float(bands["80"]) - 0.8) <= float(tags["gate_coverage_tolerance"]) + 1e-9
     run = topology.client().get_run(report["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["gate_promoted"] == "true"
@@ -198,6 +202,7 @@ def test_worse_challenger_is_rejected_and_kept_as_challenger(
     assert tags["gate_promoted"] == "false"
     assert tags["gate_reason"] == report["reason"] and "does not beat" in tags["gate_reason"]
     assert tags["gate_champion_version"] == "1"
+    assert tags["gate_rule"] in ("naive", "coverage", "spl_vs_ewma", "champion"), "the rejecting rule is named"
     time.sleep(3)  # three poll intervals: the service must not have moved
     assert service.served_version(history) == "1"
 
@@ -287,6 +292,8 @@ def test_tracking_server_dying_mid_run_fails_cleanly_and_service_keeps_serving(
 
 def test_two_runs_together_train_once_under_the_advisory_lock(topology: Topology) -> None:
     versions = topology.versions()
+    left_running = [run for run, status in topology.runs().items() if status == "RUNNING"]
+    assert left_running, "the run cut off from the tracking server above is still RUNNING"
     command = topology.retrain_command(lock_database_url=topology.db.url, **SHORT)
     first = start_cli(command, topology.env, topology.root)
     second = start_cli(command, topology.env, topology.root)
@@ -306,3 +313,6 @@ def test_two_runs_together_train_once_under_the_advisory_lock(topology: Topology
     expected_alias = "champion" if trained[0]["promoted"] else "challenger"
     assert aliases[expected_alias] == new_version
     assert os.path.exists(topology.root / "data" / "bars.parquet")
+    statuses = topology.runs()
+    assert {statuses[run] for run in left_running} == {"FAILED"}, "the run that trained marks dead runs FAILED"
+    assert "failure_reason" in topology.client().get_run(left_running[0]).data.tags
