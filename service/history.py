@@ -10,17 +10,18 @@ hold is the client's DataError (422).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from forecaster.errors import DataError, SourceError
+from forecaster.errors import DataError, ForecasterError, SourceError
 from forecaster.sources import cached_bars, load_source
 from service.schemas import HistorySource
 from service.settings import Settings
@@ -79,6 +80,31 @@ class HistoryProvider:
                 raise DataError(f"{field}: ticker '{ticker}' is not in the service's data source ({source})")
             found = local
         return self._fresh_enough(ticker, found, field)
+
+    async def histories(self, wanted: Sequence[tuple[str, str]], rows: int) -> list[TickerHistory | ForecasterError]:
+        """`history` for many (ticker, field) pairs in one call: each answer, or the error it raised,
+        in order (the caller raises the first, as if it had asked one by one).
+
+        A local source already read answers on the event loop (a dict lookup); otherwise one thread
+        hop for them all, with every yfinance download started before the first is waited for.
+        """
+        if not wanted:
+            return []
+        if self.settings.data_source != "yfinance" and self._local is not None:
+            return self._histories(wanted, rows)
+        return await asyncio.to_thread(self._histories, wanted, rows)
+
+    def _histories(self, wanted: Sequence[tuple[str, str]], rows: int) -> list[TickerHistory | ForecasterError]:
+        if self.settings.data_source == "yfinance":
+            for ticker, _ in wanted:
+                self._download(ticker, rows)  # all running at once; `history` waits on each in turn
+        answers: list[TickerHistory | ForecasterError] = []
+        for ticker, field in wanted:
+            try:
+                answers.append(self.history(ticker, rows, field))
+            except ForecasterError as exc:
+                answers.append(exc)
+        return answers
 
     def close(self) -> None:
         """Stop waiting for downloads still running (they finish in the background)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from forecaster.calendar import CALENDAR_START
 from forecaster.predict import MAX_PRICE, MIN_PRICE
@@ -29,17 +29,20 @@ Price = Annotated[
 ]
 
 
-def _ticker_symbol(value: str) -> str:
+def ticker_symbol(value: str) -> str:
+    """The value when it is a ticker yfinance and the data files can hold; ValueError naming it otherwise."""
     # yfinance refuses these (and a file's tickers never have them): a clear 422, not its ValueError.
     if value != value.strip() or any(c.isspace() or c in "/\\" for c in value) or value.startswith("."):
         raise ValueError(f"'{value}' is not a ticker symbol (no spaces or slashes, no leading dot)")
     return value
 
 
+ID_MAX_LENGTH = 64
+TICKER_MAX_LENGTH = 32
 Ticker = Annotated[
     str,
-    Field(min_length=1, max_length=32, description="a ticker of the service's data source"),
-    AfterValidator(_ticker_symbol),
+    Field(min_length=1, max_length=TICKER_MAX_LENGTH, description="a ticker of the service's data source"),
+    AfterValidator(ticker_symbol),
 ]
 
 
@@ -88,12 +91,66 @@ def check_increasing(history: list[Bar] | None) -> list[Bar] | None:
     return history
 
 
-HISTORY_DESCRIPTION = "daily bars, oldest first; at least the model's lookback (the last lookback are used)"
+HISTORY_DESCRIPTION = (
+    "daily bars, oldest first; at least the model's lookback (the last lookback are used): a list of "
+    'bars, or the same bars as columns (`{"date": [...], "open": [...], ...}`, element i of each is bar i)'
+)
+BAR_FIELDS: tuple[str, ...] = tuple(Bar.model_fields)  # date, open, high, low, close: the columns too
+
+
+class ColumnarHistory(Strict):
+    """A history as five equally long columns; element i of every column is bar i (oldest first).
+    Checked bar by bar like the list form, so an error names `history[i].<field>`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "date": ["2024-06-26", "2024-06-27", "2024-06-28"],
+                    "open": [100.0, 101.2, 100.8],
+                    "high": [101.5, 101.9, 101.3],
+                    "low": [99.6, 100.4, 99.9],
+                    "close": [101.1, 100.9, 100.2],
+                }
+            ]
+        },
+    )
+
+    date: list[dt.date]
+    open: list[Price]
+    high: list[Price]
+    low: list[Price]
+    close: list[Price]
+
+
+def columns_to_bars(value: Any) -> Any:
+    """A columnar history becomes the list of bars it stands for, so one set of bar rules (and
+    error locations) serves both forms; anything else passes through to the list's own checks."""
+    if not isinstance(value, dict):
+        return value
+    unknown = [k for k in value if k not in BAR_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown}; the columns are {list(BAR_FIELDS)}")
+    missing = [k for k in BAR_FIELDS if k not in value]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; the columns are {list(BAR_FIELDS)}")
+    if not all(isinstance(value[k], list) for k in BAR_FIELDS):
+        raise ValueError(f"every column must be a list ({', '.join(BAR_FIELDS)})")
+    lengths = {k: len(value[k]) for k in BAR_FIELDS}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns must have the same length, got {lengths}")
+    return [dict(zip(BAR_FIELDS, row, strict=True)) for row in zip(*(value[k] for k in BAR_FIELDS), strict=True)]
+
+
+# The list of bars, or its columnar form (documented as either; validated as the list).
+Bars = Annotated[list[Bar], Field(min_length=1)]
+HistoryIn = Annotated[Bars, BeforeValidator(columns_to_bars, json_schema_input_type=Bars | ColumnarHistory)]
 
 
 class SeriesIn(Strict):
-    id: str | None = Field(None, max_length=64, description="echoed back (default: the ticker or the index)")
-    history: list[Bar] | None = Field(None, min_length=1, description=HISTORY_DESCRIPTION)
+    id: str | None = Field(None, max_length=ID_MAX_LENGTH, description="echoed back (default: the ticker or the index)")
+    history: HistoryIn | None = Field(None, description=HISTORY_DESCRIPTION)
     ticker: Ticker | None = None
 
     _increasing = field_validator("history")(classmethod(lambda cls, v: check_increasing(v)))
@@ -110,7 +167,7 @@ class ForecastRequest(Strict):
     alias: str | None = Field(None, description="Registry alias (default champion); excludes 'version'")
     version: int | None = Field(None, ge=1, description="Registry version; excludes 'alias'")
     horizon: int | None = Field(None, ge=1, description="Steps to return (default: the model's horizon)")
-    history: list[Bar] | None = Field(None, min_length=1, description=HISTORY_DESCRIPTION)
+    history: HistoryIn | None = Field(None, description=HISTORY_DESCRIPTION)
     ticker: Ticker | None = None
     series: list[SeriesIn] | None = Field(None, min_length=1, description="several series in one request")
 

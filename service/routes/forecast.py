@@ -1,23 +1,43 @@
-"""POST /forecast: histories or tickers in, dated quantile forecasts out."""
+"""POST /forecast: histories or tickers in, dated quantile forecasts out.
+
+The body is parsed from the raw bytes by `service.fastpath` (orjson, every bar checked at once with
+numpy, pydantic only for bodies it cannot vouch for), so the route declares its body for OpenAPI
+by hand: `ForecastRequest`'s schema, inline, with its examples.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Body, HTTPException
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from forecaster.calendar import next_sessions
 from forecaster.predict import Forecaster, Window
 from service.deps import ApiKeyDep, HistoryDep, MetricsDep, SettingsDep, StoreDep
-from service.schemas import REQUEST_EXAMPLES, ForecastRequest, ForecastResponse, HistorySource, SeriesIn
+from service.fastpath import ParsedRequest, parse_body
+from service.schemas import REQUEST_EXAMPLES, ForecastRequest, ForecastResponse, HistorySource
 
 router = APIRouter(prefix="/forecast", tags=["forecast"])
+
+# The body as OpenAPI documents it: ForecastRequest's JSON schema with its nested models kept
+# beside it (the refs point inside this operation, since FastAPI lists in `components` only the
+# models of a declared body parameter, and this route reads its body itself).
+_BODY_POINTER = "#/paths/~1forecast/post/requestBody/content/application~1json/schema/$defs/{model}"
+REQUEST_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": ForecastRequest.model_json_schema(ref_template=_BODY_POINTER),
+                "examples": REQUEST_EXAMPLES,
+            }
+        },
+    }
+}
 
 
 @lru_cache(maxsize=4096)
@@ -25,20 +45,11 @@ def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]
     return tuple(d.isoformat() for d in next_sessions(exchange, after, count))
 
 
-@dataclass(frozen=True)
-class SeriesInput:
-    """One series ready for the model: its window and what the answer says about its history."""
-
-    id: str
-    window: Window
-    source: HistorySource
-    stale: bool = False
-
-
 @router.post(
     "",
     response_model=ForecastResponse,
     dependencies=[ApiKeyDep],
+    openapi_extra=REQUEST_BODY_DOC,
     responses={
         404: {"description": "Unknown model, alias or version"},
         413: {"description": "Body too large"},
@@ -50,21 +61,22 @@ class SeriesInput:
     },
 )
 async def forecast(
-    body: Annotated[ForecastRequest, Body(openapi_examples=REQUEST_EXAMPLES)],
+    request: Request,
     settings: SettingsDep,
     store: StoreDep,
     history: HistoryDep,
     metrics: MetricsDep,
-) -> JSONResponse:
+) -> Response:
     """Forecast one series (`history` or `ticker`) or many (`series`) with a registered model.
 
+    A history is a list of bars or the same bars as columns (`{"date": [...], "open": [...], ...}`).
     Every point carries the median (`close`), the outer band (`lower`, `upper`) and every quantile
     of `levels`; every series says where its history came from (`source`) and its last date (`as_of`).
     """
-    series = body.all_series()
-    if len(series) > settings.max_series:
-        raise HTTPException(422, f"series: {len(series)} series, the limit is {settings.max_series}")
-    metrics.series.observe(len(series))
+    body = parse_body(await request.body())
+    if len(body.series) > settings.max_series:
+        raise HTTPException(422, f"series: {len(body.series)} series, the limit is {settings.max_series}")
+    metrics.series.observe(len(body.series))
     name = body.model or settings.model_name
     loaded = await store.get(name, None if body.version else (body.alias or settings.alias), body.version)
     forecaster = loaded.forecaster
@@ -72,21 +84,20 @@ async def forecast(
     if horizon > forecaster.horizon:
         raise HTTPException(422, f"horizon: {horizon} is larger than the model's horizon {forecaster.horizon}")
 
-    prefix = "series[{}]." if body.series is not None else ""
-    inputs = [await series_input(item, prefix.format(i), str(i), forecaster, history) for i, item in enumerate(series)]
-    quantiles = await loaded.batcher.submit(np.stack([x.window.values for x in inputs]))  # -> (N, H, Q) prices
+    windows, sources, stale = await series_windows(body, forecaster, history)
+    quantiles = await loaded.batcher.submit(np.stack([w.values for w in windows]))  # -> (N, H, Q) prices
     levels, median = forecaster.quantiles, forecaster.median_index
+    rows_all = quantiles[:, :horizon].tolist()  # one conversion to Python floats per request, not per number
     forecasts = []
-    for x, q in zip(inputs, quantiles, strict=True):
-        assert x.window.last_date is not None  # every source gives dates
-        dates = forecast_dates(settings.exchange, x.window.last_date, horizon)
-        rows = q[:horizon].tolist()  # one conversion to Python floats per series, not per number
+    for item, window, source, old, rows in zip(body.series, windows, sources, stale, rows_all, strict=True):
+        assert window.last_date is not None  # every source gives dates
+        dates = forecast_dates(settings.exchange, window.last_date, horizon)
         forecasts.append(
             {
-                "id": x.id,
-                "source": x.source,
-                "as_of": x.window.last_date.isoformat(),
-                "stale": x.stale,
+                "id": item.id,
+                "source": source,
+                "as_of": window.last_date.isoformat(),
+                "stale": old,
                 "points": [
                     {
                         "step": h + 1,
@@ -107,20 +118,31 @@ async def forecast(
         "levels": list(levels),
         "forecasts": forecasts,
     }
-    # Built by hand for speed (no second validation of the response); tests check it against ForecastResponse.
-    return JSONResponse(content)
+    # Built by hand and encoded by orjson for speed (no second validation of the response); tests
+    # check it against ForecastResponse.
+    return Response(orjson.dumps(content), media_type="application/json")
 
 
-async def series_input(
-    item: SeriesIn, prefix: str, index: str, forecaster: Forecaster, history: HistoryDep
-) -> SeriesInput:
-    """The window of one series, from the request or the service's data source."""
-    if item.history is not None:
-        bars = item.history
-        prices = [(b.open, b.high, b.low, b.close) for b in bars]
-        window = forecaster.window(prices, [b.date for b in bars], field=f"{prefix}history")
-        return SeriesInput(item.id or index, window, "request")
-    assert item.ticker is not None  # guaranteed by SeriesIn.one_source
-    found = await run_in_threadpool(history.history, item.ticker, forecaster.lookback, f"{prefix}ticker")
-    window = forecaster.window(found.bars, field=f"{prefix}ticker '{item.ticker}' ({found.source})")
-    return SeriesInput(item.id or item.ticker, window, found.source, found.stale)
+async def series_windows(
+    body: ParsedRequest, forecaster: Forecaster, history: HistoryDep
+) -> tuple[list[Window], list[HistorySource], list[bool]]:
+    """The window of every series in request order, the sent ones from their arrays and the
+    tickers' from the service's source, all tickers in one call (one thread hop per request)."""
+    tickers = [item for item in body.series if item.prices is None]
+    found = iter(await history.histories([(t.ticker or "", f"{t.field}ticker") for t in tickers], forecaster.lookback))
+    windows: list[Window] = []
+    sources: list[HistorySource] = []
+    stale: list[bool] = []
+    for item in body.series:
+        if item.prices is not None:
+            windows.append(Window(forecaster.window(item.prices, field=f"{item.field}history").values, item.last_date))
+            sources.append("request")
+            stale.append(False)
+        else:
+            bars = next(found)
+            if isinstance(bars, Exception):
+                raise bars
+            windows.append(forecaster.window(bars.bars, field=f"{item.field}ticker '{item.ticker}' ({bars.source})"))
+            sources.append(bars.source)
+            stale.append(bars.stale)
+    return windows, sources, stale

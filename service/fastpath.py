@@ -1,0 +1,229 @@
+"""A /forecast body parsed in one pass: orjson decode, then every bar of every series checked at once.
+
+The fast path accepts only bodies it can show are valid: exact JSON types, canonical ISO dates and
+every rule of `schemas.Bar`, `SeriesIn` and `ForecastRequest` checked column-wise with numpy, with
+no Python object per bar. Anything else (a bad bar, an unknown field, a numeric string, a NaN
+literal) is handed to pydantic's `ForecastRequest`, which accepts it or names the field exactly as
+before; the schema stays the one owner of the rules' wording, and this module only has to be right
+about what is valid, never about how to word an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from forecaster.calendar import CALENDAR_START
+from forecaster.predict import accepted_prices
+from service.schemas import (
+    BAR_FIELDS,
+    ID_MAX_LENGTH,
+    TICKER_MAX_LENGTH,
+    ForecastRequest,
+    SeriesIn,
+    ticker_symbol,
+)
+
+PRICE_FIELDS = BAR_FIELDS[1:]  # open, high, low, close: the model's feature order
+REQUEST_KEYS = frozenset(ForecastRequest.model_fields)
+SERIES_KEYS = frozenset(SeriesIn.model_fields)
+BAR_KEYS = frozenset(BAR_FIELDS)
+NUMBER_TYPES = frozenset({float, int})
+_CALENDAR_START = np.datetime64(CALENDAR_START, "D")
+
+
+@dataclass(frozen=True)
+class SeriesBody:
+    """One series of a request: its bars as arrays (history) or a ticker; `field` prefixes its errors;
+    `id` is what the answer echoes (given, else the ticker, else the index, else "series")."""
+
+    id: str
+    field: str
+    prices: np.ndarray | None = None  # [L, 4] float64 open, high, low, close; oldest first
+    last_date: dt.date | None = None
+    ticker: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A valid /forecast body: the envelope and its series (`many` when it came as `series`)."""
+
+    model: str | None
+    alias: str | None
+    version: int | None
+    horizon: int | None
+    many: bool
+    series: list[SeriesBody]
+
+
+class _NotFast(Exception):
+    """This body needs pydantic (it may still be valid)."""
+
+
+def parse_body(raw: bytes) -> ParsedRequest:
+    """The request a body holds. Raises RequestValidationError, as FastAPI would, for a body that
+    is not JSON or breaks the schema."""
+    try:
+        return _fast(orjson.loads(raw))
+    except (orjson.JSONDecodeError, _NotFast, OverflowError, TypeError, ValueError):
+        return _slow(raw)
+
+
+def _slow(raw: bytes) -> ParsedRequest:
+    """FastAPI's own path: the stdlib decoder (it reads NaN and Infinity, which the schema then
+    names), pydantic's validation, its errors under `body`."""
+    if not raw:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    try:
+        decoded = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {}}
+        raise RequestValidationError([{**error, "ctx": {"error": exc.msg}}]) from exc
+    try:
+        body = ForecastRequest.model_validate(decoded)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from exc
+    many = body.series is not None
+    single = [SeriesIn.model_construct(ticker=body.ticker, history=body.history)]
+    items = body.series if body.series is not None else single
+    series = []
+    for index, item in enumerate(items):
+        field = f"series[{index}]." if many else ""
+        name = item.id or item.ticker or (str(index) if many else "series")
+        if item.history is None:
+            series.append(SeriesBody(name, field, ticker=item.ticker))
+        else:
+            prices = np.array([[b.open, b.high, b.low, b.close] for b in item.history], dtype=np.float64)
+            series.append(SeriesBody(name, field, prices, item.history[-1].date))
+    return ParsedRequest(body.model, body.alias, body.version, body.horizon, many, series)
+
+
+def _optional(value: Any, kind: type) -> Any:
+    if value is not None and type(value) is not kind:
+        raise _NotFast
+    return value
+
+
+def _positive(value: Any) -> int | None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise _NotFast
+    return value
+
+
+def _ticker(value: Any) -> str:
+    if type(value) is not str or not 1 <= len(value) <= TICKER_MAX_LENGTH:
+        raise _NotFast
+    ticker_symbol(value)  # its ValueError means: let pydantic word it
+    return value
+
+
+def _fast(body: Any) -> ParsedRequest:
+    if type(body) is not dict or not body.keys() <= REQUEST_KEYS:
+        raise _NotFast
+    alias, version = _optional(body.get("alias"), str), _positive(body.get("version"))
+    given = [name for name in ("history", "ticker", "series") if body.get(name) is not None]
+    if len(given) != 1 or (alias is not None and version is not None):
+        raise _NotFast
+    envelope = (_optional(body.get("model"), str), alias, version, _positive(body.get("horizon")))
+    if given == ["ticker"]:
+        ticker = _ticker(body["ticker"])
+        return ParsedRequest(*envelope, False, [SeriesBody(ticker, "", ticker=ticker)])
+    if given == ["history"]:
+        return ParsedRequest(*envelope, False, _histories([("series", "", body["history"])]))
+    items = body["series"]
+    if type(items) is not list or not items:
+        raise _NotFast
+    histories: list[tuple[str, str, Any]] = []
+    tickers: dict[int, SeriesBody] = {}
+    for index, item in enumerate(items):
+        if type(item) is not dict or not item.keys() <= SERIES_KEYS:
+            raise _NotFast
+        id_ = _optional(item.get("id"), str)
+        if id_ is not None and len(id_) > ID_MAX_LENGTH:
+            raise _NotFast
+        history, symbol = item.get("history"), item.get("ticker")
+        if (history is None) == (symbol is None):
+            raise _NotFast
+        if symbol is not None:
+            symbol = _ticker(symbol)
+            tickers[index] = SeriesBody(id_ or symbol, f"series[{index}].", ticker=symbol)
+        else:
+            histories.append((id_ or str(index), f"series[{index}].", history))
+    checked = iter(_histories(histories))
+    return ParsedRequest(*envelope, True, [tickers[i] if i in tickers else next(checked) for i in range(len(items))])
+
+
+def _columns(history: Any) -> Sequence[Sequence[Any]]:
+    """The five columns (date, open, high, low, close) of a list or columnar history, unchecked."""
+    if type(history) is dict:
+        if history.keys() != BAR_KEYS:
+            raise _NotFast
+        columns = [history[name] for name in BAR_FIELDS]
+        if any(type(c) is not list for c in columns) or len({len(c) for c in columns}) != 1:
+            raise _NotFast
+        return columns
+    if type(history) is not list or not history or set(map(type, history)) != {dict}:
+        raise _NotFast
+    orders = set(map(tuple, history))  # key order of every bar; one order in practice
+    if len(orders) != 1:
+        raise _NotFast
+    (order,) = orders
+    if len(order) != len(BAR_FIELDS) or set(order) != BAR_KEYS:
+        raise _NotFast
+    rows = list(zip(*map(dict.values, history), strict=True))  # -> 5 columns in `order`
+    by_name = dict(zip(order, rows, strict=True))
+    return [by_name[name] for name in BAR_FIELDS]
+
+
+def _histories(items: list[tuple[str, str, Any]]) -> list[SeriesBody]:
+    """Every history of a request checked at once: their bars concatenated, rules column-wise."""
+    if not items:
+        return []
+    dates: list[Any] = []
+    prices: list[list[Any]] = [[], [], [], []]
+    lengths = []
+    for _, _, history in items:
+        columns = _columns(history)
+        if not columns[0]:
+            raise _NotFast
+        lengths.append(len(columns[0]))
+        dates.extend(columns[0])
+        for target, column in zip(prices, columns[1:], strict=True):
+            target.extend(column)
+    if set(map(type, dates)) != {str} or not all(set(map(type, column)) <= NUMBER_TYPES for column in prices):
+        raise _NotFast
+    text = np.array(dates)
+    days = text.astype("datetime64[D]")  # ValueError for a string that is no date
+    if not (days.astype(text.dtype) == text).all():  # only canonical YYYY-MM-DD; pydantic reads the rest
+        raise _NotFast
+    latest = np.datetime64(dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), "D")
+    if np.isnat(days).any() or days.min() < _CALENDAR_START or days.max() > latest:
+        raise _NotFast
+    ends = np.cumsum(lengths)
+    steps = np.diff(days).astype(np.int64) > 0
+    steps[ends[:-1] - 1] = True  # the step from one series to the next is no step
+    if not steps.all():
+        raise _NotFast
+    ohlc = np.array(prices, dtype=np.float64).T  # -> (bars, 4); OverflowError for a huge int
+    open_, high, low, close = ohlc.T
+    valid = (
+        accepted_prices(ohlc).all()
+        and (high >= low).all()
+        and (high >= np.maximum(open_, close)).all()
+        and (low <= np.minimum(open_, close)).all()
+    )
+    if not valid:
+        raise _NotFast
+    out = []
+    for (id_, field, _), stop, length in zip(items, ends.tolist(), lengths, strict=True):
+        out.append(SeriesBody(id_, field, ohlc[stop - length : stop], days[stop - 1].item()))
+    return out
