@@ -2,17 +2,20 @@
 
 The one owner of "the H trading sessions after a date": the service's responses and the offline
 batch forecasts (forecaster.batch) date their steps here, so both give the same dates.
+exchange_calendars is imported when a calendar is first needed: the command line reads
+DEFAULT_EXCHANGE from here without paying for it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
-
-import exchange_calendars as xcals
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from forecaster.errors import DataError
+
+if TYPE_CHECKING:
+    import exchange_calendars as xcals
 
 # The first day the calendars know; the service refuses request bars older than this.
 CALENDAR_START = dt.date(1990, 1, 2)
@@ -22,6 +25,8 @@ ONE_DAY = dt.timedelta(days=1)
 
 @lru_cache(maxsize=4)
 def get_calendar(exchange: str) -> xcals.ExchangeCalendar:
+    import exchange_calendars as xcals
+
     return xcals.get_calendar(exchange, start=CALENDAR_START.isoformat())
 
 
@@ -31,9 +36,11 @@ def check_exchange(exchange: str) -> str:
     For entry points that should fail before loading data; `next_sessions` itself lets the
     library's error through, as the service has always seen it.
     """
+    from exchange_calendars.errors import InvalidCalendarName
+
     try:
         get_calendar(exchange)
-    except xcals.errors.InvalidCalendarName:
+    except InvalidCalendarName:
         raise ValueError(
             f"exchange: '{exchange}' is not an exchange calendar (e.g. XNYS, XNAS, XLON, XTKS; "
             "see exchange_calendars.get_calendar_names())"
@@ -47,6 +54,8 @@ def next_sessions(exchange: str, after: dt.date, count: int) -> list[dt.date]:
     Outside the calendar's known range (before its first session, or past its last one, about a
     year ahead) plain weekdays are used: a server-side history may be older than the calendar.
     """
+    import pandas as pd
+
     calendar = get_calendar(exchange)
     first, last = calendar.first_session.date(), calendar.last_session.date()
     dates: list[dt.date] = []

@@ -15,6 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from forecaster.calendar import DEFAULT_EXCHANGE
 from forecaster.config import TrainingConfig
 from forecaster.console import console, friendly_errors, parse_list, setup_logging
 from forecaster.overrides import resolve_training, settings_help, shortcut_help, to_yaml
@@ -194,10 +195,9 @@ def evaluate(
 ) -> None:
     """Rolling-origin evaluation (stride 1, every origin) of a registered model on any data, beside the
     naive, drift, EWMA-volatility and GARCH baselines, with Diebold-Mariano tests per step."""
-    from forecaster import evaluate as ev
     from forecaster import tracking
-    from forecaster.backtest_file import check_backtest_path, write_backtest
-    from forecaster.job import evaluate_frame
+    from forecaster.api import evaluation_report
+    from forecaster.backtest_file import check_backtest_path
     from forecaster.sources import load_source
 
     setup_logging(verbose)
@@ -209,36 +209,106 @@ def evaluate(
     frame, origin = load_source(source, data, parse_list(tickers), start, None, None, bad_rows, date_format=date_format)
     tracking.configure(tracking_uri)
     forecaster, ref = tracking.load_forecaster(model_uri, device=device)
-    result = evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date)
-    metrics = ev.score(result)
-    tests = ev.significance(result)
-    if backtest_out is not None:
-        written = write_backtest(result, backtest_out)
-        log.info("backtest: %d rows written to %s", len(result.series_id) * result.horizon, written)
-    payload = {
-        "model_uri": model_uri,
-        "model": {"name": ref.name, "version": ref.version, "alias": ref.alias, "run_id": ref.run_id},
-        "data": origin,
-        "horizon": result.horizon,
-        "lookback": forecaster.lookback,
-        "n_series": int(len(set(result.series_id.tolist()))),
-        "n_origins": int(len(result.series_id)),
-        "levels": list(result.levels),
-        "metrics": metrics,
-        "significance": tests,
-    }
+    payload = evaluation_report(  # the report's one owner, also behind forecaster.evaluate()
+        frame, forecaster, from_date, model_uri=model_uri, ref=ref, data=origin, backtest_out=backtest_out
+    )
     if as_json:
         typer.echo(json.dumps(payload))
         return
     console.print(
         metrics_table(
-            metrics,
+            payload["metrics"],
             f"{model_uri} (version {ref.version}) on {origin}: "
             f"{payload['n_series']} series, {payload['n_origins']} origins",
         )
     )
-    for line in significance_lines(tests):
+    for line in significance_lines(payload["significance"]):
         console.print(line, soft_wrap=True, markup=False)
+
+
+@app.command()
+@friendly_errors
+def predict(
+    model_uri: Annotated[str, typer.Option(help="models:/NAME@ALIAS or models:/NAME/VERSION")],
+    out: Annotated[str, typer.Option(help="Forecasts file to write: .parquet or .csv (written atomically)")],
+    data: Annotated[str | None, typer.Option(help="CSV/Parquet file or folder (default: the bundled sample)")] = None,
+    source: Annotated[str, typer.Option(help="sample | yfinance | file")] = "sample",
+    tickers: Annotated[str | None, typer.Option(help="Comma-separated tickers (default: every one)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Forecast from each ticker's last bar on or before DATE (default: its last)")
+    ] = None,
+    exchange: Annotated[str, typer.Option(help="Exchange calendar of the forecast dates")] = DEFAULT_EXCHANGE,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Windows per forward pass (default: 8192)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Batches in flight (default: one per CPU core; 1 on CUDA)")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail when a ticker has too little history (default: skip, warn)")
+    ] = False,
+    device: Annotated[str, typer.Option()] = "auto",
+    bad_rows: Annotated[str, typer.Option()] = "fail",
+    date_format: Annotated[str | None, typer.Option(help=DATE_FORMAT_HELP)] = None,
+    tracking_uri: Annotated[str | None, typer.Option()] = None,
+    cache_dir: Annotated[str | None, typer.Option(help="yfinance cache folder")] = ".forecaster/cache",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Batch scoring: one forecast per ticker of a file (every quantile, dated by the exchange's
+    next trading sessions), from its last lookback bars up to --as-of, written to --out."""
+    from pathlib import Path
+
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from forecaster import tracking
+    from forecaster.batch import BATCH_SIZE, check_forecasts_path, default_workers, forecast_panel, write_forecasts
+    from forecaster.calendar import check_exchange
+    from forecaster.sources import load_source
+
+    setup_logging(verbose)
+    try:  # before any data or model is loaded
+        check_forecasts_path(out)
+    except ValueError as exc:
+        raise ValueError(f"--out: {exc}") from None
+    check_exchange(exchange)
+    frame, origin = load_source(
+        source,
+        data,
+        parse_list(tickers),
+        None,
+        None,
+        Path(cache_dir) if cache_dir else None,
+        bad_rows,
+        date_format=date_format,
+    )
+    tracking.configure(tracking_uri)
+    forecaster, ref = tracking.load_forecaster(model_uri, device=device)
+    if workers is None:
+        workers = default_workers(forecaster.device)
+    if forecaster.device.type == "cpu" and workers > 1:
+        torch.set_num_threads(1)  # the workers use the cores; see batch.default_workers
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("forecasting", total=None)
+        result = forecast_panel(
+            forecaster,
+            frame,
+            as_of,
+            exchange,
+            batch_size or BATCH_SIZE,
+            workers,
+            strict,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    written = write_forecasts(result.table, out)
+    log.info(
+        "%d forecasts of %d tickers by %s (version %s) on %s written to %s",
+        len(result.table),
+        result.table["ticker"].nunique(),
+        model_uri,
+        ref.version,
+        origin,
+        written,
+    )
 
 
 def metrics_table(metrics: dict[str, dict[str, list[float]]], title: str) -> Table:

@@ -24,6 +24,12 @@ MIN_PRICE = 1e-6
 MAX_PRICE = 1e9
 
 
+def accepted_prices(values: np.ndarray) -> np.ndarray:
+    """True where a price is one the model takes: a number in [MIN_PRICE, MAX_PRICE] (NaN compares
+    False, so it is refused too). The rule of `Forecaster.window` and of batch scoring's windows."""
+    return (values >= MIN_PRICE) & (values <= MAX_PRICE)
+
+
 class Window(NamedTuple):
     """One series' model input: values[T,4] float32 OHLC, oldest first; last_date of its last bar."""
 
@@ -77,11 +83,12 @@ class Forecaster:
         """Where the median (the point forecast) sits among `quantiles`."""
         return self.quantiles.index(MEDIAN)
 
-    def predict(self, X: np.ndarray, calibrated: bool = True) -> Forecast:
+    def predict(self, X: np.ndarray, calibrated: bool = True, batch_size: int = PREDICT_BATCH) -> Forecast:
         """X[N,L,4] raw OHLC windows (L = lookback, last row = last observed day) -> Forecast.
 
         The one forecast path: scale-free features, the network, the artifact's calibration
-        (``calibrated=False`` shows the raw network, to measure what calibration does), prices."""
+        (``calibrated=False`` shows the raw network, to measure what calibration does), prices.
+        batch_size: windows per forward pass (offline batch scoring passes larger ones)."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 3 or X.shape[1:] != (self.lookback, N_FEATURES):
             raise ValueError(f"windows: expected shape [N, {self.lookback}, {N_FEATURES}], got {list(X.shape)}")
@@ -90,8 +97,8 @@ class Forecaster:
         outputs = []
         config = self.bundle.model_config
         with torch.inference_mode():
-            for start in range(0, len(X), PREDICT_BATCH):
-                features = self.transform.features(X[start : start + PREDICT_BATCH])
+            for start in range(0, len(X), batch_size):
+                features = self.transform.features(X[start : start + batch_size])
                 x = torch.from_numpy(features.seq).to(self.device)
                 s = torch.from_numpy(features.scalars).to(self.device)
                 with autocast(self.device):
@@ -105,6 +112,15 @@ class Forecaster:
     def predict_history(self, history: np.ndarray) -> Forecast:
         """One series' bars [L,4] (L >= lookback) -> the forecast from its last T rows."""
         return self.predict(self.window(history).values[None])
+
+    def forecast(self, bars: pd.DataFrame, as_of: str | pd.Timestamp | None = None, **options: Any) -> pd.DataFrame:
+        """Long bars of any number of tickers -> one row per ticker x step: ticker, as_of, step, date,
+        close and every quantile (``q0.1``, ...), from each ticker's last bars up to `as_of`.
+        options: those of `forecaster.batch.forecast_bars` (exchange, batch_size, strict); tickers without
+        enough history are skipped and logged."""
+        from forecaster.batch import forecast_bars  # batch imports this module
+
+        return forecast_bars(self, bars, as_of=as_of, **options)
 
     def window(
         self,
@@ -141,7 +157,7 @@ class Forecaster:
             tail = array[-T:].astype(np.float64)  # checked before float32 can turn 1e39 into inf
         except (TypeError, ValueError) as exc:
             raise DataError(f"{field}: prices must be numbers ({exc})") from exc
-        accepted = (tail >= MIN_PRICE) & (tail <= MAX_PRICE)  # NaN compares False: refused too
+        accepted = accepted_prices(tail)
         if not accepted.all():
             row, column = np.argwhere(~accepted)[0]
             raise DataError(
