@@ -280,7 +280,9 @@ def tracked_training(
     moves an alias. Under torchrun this is rank 0's part: no other rank may start an MLflow run.
     """
     distributed.setup_for(train_config).require_main("tracked_training")
-    with tracking.start_run(run_name=run_name) as tracker, tempfile.TemporaryDirectory() as tmp:
+    # the caller's tags go on the run when it starts: a run killed at any point is still findable by them
+    start_tags = {k: str(v) for k, v in (extra_tags or {}).items()}
+    with tracking.start_run(run_name=run_name, tags=start_tags) as tracker, tempfile.TemporaryDirectory() as tmp:
         params = {
             **prefixed("data", to_dict(data_config)),
             **prefixed("model", to_dict(model_config)),
