@@ -1,0 +1,157 @@
+"""The package-root API: forecaster.load / forecast / evaluate / train, the same results as the
+command line, and a root that stays light to import (lazy names, train and evaluate still modules)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from factories import random_ohlc
+from typer.testing import CliRunner
+
+import forecaster
+from forecaster import tracking
+from forecaster.cli import app
+from forecaster.data import validate_ohlc
+from forecaster.predict import Forecaster
+
+if TYPE_CHECKING:  # fixtures' types (tests/conftest.py); not imported at run time
+    from conftest import CliModel, MlflowStore
+
+URI = "models:/tiny@champion"
+
+
+def cli_evaluate_json(model: CliModel, *extra: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        app, ["evaluate", "--model-uri", URI, "--data", str(model.data_path), "--json", "--device", "cpu", *extra]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def same_json(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal as JSON text (NaN is not equal to itself in a dict comparison)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_load_returns_the_registered_forecaster(in_cli_store: CliModel) -> None:
+    model = forecaster.load(URI, device="cpu")
+
+    assert isinstance(model, Forecaster)
+    assert (model.lookback, model.horizon) == (in_cli_store.lookback, in_cli_store.horizon)
+
+
+def test_forecast_is_one_row_per_ticker_and_step_equal_to_window_and_predict(in_cli_store: CliModel) -> None:
+    model = forecaster.load(URI, device="cpu")
+    bars = pd.read_csv(in_cli_store.data_path)  # raw: text dates, validated by the API
+
+    table = forecaster.forecast(model, bars)
+
+    assert list(table.columns) == ["ticker", "as_of", "step", "date", "close", "q0.1", "q0.5", "q0.9"]
+    assert len(table) == 2 * in_cli_store.horizon
+    pd.testing.assert_frame_equal(model.forecast(bars), table)
+    pd.testing.assert_frame_equal(forecaster.forecast(URI, bars), table)  # by URI: loaded on the way
+    for ticker, history in validate_ohlc(bars).groupby("ticker"):
+        rows = table[table["ticker"] == ticker]
+        window = model.window(history).values[None]
+        np.testing.assert_allclose(rows[["q0.1", "q0.5", "q0.9"]], model.predict(window).quantiles[0], rtol=1e-6)
+
+
+def test_forecast_as_of_cuts_the_history(in_cli_store: CliModel) -> None:
+    cut = in_cli_store.frame["date"].sort_values().unique()[-10]
+    table = forecaster.forecast(forecaster.load(URI, device="cpu"), in_cli_store.frame, as_of=cut)
+    assert (table["as_of"] == cut).all() and (table["date"] > cut).all()
+
+
+def test_evaluate_returns_what_the_cli_prints_as_json(in_cli_store: CliModel) -> None:
+    printed = cli_evaluate_json(in_cli_store)
+    origin = str(in_cli_store.data_path.resolve())
+    bars = pd.read_csv(in_cli_store.data_path)
+
+    by_model = forecaster.evaluate(forecaster.load(URI, device="cpu"), bars, data=origin)
+    by_uri = forecaster.evaluate(URI, bars, data=origin, device="cpu")
+
+    assert same_json(by_model, printed)
+    assert same_json(by_uri, printed)
+    assert printed["model"]["version"] == "1" and printed["model_uri"] == URI
+
+
+def test_evaluate_from_date_matches_the_cli_from(in_cli_store: CliModel) -> None:
+    cut = f"{pd.Timestamp(in_cli_store.frame['date'].sort_values().unique()[80]):%Y-%m-%d}"
+    printed = cli_evaluate_json(in_cli_store, "--from", cut)
+    report = forecaster.evaluate(URI, in_cli_store.frame, from_date=cut, data=printed["data"], device="cpu")
+    assert same_json(report, printed)
+
+
+def test_evaluate_of_a_model_trained_in_memory_names_no_registry_version(in_cli_store: CliModel) -> None:
+    report = forecaster.evaluate(in_cli_store.run.outcome.forecaster, in_cli_store.frame)
+    assert report["model"] is None and report["model_uri"] is None and report["data"] == "DataFrame"
+    assert report["n_series"] == 2 and {"model", "naive"} <= set(report["metrics"])
+
+
+def test_train_registers_aliases_and_the_alias_loads_and_forecasts(mlflow_store: MlflowStore) -> None:
+    bars = random_ohlc(tickers=("AAA", "BBB"), days=90, seed=11)
+    settings = {
+        "data.lookback": 10,
+        "data.horizon": 2,
+        "model.hidden_size": 4,
+        "model.head_size": 8,
+        "train.epochs": 1,
+        "train.batch_size": 64,
+        "train.device": "cpu",
+    }
+
+    run = forecaster.train(bars, register_as="api", alias="champion", **settings)
+
+    assert run.version == "1" and tracking.alias_version("api", "champion") == "1"
+    assert tracking.resolve_version("api", alias="champion").run_id == run.run_id
+    model = forecaster.load("models:/api@champion", device="cpu")
+    assert (model.lookback, model.horizon) == (10, 2)
+    pd.testing.assert_frame_equal(model.forecast(bars), run.outcome.forecaster.forecast(bars), rtol=1e-6)
+
+
+def test_train_refuses_unknown_settings_and_an_alias_without_a_name(mlflow_store: MlflowStore) -> None:
+    bars = random_ohlc(days=60)
+    with pytest.raises(ValueError, match="unknown setting 'train.epoch'"):
+        forecaster.train(bars, **{"train.epoch": 1})
+    with pytest.raises(ValueError, match="alias: an alias needs register_as"):
+        forecaster.train(bars, alias="champion")
+
+
+def test_train_and_evaluate_stay_modules_and_can_be_called() -> None:
+    from forecaster import evaluate as ev
+    from forecaster import train as fit_module
+
+    assert ev is forecaster.evaluate and hasattr(ev, "score") and callable(ev)
+    assert fit_module is forecaster.train and hasattr(fit_module, "fit") and callable(fit_module)
+    assert {"load", "forecast", "train", "evaluate"} <= set(forecaster.__all__) <= set(dir(forecaster))
+    with pytest.raises(AttributeError):
+        forecaster.no_such_name  # noqa: B018
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_importing_the_config_loads_neither_torch_nor_mlflow() -> None:
+    code = "import sys, forecaster.config; print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))"
+    assert run_python(code) == "[]"
+
+
+def test_the_api_names_do_not_depend_on_what_was_imported_first() -> None:
+    code = (
+        "import forecaster.job, forecaster\n"  # job imports the train and evaluate modules first
+        "from forecaster import evaluate as ev\n"
+        "print(callable(forecaster.train), callable(ev), ev.score.__module__, forecaster.load.__module__)"
+    )
+    assert run_python(code) == "True True forecaster.evaluate forecaster.api"
