@@ -170,3 +170,13 @@ def test_batch_histories_answer_in_order_with_each_error(registry):
     assert [type(a).__name__ for a in answers] == ["TickerHistory", "DataError", "TickerHistory"]
     assert isinstance(answers[1], DataError) and str(answers[1]).startswith("b: ticker 'NOPE'")
     assert answers[2].bars["ticker"].iloc[0] == "CCC"
+
+
+def test_iso_days_reads_only_canonical_calendar_dates():
+    from service.fastpath import _iso_days
+
+    good = ["2024-02-29", "1990-01-02", "2023-12-31", "2000-02-29"]
+    assert _iso_days(good).tolist() == [dt.date.fromisoformat(d) for d in good]
+    for bad in ("2023-02-29", "1900-02-29", "2023-13-01", "2023-04-31", "2023-00-10", "2023/01/01", "2023-1-011"):
+        with pytest.raises(_NotFast):
+            _iso_days([*good, bad])
