@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
         alias: Annotated[str | None, typer.Option(help="Alias to serve (FORECASTER_ALIAS)")] = None,
         device: Annotated[str | None, typer.Option(help="auto | cpu | cuda (FORECASTER_DEVICE)")] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI (FORECASTER_TRACKING_URI)")] = None,
-        log_level: Annotated[str, typer.Option()] = "info",
+        log_level: Annotated[str | None, typer.Option(help="info, warning, ... (FORECASTER_LOG_LEVEL)")] = None,
+        log_format: Annotated[str | None, typer.Option(help="text | json (FORECASTER_LOG_FORMAT)")] = None,
     ) -> None:
         """Serve POST /forecast from models:/MODEL@ALIAS."""
         import uvicorn
@@ -24,18 +25,23 @@ def register(app: typer.Typer) -> None:
         from service.main import create_app
         from service.settings import Settings
 
-        overrides: dict[str, Any] = {
-            k: v
-            for k, v in {"model_name": model, "alias": alias, "device": device, "tracking_uri": tracking_uri}.items()
-            if v is not None
+        flags = {
+            "model_name": model,
+            "alias": alias,
+            "device": device,
+            "tracking_uri": tracking_uri,
+            "log_level": log_level,
+            "log_format": log_format,
         }
+        overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
         settings = Settings.model_validate(overrides)
         uvicorn.run(
             create_app(settings),
             host=host,
             port=port,
-            log_level=log_level,
-            access_log=False,
+            log_level=settings.log_level,
+            access_log=False,  # the service writes its own access line (service.middleware)
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
             loop="uvloop",
             http="httptools",
         )

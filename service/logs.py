@@ -68,13 +68,25 @@ class JsonFormatter(logging.Formatter):
 
 
 class _ServiceHandler(logging.StreamHandler):
-    """Marks the handler this module installed, so configuring again replaces it."""
+    """Writes to whatever sys.stderr is at the time of each line (as logging's last-resort
+    handler does), and marks the handler this module installed so configuring again replaces it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 def configure_logging(log_format: str = "text", level: str = "info") -> None:
     """Print the service's and the library's log lines to stderr in `log_format`. Idempotent:
     every app instance calls it, the root logger is left alone (pytest's capture lives there)."""
-    handler = _ServiceHandler(sys.stderr)
+    handler = _ServiceHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     for name in APP_LOGGERS:
         logger = logging.getLogger(name)

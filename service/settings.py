@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="Service log lines (access log included)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
+    shutdown_grace_s: int = Field(
+        10, ge=0, description="`forecaster serve`: longest SIGTERM waits for requests in flight"
+    )
 
     @property
     def history_age_limit_days(self) -> int | None:

@@ -254,7 +254,6 @@ def assert_unchanged(
 
     return check
 
-
 class RegistryProxy:
     """A local TCP port in front of a registry that a test switches between `forward` (pass
     bytes to `target_port`), `hang` (accept, never answer: a stuck server) and `refuse` (accept
@@ -346,3 +345,45 @@ def registry_proxy() -> Iterator[Callable[..., RegistryProxy]]:
     yield make
     for proxy in made:
         proxy.close()
+
+
+@pytest.fixture(scope="session")
+def serve_built(registry: Registry) -> Callable[..., AbstractContextManager[httpx.Client]]:
+    """`with serve_built(app) as client:` an app the test built (and patched) over real HTTP."""
+
+    @contextmanager
+    def run(app: Any, wait: bool = True) -> Iterator[httpx.Client]:
+        try:
+            with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+                if wait:
+                    wait_ready(client)
+                yield client
+        finally:
+            tracking.configure(registry.uri)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def make_version(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[str, str]]:
+    """`make_version(name, damage=None)`: a new version of registered model `name` whose artifact
+    is a copy of svc/1 in its own folder, damaged by `damage(bundle_dir) -> expected cause` when
+    given (truncated weights, garbled config...); returns (version, that cause)."""
+    import shutil
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
+    source = tmp_path_factory.mktemp("svc_v1")
+    good = Path(mlflow.artifacts.download_artifacts("models:/svc/1", dst_path=str(source)))
+
+    def make(name: str, damage: Callable[[Path], str] | None = None) -> tuple[str, str]:
+        copy = tmp_path_factory.mktemp("version") / "model"
+        shutil.copytree(good, copy)
+        cause = damage(copy / "artifacts" / tracking.BUNDLE_ARTIFACT) if damage is not None else ""
+        if not client.search_registered_models(f"name='{name}'"):
+            client.create_registered_model(name)
+        return str(client.create_model_version(name, source=copy.as_uri()).version), cause
+
+    return make

@@ -128,3 +128,76 @@ def test_admin_reload_swaps_at_once(serve_app, registry, first_version, history)
         again = http.post("/admin/reload", headers=headers)
         assert again.status_code == 200
         assert again.json()["changes"] == []
+
+
+def truncate_weights(bundle) -> str:
+    weights = bundle / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    return "SafetensorError"
+
+
+def test_a_version_that_fails_to_load_is_reported_everywhere_and_the_old_one_keeps_serving(
+    serve_app, make_version, history
+):
+    name = "svc_badswap"
+    good, _ = make_version(name)
+    tracking.set_alias(name, "champion", good)
+    body = {"history": history, "model": name}
+    with serve_app(model_name=name, poll_interval_s=3600, api_key="adm1n") as http:
+        http.headers["X-API-Key"] = "adm1n"
+        assert http.post("/forecast", json=body).json()["model"]["version"] == good
+        bad, cause = make_version(name, truncate_weights)
+        tracking.set_alias(name, "champion", bad)
+
+        reload = http.post("/admin/reload")
+        assert reload.status_code == 409, reload.text
+        report = reload.json()
+        assert report["changes"] == []
+        assert report["models"][f"{name}@champion"] == good
+        [failed] = report["failed"]
+        assert (failed["model"], failed["version"]) == (f"{name}@champion", bad)
+        assert failed["reason"].startswith(f"model '{name}' version {bad} cannot be loaded: {cause}")
+        assert report["detail"] == f"{name}@champion version {bad}: {failed['reason']}"
+
+        served = http.post("/forecast", json=body)
+        assert served.status_code == 200 and served.json()["model"]["version"] == good
+        ready = http.get("/ready").json()
+        assert (ready["status"], ready["version"]) == ("ready", good)
+        assert ready["failed"] == failed
+        [listed] = [m for m in http.get("/models").json() if m["alias"] == "champion"]
+        assert listed["version"] == good and listed["failed"] == failed
+        text = http.get("/metrics").text
+        assert f'forecaster_model_load_failures_total{{name="{name}",ref="champion"}} 1.0' in text
+        assert f'forecaster_model_failed_version{{name="{name}",ref="champion"}} {float(bad)}' in text
+
+        assert http.post("/admin/reload").status_code == 409  # an operator's reload tries again
+        tracking.set_alias(name, "champion", good)  # the alias moves back: nothing is failing any more
+        again = http.post("/admin/reload")
+        assert again.status_code == 200, again.text
+        assert again.json()["failed"] == []
+        assert http.get("/ready").json()["failed"] is None
+        text = http.get("/metrics").text
+        assert f'forecaster_model_load_failures_total{{name="{name}",ref="champion"}} 2.0' in text
+        assert f'forecaster_model_failed_version{{name="{name}",ref="champion"}} 0.0' in text
+
+
+def test_polling_does_not_reload_a_version_that_failed_until_the_alias_moves(serve_app, make_version, history):
+    name = "svc_badpoll"
+    good, _ = make_version(name)
+    tracking.set_alias(name, "champion", good)
+    with serve_app(model_name=name, poll_interval_s=0.05) as http:
+        bad, _ = make_version(name, truncate_weights)
+        tracking.set_alias(name, "champion", bad)
+        deadline = time.monotonic() + SWAP_TIMEOUT_S
+        while (ready := http.get("/ready").json())["failed"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready["failed"]["version"] == bad, ready
+        first = ready["last_refresh"]
+        for _ in range(3):  # three more completed polls, counted by their refresh time
+            deadline = time.monotonic() + SWAP_TIMEOUT_S
+            while http.get("/ready").json()["last_refresh"] == first and time.monotonic() < deadline:
+                time.sleep(0.02)
+            first = http.get("/ready").json()["last_refresh"]
+        text = http.get("/metrics").text
+        assert f'forecaster_model_load_failures_total{{name="{name}",ref="champion"}} 1.0' in text
+        assert http.post("/forecast", json={"history": history, "model": name}).json()["model"]["version"] == good
