@@ -41,26 +41,35 @@ class MicroBatcher:
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.busy = False
+        self.stopped = False
 
     def start(self) -> None:
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self, grace_s: float = 0.0) -> None:
-        """After `grace_s` (requests already holding this model may still submit), finish
-        everything queued or in a forward pass, then stop the worker."""
+    async def stop(self, grace_s: float = 0.0, drain_s: float = 5.0) -> None:
+        """After `grace_s` (requests already holding this model may still submit), finish what
+        is queued or in a forward pass (for at most `drain_s`), then stop the worker. Bounded on
+        purpose: shutdown must never wait on a worker forever."""
         await asyncio.sleep(grace_s)
-        if self.task is not None:
-            while not self.queue.empty() or self.busy:
-                await asyncio.sleep(0.005)
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
-            self.task = None
+        self.stopped = True  # from here on, a late request runs its own forward pass (submit)
+        task, self.task = self.task, None
+        if task is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while (not self.queue.empty() or self.busy) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        # asyncio.wait, not `await task`: it neither raises the task's CancelledError into this
+        # coroutine nor hangs on a worker whose cancellation was lost inside wait_for (3.11).
+        await asyncio.wait({task}, timeout=1.0)
+        left = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        _fail(left, RuntimeError("the model was unloaded before its forward pass"))  # answered, never left waiting
 
     async def submit(self, windows: np.ndarray) -> np.ndarray:
+        if self.stopped:  # a request that took this model just before a swap: answer it, unbatched
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self.predict, windows)
         self.start()
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         await self.queue.put(_Job(windows, future))
@@ -97,10 +106,11 @@ class MicroBatcher:
             self.on_batch(len(batch))
         try:
             result = await loop.run_in_executor(self.executor, self.predict, batch)
+        except asyncio.CancelledError:  # stopped mid-pass: its requests get an answer, not a hang
+            _fail(jobs, RuntimeError("the model was unloaded during its forward pass"))
+            raise
         except Exception as exc:  # noqa: BLE001 - handed to every waiting request, never swallowed
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            _fail(jobs, exc)
             return
         offset = 0
         for job in jobs:
@@ -108,3 +118,9 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_result(result[offset : offset + n])
             offset += n
+
+
+def _fail(jobs: list[_Job], error: BaseException) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)

@@ -135,6 +135,7 @@ class ModelStore:
         self.last_refresh: dt.datetime | None = None
         self._slots = threading.BoundedSemaphore(MAX_REGISTRY_CALLS)
         self._sync_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()  # old models' batchers finishing after a swap
         self.predict_executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="forward",
@@ -287,7 +288,9 @@ class ModelStore:
         if key == self.default_key:
             self.default_error = None
         if old is not None and old is not loaded:
-            asyncio.get_running_loop().create_task(old.batcher.stop(grace_s=5.0))
+            task = asyncio.get_running_loop().create_task(old.batcher.stop(grace_s=5.0))
+            self._retiring.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._retiring.discard)
 
     def _clear_failure(self, key: Key) -> None:
         if self.failures.pop(key, None) is not None:
@@ -363,6 +366,8 @@ class ModelStore:
 
     async def close(self) -> None:
         """Stop the batchers; never wait on a registry call (those threads are daemons)."""
+        for task in self._retiring:
+            task.cancel()
         for loaded in self.models.values():
-            await loaded.batcher.stop()
+            await loaded.batcher.stop(drain_s=2.0)
         self.predict_executor.shutdown(wait=False, cancel_futures=True)

@@ -254,6 +254,7 @@ def assert_unchanged(
 
     return check
 
+
 class RegistryProxy:
     """A local TCP port in front of a registry that a test switches between `forward` (pass
     bytes to `target_port`), `hang` (accept, never answer: a stuck server) and `refuse` (accept

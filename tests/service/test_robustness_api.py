@@ -14,15 +14,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from test_ops_api import metric
 
 from forecaster import tracking
 from forecaster.errors import ModelNotFoundError, SourceError
+from service.batching import MicroBatcher
 from service.errors import RegistryTimeout, ServiceUnavailable
 from service.main import create_app
 from service.metrics import ServiceMetrics
@@ -339,3 +342,34 @@ def test_a_stuck_registry_call_is_abandoned_at_the_bound_and_does_not_block_the_
         asyncio.run(scenario())
     finally:
         release.set()
+
+
+def test_stopping_a_batcher_is_bounded_and_leaves_no_request_waiting():
+    """A forward pass that never ends must not hold up a swap or a shutdown; a request that took
+    the old model just before a swap is still answered."""
+    release = threading.Event()
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        if windows[0, 0, 0] < 0:
+            release.wait(30)  # a stuck forward pass
+        return windows[:, :1, :1]
+
+    executor = ThreadPoolExecutor(max_workers=2)
+    batcher = MicroBatcher(predict, wait_s=0.0, max_batch=8, executor=executor)
+
+    async def scenario() -> None:
+        stuck = asyncio.create_task(batcher.submit(-np.ones((1, 2, 4), dtype=np.float32)))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await batcher.stop(drain_s=0.2)
+        assert time.monotonic() - started < FAST_S
+        with pytest.raises(RuntimeError, match="unloaded during its forward pass"):
+            await stuck
+        late = await batcher.submit(np.full((1, 2, 4), 3.0, dtype=np.float32))  # after the stop
+        assert late.tolist() == [[[3.0]]]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        executor.shutdown(wait=False)
