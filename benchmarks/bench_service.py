@@ -367,6 +367,20 @@ def run_loadgen(label: str, port: int, path: str, bodies: Path, phase: Phase, pi
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_wrk(port: int, bodies: Path, phase: Phase, seconds: float) -> dict[str, Any]:
+    """A cross-check of loadgen.py with wrk (C, closed loop, keep-alive) on the same bodies."""
+    threads = 1 if phase.concurrency == 1 else 2
+    cmd = ["wrk", f"-t{threads}", f"-c{phase.concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+           "-s", str(HERE / "wrk_post.lua"), f"http://127.0.0.1:{port}/forecast"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
+                          env={**os.environ, "WRK_BODIES": str(bodies)})
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["series_per_s"] = result["req_per_s"] * phase.series
+    return result
+
+
 # --------------------------------------------------------------------------- report
 
 def versions() -> str:
@@ -511,6 +525,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results fragment (markdown)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write --out")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary store and server logs")
+    p.add_argument("--wrk", action="store_true", help="also drive our server with wrk (cross-check of loadgen.py)")
     p.add_argument("--mlflow-1t", action="store_true",
                    help="also measure a second MLflow server with OMP_NUM_THREADS=1 (one torch thread, like ours)")
     return p.parse_args(argv)
@@ -630,6 +645,15 @@ def main(argv: list[str] | None = None) -> int:
                 for name in pids:
                     if servers.procs[name].poll() is not None:
                         raise RuntimeError(f"{name} died:\n{servers.tail(name)}")
+        wrk_lines = []
+        if args.wrk:
+            for phase in phases:
+                kind = "columnar" if phase.key == "d" else "ours"
+                w = run_wrk(ours_port, files[(kind, phase.series)], phase, args.time_limit)
+                wrk_lines.append(f"wrk, ours, phase {phase.key} (c={phase.concurrency}): {w['req_per_s']:.1f} req/s, "
+                                 f"{w['series_per_s']:.0f} series/s, p50 {w['p50_ms']:.2f} ms, "
+                                 f"p99 {w['p99_ms']:.2f} ms, non-200 {w['non200']}; load {load3()}")
+                say("  " + wrk_lines[-1])
         load_end = load3()
 
         info = (f"date {started:%Y-%m-%d %H:%M}; machine: {machine()}; versions: {versions()}")
@@ -687,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
                 table(results),
                 "",
                 *[f"- {line}" for line in verdicts(results, batch_avg)],
+                *[f"- {line}" for line in wrk_lines],
                 "",
                 "Interpretation:",
                 "",

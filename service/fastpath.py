@@ -32,11 +32,9 @@ from service.schemas import (
     ticker_symbol,
 )
 
-PRICE_FIELDS = BAR_FIELDS[1:]  # open, high, low, close: the model's feature order
 REQUEST_KEYS = frozenset(ForecastRequest.model_fields)
 SERIES_KEYS = frozenset(SeriesIn.model_fields)
 BAR_KEYS = frozenset(BAR_FIELDS)
-NUMBER_TYPES = frozenset({float, int})
 _BAR_VALUES = operator.itemgetter(*BAR_FIELDS)
 _CALENDAR_START = np.datetime64(CALENDAR_START, "D")
 
@@ -69,25 +67,36 @@ class _NotFast(Exception):
     """This body needs pydantic (it may still be valid)."""
 
 
-def parse_body(raw: bytes) -> ParsedRequest:
+def is_json(content_type: str | None) -> bool:
+    """FastAPI's rule (strict content type, its default): a body is JSON only when it says so."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def parse_body(raw: bytes, content_type: str | None = "application/json") -> ParsedRequest:
     """The request a body holds. Raises RequestValidationError, as FastAPI would, for a body that
-    is not JSON or breaks the schema."""
-    try:
-        return _fast(orjson.loads(raw))
-    except (orjson.JSONDecodeError, _NotFast, KeyError, OverflowError, TypeError, ValueError):
-        return _slow(raw)
+    is not JSON (or not declared JSON) or breaks the schema."""
+    if is_json(content_type):
+        try:
+            return _fast(orjson.loads(raw))
+        except (orjson.JSONDecodeError, _NotFast, KeyError, OverflowError, TypeError, ValueError):
+            pass
+    return _slow(raw, is_json(content_type))
 
 
-def _slow(raw: bytes) -> ParsedRequest:
+def _slow(raw: bytes, declared_json: bool = True) -> ParsedRequest:
     """FastAPI's own path: the stdlib decoder (it reads NaN and Infinity, which the schema then
-    names), pydantic's validation, its errors under `body`."""
+    names), pydantic's validation, its errors under `body`. A body not declared JSON is validated
+    as the bytes it is (and refused), as FastAPI does."""
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
-    try:
-        decoded = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {}}
-        raise RequestValidationError([{**error, "ctx": {"error": exc.msg}}]) from exc
+    decoded: Any = raw
+    if declared_json:
+        try:
+            decoded = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {}}
+            raise RequestValidationError([{**error, "ctx": {"error": exc.msg}}]) from exc
     try:
         body = ForecastRequest.model_validate(decoded)
     except ValidationError as exc:
@@ -185,9 +194,12 @@ def _add_columns(history: Any, columns: list[list[Any]]) -> int:
 def _iso_days(dates: list[Any]) -> np.ndarray:
     """Canonical YYYY-MM-DD strings -> datetime64[D], vectorised over their bytes (numpy's own
     string parsing costs about 1 us a date); _NotFast for anything else, pydantic reads the rest."""
-    if set(map(type, dates)) != {str} or set(map(len, dates)) != {10}:
+    # numpy picks the dtype in C: exactly <U10 only when every item is a str of at most 10 characters
+    # (numbers and bools become longer text); a shorter one is padded with NULs, which fail below.
+    text = np.array(dates)
+    if text.dtype != np.dtype("<U10"):
         raise _NotFast
-    text = np.frombuffer("".join(dates).encode("ascii"), dtype=np.uint8).reshape(len(dates), 10)
+    text = text.view(np.uint32).reshape(len(dates), 10)  # -> (bars, 10) code points
     digits = text[:, [0, 1, 2, 3, 5, 6, 8, 9]].astype(np.int64) - ord("0")
     if not ((text[:, [4, 7]] == ord("-")).all() and ((digits >= 0) & (digits <= 9)).all()):
         raise _NotFast
@@ -210,10 +222,7 @@ def _histories(items: list[tuple[str, str, Any]]) -> list[SeriesBody]:
     lengths = [_add_columns(history, columns) for _, _, history in items]
     if min(lengths) == 0:
         raise _NotFast
-    dates, prices = columns[0], columns[1:]
-    if not all(set(map(type, column)) <= NUMBER_TYPES for column in prices):
-        raise _NotFast
-    days = _iso_days(dates)
+    days = _iso_days(columns[0])
     latest = np.datetime64(dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), "D")
     if days.min() < _CALENDAR_START or days.max() > latest:
         raise _NotFast
@@ -222,7 +231,12 @@ def _histories(items: list[tuple[str, str, Any]]) -> list[SeriesBody]:
     steps[ends[:-1] - 1] = True  # the step from one series to the next is no step
     if not steps.all():
         raise _NotFast
-    ohlc = np.array(prices, dtype=np.float64).T  # -> (bars, 4); OverflowError for a huge int
+    # Numbers only: a str, None or an int beyond int64 makes numpy pick text or object; a bool is
+    # 1.0 or 0.0 here as in pydantic's lax float.
+    ohlc = np.array(columns[1:])
+    if ohlc.dtype.kind not in "fib":
+        raise _NotFast
+    ohlc = ohlc.astype(np.float64).T  # -> (bars, 4)
     open_, high, low, close = ohlc.T
     valid = (
         accepted_prices(ohlc).all()

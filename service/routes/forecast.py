@@ -73,7 +73,7 @@ async def forecast(
     Every point carries the median (`close`), the outer band (`lower`, `upper`) and every quantile
     of `levels`; every series says where its history came from (`source`) and its last date (`as_of`).
     """
-    body = parse_body(await request.body())
+    body = parse_body(await request.body(), request.headers.get("content-type"))
     if len(body.series) > settings.max_series:
         raise HTTPException(422, f"series: {len(body.series)} series, the limit is {settings.max_series}")
     metrics.series.observe(len(body.series))

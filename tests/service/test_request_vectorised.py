@@ -180,3 +180,10 @@ def test_iso_days_reads_only_canonical_calendar_dates():
     for bad in ("2023-02-29", "1900-02-29", "2023-13-01", "2023-04-31", "2023-00-10", "2023/01/01", "2023-1-011"):
         with pytest.raises(_NotFast):
             _iso_days([*good, bad])
+
+
+@pytest.mark.parametrize("headers", [{"content-type": "text/plain"}, {}])
+def test_a_body_not_declared_json_is_refused_as_fastapi_does(client, history, headers):
+    response = client.post("/forecast", content=json.dumps({"history": history}).encode(), headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("body: Input should be a valid dictionary"), response.json()
