@@ -63,9 +63,11 @@ def measure(
             started, cpu_started, data_s, windows = time.perf_counter(), time.process_time(), 0.0, 0
         idx = order[(step * batch) % len(order) :][:batch]
         t0 = time.perf_counter()
-        x, y = train.tensors(idx, device)
+        batch = train.tensors(idx, device)
         data_s += time.perf_counter() - t0
-        train_step(model, optimizer, x, y, learning_rate(step, total, train_config), model_config, train_config, device)
+        train_step(
+            model, optimizer, batch, learning_rate(step, total, train_config), model_config, train_config, device
+        )
         windows += len(idx)
     seconds = time.perf_counter() - started
     cpu_util = (time.process_time() - cpu_started) / seconds / torch.get_num_threads()

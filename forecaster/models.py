@@ -12,6 +12,7 @@ volatility baseline and only moves away from it where the data says so.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from statistics import NormalDist
 from typing import cast
 
@@ -199,6 +200,13 @@ def build_model(config: ModelConfig, horizon: int) -> nn.Module:
 
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: tuple[float, ...]) -> torch.Tensor:
     """Mean quantile (pinball) loss of pred[B,H,Q] against target[B,H]."""
-    q = torch.tensor(quantiles, dtype=pred.dtype, device=pred.device)  # -> (Q,)
+    q = _levels(quantiles, pred.device, pred.dtype)  # -> (Q,)
     error = target.unsqueeze(-1) - pred  # -> (B, H, Q)
     return torch.maximum(q * error, (q - 1.0) * error).mean()
+
+
+@lru_cache(maxsize=32)
+def _levels(quantiles: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The levels as a tensor, made once per device and dtype: building it per step would copy
+    from the host and make every CUDA step wait for the GPU."""
+    return torch.tensor(quantiles, dtype=dtype, device=device)
