@@ -22,7 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from forecaster import evaluate as ev  # the evaluation module (`evaluate` below is the API's function)
 from forecaster import tracking
+from forecaster.backtest_file import write_backtest
 from forecaster.config import TrainingConfig
 from forecaster.data import validate_ohlc
 from forecaster.job import RunResult, evaluate_frame, tracked_training
@@ -53,8 +55,9 @@ def forecast(
     """One forecast per ticker from its last lookback bars on or before `as_of` (default: its last bar):
     a frame with a row per ticker x step (ticker, as_of, step, date, close, q0.1, ...).
 
-    model: a loaded Forecaster or a model URI. options: exchange (calendar of the dates, default
-    XNYS), batch_size, strict (refuse tickers without enough history instead of skipping them)."""
+    model: a loaded Forecaster or a model URI. options: those of `batch.forecast_bars`: exchange (the
+    calendar of the dates), batch_size, workers, strict (refuse tickers without enough history
+    instead of skipping them)."""
     forecaster = load(model) if isinstance(model, str) else model
     return forecaster.forecast(bars, as_of=as_of, **options)
 
@@ -95,9 +98,6 @@ def evaluation_report(
 
     Keys: model_uri, model (name, version, alias, run_id), data, horizon, lookback, n_series,
     n_origins, levels, metrics (forecast -> metric -> one value per step), significance."""
-    from forecaster import evaluate as ev  # the module (this package's `evaluate` attribute is callable)
-    from forecaster.backtest_file import write_backtest
-
     result = evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date)
     if backtest_out is not None:
         written = write_backtest(result, backtest_out)
