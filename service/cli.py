@@ -1,7 +1,9 @@
-"""`forecaster serve`: run the service with uvicorn (one worker; batching does the rest)."""
+"""`forecaster serve`: run the service with uvicorn, in one process (batching does the rest) or
+in several worker processes (`--workers N`) that share the port and sum their metrics."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -18,12 +20,15 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI (FORECASTER_TRACKING_URI)")] = None,
         log_level: Annotated[str | None, typer.Option(help="info, warning, ... (FORECASTER_LOG_LEVEL)")] = None,
         log_format: Annotated[str | None, typer.Option(help="text | json (FORECASTER_LOG_FORMAT)")] = None,
+        workers: Annotated[
+            int | None, typer.Option(help="Worker processes, each with its own model (FORECASTER_WORKERS)")
+        ] = None,
     ) -> None:
         """Serve POST /forecast from models:/MODEL@ALIAS."""
         import uvicorn
 
-        from service.main import create_app
         from service.settings import Settings
+        from service.workers import APP_FACTORY, settings_env, shared_metrics_dir
 
         flags = {
             "model_name": model,
@@ -32,16 +37,26 @@ def register(app: typer.Typer) -> None:
             "tracking_uri": tracking_uri,
             "log_level": log_level,
             "log_format": log_format,
+            "workers": workers,
         }
         overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-        settings = Settings.model_validate(overrides)
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=settings.log_level,
-            access_log=False,  # the service writes its own access line (service.middleware)
-            timeout_graceful_shutdown=settings.shutdown_grace_s,
-            loop="uvloop",
-            http="httptools",
-        )
+        settings = Settings.model_validate(overrides)  # fails here, once, before any worker starts
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "log_level": settings.log_level,
+            "access_log": False,  # the service writes its own access line (service.middleware)
+            "timeout_graceful_shutdown": settings.shutdown_grace_s,
+            "loop": "uvloop",
+            "http": "httptools",
+        }
+        if settings.workers == 1:
+            from service.main import create_app
+
+            uvicorn.run(create_app(settings), **options)
+            return
+        # Spawned workers see only the environment: the flags go there, and each worker's
+        # create_app() reads them as every FORECASTER_* setting.
+        os.environ.update(settings_env(settings, overrides))
+        with shared_metrics_dir():
+            uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)

@@ -1,0 +1,125 @@
+"""Several uvicorn worker processes on one host: the environment they share, Prometheus
+multiprocess mode, and the `X-Worker` header that says which process answered.
+
+uvicorn starts workers with `spawn`, so a worker knows only its environment: the CLI writes its
+overrides as FORECASTER_* variables and each worker builds its settings, app, model store and
+alias poller from them (`APP_FACTORY`). Counters and histograms of all workers are summed by
+prometheus_client from per-process files in PROMETHEUS_MULTIPROC_DIR; that variable must be set
+before a worker imports prometheus_client, which is why the CLI sets it before starting them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, multiprocess
+
+from service.settings import Settings
+
+# Read by prometheus_client itself (its own contract); named once here for the service.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Import string uvicorn calls in each worker: create_app() with settings from the environment.
+APP_FACTORY = "service.main:create_app"
+WORKER_HEADER = b"x-worker"
+# Files of live-mode gauges are per pid: gauge_liveall_1234.db, gauge_livemin_1234.db, ...
+_LIVE_FILE = re.compile(r"gauge_live\w+?_(?P<pid>\d+)\.db")
+
+
+def multiprocess_dir() -> str | None:
+    """The folder of per-process metric files when workers share metrics, else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def settings_env(settings: Settings, overrides: Mapping[str, Any]) -> dict[str, str]:
+    """The FORECASTER_* variables that give a worker the same settings as `overrides` (CLI
+    flags) on top of the environment; the prefix is the one Settings reads."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return {f"{prefix}{name}".upper(): str(value) for name, value in overrides.items()}
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[Path]:
+    """PROMETHEUS_MULTIPROC_DIR for one server start: the operator's folder emptied (files of a
+    previous run would add their counts to this one's), or a fresh temporary folder removed at
+    exit. Set in os.environ for the workers to inherit; restored afterwards."""
+    given = multiprocess_dir()
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="forecaster-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if given:
+            os.environ[MULTIPROC_ENV] = given
+        else:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def worker_exit() -> None:
+    """Drop this process's live gauges (loaded version, registry up...) as it stops, so /metrics
+    of the other workers no longer reports them; counters it made keep counting in the sum."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(os.getpid())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def prune_dead_workers(folder: str) -> None:
+    """Live gauges of workers that died without a clean exit (killed, crashed and restarted by
+    uvicorn's supervisor): a worker that never ran `worker_exit` would otherwise report its
+    model version for ever."""
+    for path in Path(folder).glob("gauge_live*.db"):
+        found = _LIVE_FILE.fullmatch(path.name)
+        if found and not _alive(int(found.group("pid"))):
+            multiprocess.mark_process_dead(int(found.group("pid")), folder)
+
+
+def exposition_registry(folder: str) -> CollectorRegistry:
+    """A registry that reads every worker's metric files: what /metrics serves with workers."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)
+    return registry
+
+
+def worker_id() -> str:
+    """host:pid of this process: tells workers apart, and replicas behind a load balancer."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkerHeaderMiddleware:
+    """Adds `X-Worker: host:pid` to every answer, so a client or a test sees which process (and
+    which replica) served it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.value = worker_id().encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_worker(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (WORKER_HEADER, self.value)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_worker)
