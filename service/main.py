@@ -26,6 +26,7 @@ from service.model_store import ModelStore
 from service.routes import admin, forecast, health, models
 from service.schemas import ErrorDetail
 from service.settings import Settings, get_settings
+from service.workers import WorkerHeaderMiddleware, worker_exit
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with suppress(asyncio.CancelledError):
                 await poller
             await store.close()
+            worker_exit()  # with several workers: this one's model version leaves /metrics
 
     app = FastAPI(
         title="forecaster",
@@ -86,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestLogMiddleware, metrics=metrics)  # outermost: sees every answer, even a 500
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)  # sees every answer, even a 500
+    app.add_middleware(WorkerHeaderMiddleware)  # X-Worker on every answer, the catch-all 500 included
     return app
 
 

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="Service log lines (access log included)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="`forecaster serve`: worker processes on this host, each with its own model and poller; "
+        "above 1, /metrics sums them (Prometheus multiprocess mode)",
+    )
     shutdown_grace_s: int = Field(
         10, ge=0, description="`forecaster serve`: longest SIGTERM waits for requests in flight"
     )

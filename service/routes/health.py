@@ -11,7 +11,6 @@ import logging
 import numpy as np
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.deps import MetricsDep, SettingsDep, StoreDep
 from service.model_store import ModelStore
@@ -76,4 +75,5 @@ async def ready(settings: SettingsDep, store: StoreDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus(metrics: MetricsDep) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = metrics.render()  # one worker's registry, or the sum over workers
+    return Response(body, media_type=content_type)
