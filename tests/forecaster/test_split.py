@@ -104,7 +104,8 @@ def test_train_targets_are_in_units_of_each_windows_own_volatility() -> None:
     _, _, y = windows.train.tensors(np.arange(5), torch.device("cpu"))
     log_ratio = np.log(raw.Y / raw.X[:, -1, 3:4].astype(np.float64))
     np.testing.assert_allclose(y.numpy(), log_ratio / windows.train.sigma[:5, None], rtol=1e-5)
-    assert (0.005 < windows.train.sigma).all() and (windows.train.sigma < 0.03).all()  # the factory's vol is ~1%
+    assert (0.002 < windows.train.sigma).all() and (windows.train.sigma < 0.05).all()  # the factory's vol is ~1%
+    assert 0.007 < np.median(windows.train.sigma) < 0.013
 
 
 def test_split_windows_without_training_history_names_the_cut() -> None:
