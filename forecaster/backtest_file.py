@@ -8,21 +8,14 @@ MLflow run's ``backtest.csv`` and the file of ``forecaster evaluate --backtest-o
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from forecaster.config import quantile_column
 from forecaster.evaluate import Backtest
-
-SUFFIXES: tuple[str, ...] = (".parquet", ".csv")
-
-
-def quantile_column(level: float, prefix: str = "") -> str:
-    """'q0.1' for the model, 'ewma_q0.1' for a baseline."""
-    return f"{prefix}q{level:g}"
+from forecaster.storage import check_table_path, write_table_atomically
 
 
 def backtest_table(result: Backtest) -> pd.DataFrame:
@@ -49,27 +42,10 @@ def backtest_table(result: Backtest) -> pd.DataFrame:
 
 def check_backtest_path(path: str | Path) -> Path:
     """The path if its suffix is a supported format, else ValueError naming the suffixes."""
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise ValueError(f"backtest file: expected a {' or '.join(SUFFIXES)} file, got '{path.name}'")
-    return path
+    return check_table_path(path, "backtest file")
 
 
 def write_backtest(result: Backtest, path: str | Path) -> Path:
-    """Write the long table atomically: a temp file in the same folder, then os.replace, so a
-    reader never sees half a file and a failed write leaves any previous file whole."""
-    path = check_backtest_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = backtest_table(result)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix.lower() == ".parquet":
-            table.to_parquet(tmp, index=False)
-        else:
-            table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the long table atomically (forecaster.storage): a reader never sees half a file and a
+    failed write leaves any previous file whole."""
+    return write_table_atomically(backtest_table(result), check_backtest_path(path))

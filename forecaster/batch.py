@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forecaster.backtest_file import SUFFIXES, quantile_column
 from forecaster.calendar import DEFAULT_EXCHANGE, next_sessions
-from forecaster.config import MEDIAN
+from forecaster.config import MEDIAN, quantile_column
 from forecaster.data import validate_ohlc
 from forecaster.errors import DataError
 from forecaster.predict import Forecaster, accepted_prices
+from forecaster.storage import check_table_path, write_table_atomically
 from forecaster.windows import Panel
 
 log = logging.getLogger(__name__)
@@ -234,29 +233,14 @@ def forecast_bars(
 
 
 def check_forecasts_path(path: str | Path) -> Path:
-    """The path if its suffix is a supported format (.parquet or .csv), else ValueError naming them."""
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise ValueError(f"forecasts file: expected a {' or '.join(SUFFIXES)} file, got '{path.name}'")
-    return path
+    """The path if its suffix is a supported format, else ValueError naming the suffixes."""
+    return check_table_path(path, "forecasts file")
 
 
 def write_forecasts(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write the table atomically (a temp file in the same folder, then os.replace): a reader sees the
-    previous file or the whole new one, and a failed write leaves the previous file as it was."""
-    path = check_forecasts_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        if path.suffix.lower() == ".parquet":
-            table.to_parquet(tmp, index=False)
-        else:
-            table.to_csv(tmp, index=False, date_format="%Y-%m-%d")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    """Write the table atomically (forecaster.storage): a reader sees the previous file or the whole
+    new one, and a failed write leaves the previous file as it was."""
+    return write_table_atomically(table, check_forecasts_path(path))
 
 
 @contextmanager

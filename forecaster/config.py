@@ -234,6 +234,11 @@ def describe(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, st
             yield f"{prefix}{name}", info.description or "", default
 
 
+def quantile_column(level: float, prefix: str = "") -> str:
+    """The column of a quantile level in every table we write: 'q0.1', or 'ewma_q0.1' for a baseline."""
+    return f"{prefix}q{level:g}"
+
+
 def to_dict(config: BaseModel) -> dict[str, Any]:
     """A JSON-ready dict of a config block (tuples become lists)."""
     return config.model_dump(mode="json")
@@ -257,5 +262,6 @@ __all__ = [
     "TrainingConfig",
     "describe",
     "from_dict",
+    "quantile_column",
     "to_dict",
 ]

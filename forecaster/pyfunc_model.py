@@ -17,12 +17,8 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from forecaster.artifact import load_bundle
+from forecaster.config import quantile_column
 from forecaster.predict import Forecaster
-
-
-def quantile_column(level: float) -> str:
-    """The output column of a quantile level: 0.1 -> 'q0.1'."""
-    return f"q{level:g}"
 
 
 class ForecasterPyfunc(PythonModel):

@@ -118,13 +118,26 @@ def merge_bars(
     return combined.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
 
 
-def write_parquet_atomically(frame: pd.DataFrame, path: str | Path, attrs: Mapping[str, Any] | None = None) -> None:
-    """Write ``frame`` (without its index) to ``path`` so readers see the old file or the new one, never half.
+TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv")
+
+
+def check_table_path(path: str | Path, what: str) -> Path:
+    """The path if it names a table format we write (parquet or csv), else ValueError naming `what`."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(f"{what}: expected a {' or '.join(TABLE_SUFFIXES)} file, got '{path.name}'")
+    return path
+
+
+def write_table_atomically(frame: pd.DataFrame, path: str | Path, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Write ``frame`` (without its index) as parquet or csv (by suffix) so readers see the old file
+    or the new one, never half.
 
     The bytes go to a uniquely named temporary file in the same folder (os.replace is atomic only
     within one file system), which then replaces ``path``; the temporary file is removed whatever
-    happens. attrs: metadata stored in the file (pandas keeps ``DataFrame.attrs`` in parquet).
-    Raises OSError when the folder cannot be written; the old file is then untouched.
+    happens. attrs: metadata stored in a parquet file (pandas keeps ``DataFrame.attrs`` there).
+    Dates are written as YYYY-MM-DD in csv. Raises OSError when the folder cannot be written; the
+    old file is then untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +146,11 @@ def write_parquet_atomically(frame: pd.DataFrame, path: str | Path, attrs: Mappi
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        frame.to_parquet(tmp, index=False)
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+        else:
+            frame.to_parquet(tmp, index=False)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    return path

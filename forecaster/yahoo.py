@@ -29,7 +29,7 @@ from forecaster.config import FEATURES
 from forecaster.data import read_ohlc_file, validate_ohlc
 from forecaster.errors import DataError, SourceError
 from forecaster.sources import DEFAULT_RETRY, RetryPolicy
-from forecaster.storage import find_revisions, merge_bars, write_parquet_atomically
+from forecaster.storage import find_revisions, merge_bars, write_table_atomically
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def _write_cache(cache_dir: Path, ticker: str, frame: pd.DataFrame, covered_from
     """Atomically: readers see the old file or the new one, never half of one."""
     path = _cache_path(cache_dir, ticker)
     try:
-        write_parquet_atomically(frame, path, attrs={COVERED_FROM: covered_from.isoformat()})
+        write_table_atomically(frame, path, attrs={COVERED_FROM: covered_from.isoformat()})
     except OSError as exc:
         raise SourceError(f"yahoo: cannot write cache file '{path}' for ticker {ticker}: {exc}") from exc
     log.info("%s: cached %d bars up to %s in %s", ticker, len(frame), _last_day(frame), path)

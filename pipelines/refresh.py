@@ -16,7 +16,7 @@ import pandas as pd
 from forecaster.data import read_ohlc_file, validate_ohlc
 from forecaster.errors import DataError
 from forecaster.sources import RetryPolicy, load_source
-from forecaster.storage import merge_bars, write_parquet_atomically
+from forecaster.storage import merge_bars, write_table_atomically
 from pipelines.settings import RetrainSettings
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def refresh_data(settings: RetrainSettings, sleep: Callable[[float], None] = tim
     merged = merge_bars(stored(store), fresh, overwrite=settings.overwrite_bars, what=f"stored bars '{store}'")
     data = settings.training.data
     frame = validate_ohlc(merged, min_rows=data.lookback + data.horizon)
-    write_parquet_atomically(frame, store)
+    write_table_atomically(frame, store)
     log.info(
         "data: %d rows, %d tickers, %s..%s stored in %s",
         len(frame),

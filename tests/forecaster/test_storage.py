@@ -12,7 +12,7 @@ import pytest
 from factories import random_ohlc
 
 from forecaster.errors import DataError
-from forecaster.storage import PRICE_TOLERANCE, find_revisions, merge_bars, write_parquet_atomically
+from forecaster.storage import PRICE_TOLERANCE, find_revisions, merge_bars, write_table_atomically
 
 PRICES = ["open", "high", "low", "close"]
 
@@ -38,7 +38,7 @@ def test_write_leaves_only_the_file_and_keeps_attrs(tmp_path: Path) -> None:
     frame = bars(10)
     frame.attrs = {"caller": "kept"}
 
-    write_parquet_atomically(frame, path, attrs={"covered_from": "2021-01-01"})
+    write_table_atomically(frame, path, attrs={"covered_from": "2021-01-01"})
 
     assert [p.name for p in path.parent.iterdir()] == ["bars.parquet"]
     back = pd.read_parquet(path)
@@ -49,7 +49,7 @@ def test_write_leaves_only_the_file_and_keeps_attrs(tmp_path: Path) -> None:
 
 def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "bars.parquet"
-    write_parquet_atomically(bars(10), path)
+    write_table_atomically(bars(10), path)
     before = path.read_bytes()
     temps: list[Path] = []
     real_to_parquet = pd.DataFrame.to_parquet
@@ -62,7 +62,7 @@ def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path, monke
     monkeypatch.setattr(pd.DataFrame, "to_parquet", half_then_fail)
 
     with pytest.raises(OSError, match="disk full"):
-        write_parquet_atomically(bars(20), path)
+        write_table_atomically(bars(20), path)
 
     (temp,) = temps
     assert temp.parent == path.parent and temp.name != path.name  # written beside it, under another name
@@ -76,7 +76,7 @@ def test_failed_first_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", fail)
     with pytest.raises(ValueError, match="cannot convert"):
-        write_parquet_atomically(bars(10), tmp_path / "bars.parquet")
+        write_table_atomically(bars(10), tmp_path / "bars.parquet")
     assert list(tmp_path.iterdir()) == []
 
 

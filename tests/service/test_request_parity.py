@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster import tracking
-from forecaster.pyfunc_model import quantile_column
+from forecaster.config import quantile_column
 
 
 def quantiles_of(body, index=0) -> np.ndarray:
