@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("postgres", "mlflow", "api", "scheduler")
+SERVICES = ("postgres", "mlflow", "api", "scheduler", "lb")
 ENV_EXAMPLE = ROOT / "deploy" / "forecaster.env.example"
 MLFLOW_DOCKERFILE = ROOT / "deploy" / "mlflow.Dockerfile"
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 # ${VAR}, ${VAR:?message}, ${VAR?message}, ${VAR:-default}, ${VAR-default}; $$ is a literal $
 REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[?-])(?P<arg>[^}]*))?\}")
 
@@ -108,7 +109,7 @@ def named_volumes(service: dict[str, Any]) -> list[str]:
     return names
 
 
-def test_compose_declares_the_four_services(compose: dict[str, Any]) -> None:
+def test_compose_declares_the_five_services(compose: dict[str, Any]) -> None:
     assert set(SERVICES) <= set(compose["services"])
 
 
@@ -145,11 +146,59 @@ def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
     assert "pgdata" in named_volumes(compose["services"]["postgres"])
 
 
-@pytest.mark.parametrize(("service", "port"), [("mlflow", 5000), ("api", 8000)])
-def test_published_ports(compose: dict[str, Any], service: str, port: int) -> None:
-    ports = [str(p) for p in compose["services"][service]["ports"]]
-    assert f"{port}:{port}" in ports, ports
-    assert option(command_text(compose["services"][service]), "--port") == str(port)
+def test_published_ports(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert "5000:5000" in [str(p) for p in services["mlflow"]["ports"]]
+    assert option(command_text(services["mlflow"]), "--port") == "5000"
+    assert "8000:8000" in [str(p) for p in services["lb"]["ports"]], "the API is published by the load balancer"
+    assert re.search(r"^\s*listen\s+8000;", NGINX_CONF.read_text(), re.M), "nginx must listen on the published port"
+    # replicas publish nothing: two of them could not bind the same host port
+    assert "ports" not in services["api"], "api replicas are reached through lb only"
+
+
+def nginx_blocks(text: str, kind: str) -> dict[str, str]:
+    """`kind name { ... }` blocks of an nginx config (no nested braces inside), by name."""
+    return {m.group(1): m.group(2) for m in re.finditer(rf"\b{kind}\s+(\S+)\s*\{{([^{{}}]*)\}}", text)}
+
+
+def test_api_runs_as_replicas_behind_the_nginx_load_balancer(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    api, lb = services["api"], services["lb"]
+    assert api["deploy"]["replicas"] >= 2
+    assert "container_name" not in api, "a fixed container name forbids replicas"
+    assert re.fullmatch(r"nginx:1\.27(\.\d+)?-alpine", lb["image"]), lb["image"]
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in lb["volumes"]}
+    assert (ROOT / mounts["/etc/nginx/nginx.conf"]).resolve() == NGINX_CONF
+    assert "api" in lb["depends_on"]
+
+    conf = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text())
+    upstreams = nginx_blocks(conf, "upstream")
+    [passed] = re.findall(r"proxy_pass\s+http://([\w.-]+)\s*;", conf)
+    assert passed in upstreams, f"proxy_pass http://{passed} names no upstream"
+    servers = re.findall(r"^\s*server\s+(\S+)([^;]*);", upstreams[passed], re.M)
+    port = option(command_text(api), "--port")
+    assert [address for address, _ in servers] == [f"api:{port}"], "the upstream is the api service by name"
+    params = servers[0][1]
+    assert re.search(r"\bmax_fails=\d+", params) and re.search(r"\bfail_timeout=\d+s", params), params
+    assert re.search(r"\bresolve\b", params) and re.search(r"^\s*resolver\s+127\.0\.0\.11\b", conf, re.M), (
+        "replicas added by --scale are found by re-resolving the service name"
+    )
+    assert "zone" in upstreams[passed], "`resolve` needs a shared-memory zone"
+
+
+def test_lb_healthcheck_reaches_a_replica_through_the_proxy(compose: dict[str, Any]) -> None:
+    check = " ".join(compose["services"]["lb"]["healthcheck"]["test"])
+    assert re.search(r"(localhost|127\.0\.0\.1):8000/health\b", check), check
+
+
+def test_api_replicas_are_stateless(compose: dict[str, Any]) -> None:
+    """Nothing a replica serves lives only in it: models come from the registry by alias, and the
+    one volume it mounts is the shared yfinance cache (written atomically by any replica)."""
+    api = compose["services"]["api"]
+    assert named_volumes(api) == ["data"]
+    env = environment(api)
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://mlflow:")
+    assert env["FORECASTER_CACHE_DIR"].startswith("/data/")
 
 
 def test_start_order_follows_health(compose: dict[str, Any]) -> None:
@@ -165,7 +214,7 @@ def test_services_have_healthchecks_and_restart_policies(compose: dict[str, Any]
     services = compose["services"]
     for name in SERVICES:
         assert services[name].get("restart") in ("always", "unless-stopped", "on-failure"), name
-    for name in ("postgres", "mlflow", "api"):  # waited on, or probed by the orchestrator
+    for name in ("postgres", "mlflow", "api", "lb"):  # waited on, or probed by the orchestrator
         check = services[name].get("healthcheck")
         assert check and check.get("test"), f"{name} needs a healthcheck"
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
