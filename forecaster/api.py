@@ -136,8 +136,6 @@ def train(
     (default: the defaults) through `TrainingConfig.with_overrides`; unknown names are an error.
     Returns the run: run_id, model_uri, version, test metrics and the trained forecaster
     (``result.outcome.forecaster``)."""
-    if alias and not register_as:
-        raise ValueError("alias: an alias needs register_as (the registered model it points into)")
     resolved = (config or TrainingConfig()).with_overrides(overrides)
     frame = validate_ohlc(bars, bad_rows=resolved.data.bad_rows)
     tracking.configure(tracking_uri)

@@ -262,6 +262,12 @@ def code_version() -> str:
     return sha or __version__
 
 
+def check_registration(register_as: str | None, alias: str | None) -> None:
+    """An alias points into a registered model: asking for one without the other is an error."""
+    if alias and not register_as:
+        raise ValueError("alias: an alias needs register_as (--register-as NAME), the registered model it points into")
+
+
 def tracked_training(
     frame: pd.DataFrame,
     source: str,
@@ -279,6 +285,7 @@ def tracked_training(
     The alias is set only after the model is logged and registered, so a failed run never
     moves an alias. Under torchrun this is rank 0's part: no other rank may start an MLflow run.
     """
+    check_registration(register_as, alias)
     distributed.setup_for(train_config).require_main("tracked_training")
     # the caller's tags go on the run when it starts: a run killed at any point is still findable by them
     start_tags = {k: str(v) for k, v in (extra_tags or {}).items()}

@@ -150,4 +150,4 @@ def test_train_rejects_an_alias_without_a_registered_name(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     result = invoke("train", "--data", "x.csv", "--alias", "champion")
     assert result.exit_code == 2
-    assert "--alias needs --register-as NAME" in result.output
+    assert "alias needs register_as (--register-as NAME)" in result.output
