@@ -97,6 +97,9 @@ def _slow(raw: bytes, declared_json: bool = True) -> ParsedRequest:
         except json.JSONDecodeError as exc:
             error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {}}
             raise RequestValidationError([{**error, "ctx": {"error": exc.msg}}]) from exc
+        except UnicodeDecodeError as exc:  # not text at all: named like any other JSON error, a 422
+            error = {"type": "json_invalid", "loc": ("body", exc.start), "msg": "JSON decode error", "input": {}}
+            raise RequestValidationError([{**error, "ctx": {"error": f"not UTF-8 text ({exc.reason})"}}]) from exc
     try:
         body = ForecastRequest.model_validate(decoded)
     except ValidationError as exc:

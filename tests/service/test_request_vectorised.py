@@ -132,6 +132,9 @@ def test_bad_bodies_raise_fastapi_s_validation_errors():
     with pytest.raises(RequestValidationError) as broken:
         parse_body(b'{"history": [1,')
     assert broken.value.errors()[0]["type"] == "json_invalid"
+    with pytest.raises(RequestValidationError) as binary:  # FastAPI answered an undocumented 400 here
+        parse_body(b"\xff\x06%\xb3")
+    assert binary.value.errors()[0]["ctx"]["error"].startswith("not UTF-8 text")
 
 
 def test_future_and_nat_dates_are_left_to_pydantic(history):
