@@ -61,8 +61,8 @@ class MicroBatcher:
         while (not self.queue.empty() or self.busy) and loop.time() < deadline:
             await asyncio.sleep(0.005)
         task.cancel()
-        # asyncio.wait, not `await task`: it neither raises the task's CancelledError into this
-        # coroutine nor hangs on a worker whose cancellation was lost inside wait_for (3.11).
+        # asyncio.wait, not `await task`: the task's CancelledError stays out of this coroutine,
+        # and a worker stuck in a forward pass cannot hold the stop up.
         await asyncio.wait({task}, timeout=1.0)
         left = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
         _fail(left, RuntimeError("the model was unloaded before its forward pass"))  # answered, never left waiting
@@ -86,12 +86,12 @@ class MicroBatcher:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
-                    try:
-                        job = await asyncio.wait_for(self.queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    job = self.queue.get_nowait()
+                    # Sleep out the window, then take what came. Not wait_for(queue.get()): on 3.11
+                    # it can swallow a cancel that lands as the get completes, and stop() would
+                    # then never end this worker.
+                    await asyncio.sleep(remaining)
+                    continue
+                job = self.queue.get_nowait()
                 jobs.append(job)
                 size += len(job.windows)
             self.busy = True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -66,9 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Nothing here waits on the registry: the poller is cancelled mid-call, and registry
             # calls run in daemon threads that the interpreter does not join.
             poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await poller
-            await store.close()
+            await store.close()  # also tells the poller to stop, should the cancel be lost
+            await asyncio.wait({poller}, timeout=5.0)  # bounded: shutdown never hangs on the poller
             worker_exit()  # with several workers: this one's model version leaves /metrics
 
     app = FastAPI(

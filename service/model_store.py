@@ -113,10 +113,15 @@ async def call_bounded(what: str, timeout_s: float, slots: threading.BoundedSema
             pass  # the loop has closed: nobody is waiting any more
 
     threading.Thread(target=run, name=f"registry: {what}"[:60], daemon=True).start()
+    # asyncio.wait, not wait_for: on 3.11 wait_for returns the result instead of raising when a
+    # cancel lands just as the thread answers, and the cancelled poller then runs on forever.
     try:
-        return await asyncio.wait_for(future, timeout_s)
-    except TimeoutError:
-        raise RegistryTimeout(f"registry: {what}: no answer within {timeout_s:g} s") from None
+        done, _ = await asyncio.wait({future}, timeout=timeout_s)
+    finally:
+        future.cancel()  # no-op when answered; otherwise the thread's late answer is dropped
+    if not done:
+        raise RegistryTimeout(f"registry: {what}: no answer within {timeout_s:g} s")
+    return future.result()
 
 
 class ModelStore:
@@ -136,6 +141,7 @@ class ModelStore:
         self._slots = threading.BoundedSemaphore(MAX_REGISTRY_CALLS)
         self._sync_lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # old models' batchers finishing after a swap
+        self.closing = False  # set by close(): the poller ends even if a cancel went astray
         self.predict_executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="forward",
@@ -351,21 +357,23 @@ class ModelStore:
             report.failed.append(self.failures.get(key) or LoadFailure(self.label(key), version, public_reason(exc)))
 
     async def poll_forever(self) -> None:
-        """Load the default model when possible, then follow the aliases every poll interval."""
+        """Load the default model when possible, then follow the aliases every poll interval,
+        until cancelled or the store closes."""
         interval = self.settings.poll_interval_s
-        while True:
+        while not self.closing:
             try:
                 await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the poller must outlive anything a pass runs into
                 log.exception("model poll failed")
-            if interval <= 0:
+            if interval <= 0 or self.closing:
                 return
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
         """Stop the batchers; never wait on a registry call (those threads are daemons)."""
+        self.closing = True
         for task in self._retiring:
             task.cancel()
         for loaded in self.models.values():

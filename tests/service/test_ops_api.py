@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -159,3 +160,23 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve_app,
     assert passes - single >= 1, f"no forward pass held more than one window ({passes} passes)"
     assert passes < 32 + 5  # fewer passes than requests (+ warm-up and /ready probes)
     assert windows_total >= 32
+
+
+def test_every_request_writes_one_access_line_with_its_id_status_duration_and_series(client, history, caplog):
+    caplog.set_level(logging.INFO, logger="service.access")
+    body = {"series": [{"history": history}, {"history": history, "id": "again"}]}
+    response = client.post("/forecast", json=body, headers={"X-Request-ID": "abc-123"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "abc-123"  # a caller's id is kept
+    odd = client.get("/ready", headers={"X-Request-ID": "not an id; " + "x" * 80})
+    generated = odd.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)  # an unusable one is replaced
+
+    lines = [r for r in caplog.records if r.name == "service.access"]
+    [line] = [r for r in lines if r.request_id == "abc-123"]
+    assert (line.method, line.path, line.status, line.series) == ("POST", "/forecast", 200, 2)
+    assert line.duration_ms > 0
+    assert line.getMessage().startswith("POST /forecast 200 ")
+    assert line.getMessage().endswith(" series=2 id=abc-123")
+    [ready] = [r for r in lines if r.request_id == generated]
+    assert (ready.path, ready.status, ready.series) == ("/ready", 200, None)
