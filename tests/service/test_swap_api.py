@@ -29,17 +29,21 @@ class Traffic:
     def __init__(self, http, body, threads: int = 2, max_requests: int = 3000, max_seconds: float = 90.0) -> None:
         self.http, self.body = http, body
         self.max_requests, self.deadline = max_requests, time.monotonic() + max_seconds
-        self.results: list[tuple[float, int, str | None, float | None]] = []  # (time, status, version, close)
+        # (answered at, status, version, close) and when each request was sent, in the same order
+        self.results: list[tuple[float, int, str | None, float | None]] = []
+        self.sent: list[float] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
         while not self.stop.is_set() and len(self.results) < self.max_requests and time.monotonic() < self.deadline:
+            sent = time.monotonic()
             response = self.http.post("/forecast", json=self.body)
             ok = response.status_code == 200
             body = response.json() if ok else None
             with self.lock:
+                self.sent.append(sent)
                 self.results.append(
                     (
                         time.monotonic(),
@@ -83,10 +87,12 @@ def test_alias_move_swaps_version_without_failed_requests(serve_app, registry, f
         assert len(results) >= 20
         failed = [(status, text) for _, status, text, _ in results if status != 200]
         assert failed == []
-        ordered = [version for _, _, version, _ in sorted(results)]
-        first_new = ordered.index(second)
-        assert set(ordered[:first_new]) == {first_version}
-        assert set(ordered[first_new:]) == {second}  # once swapped, never back
+        assert {version for _, _, version, _ in results} == {first_version, second}
+        # once swapped, never back: a request sent after a new-version answer gets the new version
+        # (one sent before the swap may still finish on the old model, after it)
+        first_new_answer = min(t for t, _, version, _ in results if version == second)
+        late_old = [sent for sent, (_, _, v, _) in zip(traffic.sent, results, strict=True) if v == first_version]
+        assert max(late_old) < first_new_answer
         closes = {version: close for _, _, version, close in results}
         assert closes[first_version] != closes[second]  # a different model answers
         assert swapped_at - moved_at < SWAP_TIMEOUT_S
