@@ -31,8 +31,9 @@ def setup_logging(verbose: bool = False) -> None:
         force=True,
     )
     logging.getLogger("forecaster").setLevel(logging.INFO)
-    for noisy in ("mlflow", "alembic", "urllib3", "yfinance"):
+    for noisy in ("mlflow", "alembic", "yfinance"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its "Retrying..." lines: our error says it in one
     # MLflow's schema and dataset-source hints are about inputs we build on purpose
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 

@@ -262,6 +262,31 @@ def code_version() -> str:
     return sha or __version__
 
 
+def default_run_name(frame: pd.DataFrame, model_config: ModelConfig) -> str:
+    """A readable run name: what was trained on which data ('gru n-to-1, 35 tickers to 2015-12-31')."""
+    tickers, last = frame["ticker"].nunique(), frame["date"].max()
+    return f"{model_config.arch} {model_config.mode}, {tickers} tickers to {last:%Y-%m-%d}"
+
+
+def run_description(source: str, frame: pd.DataFrame, outcome: TrainOutcome) -> str:
+    """The run's (and its registered version's) description: data, model and test figures vs the baselines."""
+    lines = [
+        f"Trained on {source}: {frame['ticker'].nunique()} tickers, "
+        f"{frame['date'].min():%Y-%m-%d}..{frame['date'].max():%Y-%m-%d}; "
+        f"validation from {outcome.windows.split.val_start:%Y-%m-%d}, "
+        f"test from {outcome.windows.split.test_start:%Y-%m-%d}.",
+        f"Calibrated on validation; median shrink per step {outcome.calibration.shrink.round(2).tolist()}.",
+    ]
+    summary = evaluate.summary(outcome.metrics)
+    if "model_mae" in summary and "naive_mae" in summary:
+        lines.append(f"Test MAE / naive: {summary['model_mae'] / summary['naive_mae']:.4f}.")
+    if "model_spl" in summary and "ewma_spl" in summary:
+        lines.append(f"Test SPL / ewma: {summary['model_spl'] / summary['ewma_spl']:.4f}.")
+    if "model_coverage" in summary:
+        lines.append(f"Test coverage of the outer band: {summary['model_coverage']:.3f}.")
+    return "\n\n".join(lines)
+
+
 def check_registration(register_as: str | None, alias: str | None) -> None:
     """An alias points into a registered model: asking for one without the other is an error."""
     if alias and not register_as:
@@ -287,6 +312,7 @@ def tracked_training(
     """
     check_registration(register_as, alias)
     distributed.setup_for(train_config).require_main("tracked_training")
+    run_name = run_name or default_run_name(frame, model_config)
     # the caller's tags go on the run when it starts: a run killed at any point is still findable by them
     start_tags = {k: str(v) for k, v in (extra_tags or {}).items()}
     with tracking.start_run(run_name=run_name, tags=start_tags) as tracker, tempfile.TemporaryDirectory() as tmp:
@@ -372,6 +398,10 @@ def tracked_training(
             )
             if alias:
                 tracking.set_alias(register_as, alias, version)
+        description = run_description(source, frame, outcome)
+        tracking.describe_run(tracker.run_id, description)
+        if register_as and version is not None:
+            tracking.describe_version(register_as, version, description)
         return RunResult(tracker.run_id, model_uri, version, outcome.metrics, outcome, digest)
 
 

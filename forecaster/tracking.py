@@ -38,6 +38,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 LOCAL_STORE = Path("mlruns")
 EXPERIMENT = "forecaster"
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # what the UI shows as a run's description
 BUNDLE_ARTIFACT = "bundle"
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 PACKAGE_DIR = Path(__file__).parent
@@ -104,16 +106,19 @@ def configure(tracking_uri: str | None = None) -> str:
 
 
 def ensure_experiment(name: str = EXPERIMENT) -> str:
-    """Create the experiment if needed; with the local SQLite store, artifacts go beside it."""
+    """Create the experiment if needed; with the local SQLite store, artifacts go beside it. It is
+    marked as model training, so the MLflow UI opens it in the runs view, not the GenAI one."""
     client = MlflowClient()
     existing = client.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return existing.experiment_id
     location = None
     if mlflow.get_tracking_uri().startswith("sqlite:"):
         db_path = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///"))
         location = (db_path.parent / "artifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 
 @contextmanager
@@ -401,3 +406,15 @@ def alias_version(name: str, alias: str) -> str | None:
 @_registry_call
 def delete_alias(name: str, alias: str) -> None:
     MlflowClient().delete_registered_model_alias(name, alias)
+
+
+@_registry_call
+def describe_run(run_id: str, text: str) -> None:
+    """The run's description (markdown) in the MLflow UI."""
+    MlflowClient().set_tag(run_id, NOTE_TAG, text)
+
+
+@_registry_call
+def describe_version(name: str, version: str, text: str) -> None:
+    """A registered version's description in the MLflow UI."""
+    MlflowClient().update_model_version(name, version, description=text)

@@ -163,3 +163,23 @@ def test_redact_hides_passwords_in_store_uris() -> None:
     )
     assert "s3cret" not in redact("http://user:s3cret@mlflow:5000")
     assert redact("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
+
+
+def test_runs_are_named_described_and_the_experiment_opens_in_the_training_view(in_cli_store: CliModel) -> None:
+    client = MlflowClient()
+    run = client.get_run(in_cli_store.run.run_id)
+    assert run.info.run_name == "gru n-to-1, 2 tickers to " + f"{in_cli_store.frame['date'].max():%Y-%m-%d}"
+    description = run.data.tags[tracking.NOTE_TAG]
+    assert "2 tickers" in description and "Test SPL / ewma" in description
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    version = client.get_model_version(in_cli_store.name, in_cli_store.run.version)
+    assert version.description == description
+
+
+def test_the_logged_pyfunc_carries_the_package_code_and_pinned_requirements(in_cli_store: CliModel) -> None:
+    local = Path(mlflow.artifacts.download_artifacts(in_cli_store.run.model_uri))
+    assert (local / "code" / "forecaster" / "predict.py").is_file()  # loads where the package is not installed
+    requirements = (local / "requirements.txt").read_text()
+    for name in ("mlflow==", "torch==", "numpy==", "pandas==", "safetensors==", "pydantic=="):
+        assert name in requirements, requirements
