@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from forecaster.config import FEATURES
 from forecaster.errors import DataError
+from forecaster.rules import OHLC_RULES, ohlc_breaks
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +228,9 @@ def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Ser
     if "volume" in frame.columns:
         flag(frame["volume"] < 0, "volume: negative")
     prices_ok = np.isfinite(frame[list(FEATURES)]).all(axis=1)
-    top = frame[["open", "close"]].max(axis=1)
-    bottom = frame[["open", "close"]].min(axis=1)
-    flag(prices_ok & (frame["high"] < top), "high below max(open, close)")
-    flag(prices_ok & (frame["low"] > bottom), "low above min(open, close)")
+    breaks = ohlc_breaks(frame["open"], frame["high"], frame["low"], frame["close"])
+    for rule in ("high_below_top", "low_above_bottom"):  # high below low breaks one of these too
+        flag(prices_ok & breaks[rule], OHLC_RULES[rule])
     if "ticker" in frame.columns and "date" in frame.columns:
         dup = frame.duplicated(["ticker", "date"], keep="first") & frame["date"].notna()
         flag(dup, "duplicate (ticker, date)")

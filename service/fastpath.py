@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from forecaster.calendar import CALENDAR_START
 from forecaster.predict import accepted_prices
+from forecaster.rules import ohlc_consistent
 from service.schemas import (
     BAR_FIELDS,
     ID_MAX_LENGTH,
@@ -241,12 +242,7 @@ def _histories(items: list[tuple[str, str, Any]]) -> list[SeriesBody]:
         raise _NotFast
     ohlc = ohlc.astype(np.float64).T  # -> (bars, 4)
     open_, high, low, close = ohlc.T
-    valid = (
-        accepted_prices(ohlc).all()
-        and (high >= low).all()
-        and (high >= np.maximum(open_, close)).all()
-        and (low <= np.minimum(open_, close)).all()
-    )
+    valid = accepted_prices(ohlc).all() and ohlc_consistent(open_, high, low, close)
     if not valid:
         raise _NotFast
     last_days = days[ends - 1].tolist()  # -> datetime.date

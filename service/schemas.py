@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from forecaster.calendar import CALENDAR_START
 from forecaster.predict import MAX_PRICE, MIN_PRICE
+from forecaster.rules import ohlc_breaks
 
 # Where a forecast's history came from: the request itself, or the service's ticker source
 # (yfinance live, yfinance's cache when Yahoo could not be reached, the data file, the sample).
@@ -71,13 +72,14 @@ class Bar(Strict):
 
     @model_validator(mode="after")
     def prices_make_sense(self) -> Bar:
-        # forecaster.data checks the same rules on whole frames (vectorised); this per-bar copy
-        # exists so that a request's error names the bar. Keep the two in step.
-        if self.high < self.low:
+        # forecaster.rules owns the rules (frames, this bar and the fast path all call it); here they
+        # are applied to one bar so that a request's error names the bar
+        breaks = ohlc_breaks(self.open, self.high, self.low, self.close)
+        if breaks["high_below_low"]:
             raise ValueError(f"high ({self.high}) is below low ({self.low}) on {self.date}")
-        if self.high < max(self.open, self.close):
+        if breaks["high_below_top"]:
             raise ValueError(f"high ({self.high}) is below max(open, close) on {self.date}")
-        if self.low > min(self.open, self.close):
+        if breaks["low_above_bottom"]:
             raise ValueError(f"low ({self.low}) is above min(open, close) on {self.date}")
         return self
 

@@ -89,6 +89,7 @@ SERVICE_MAY_IMPORT = {
     "forecaster.calendar",
     "forecaster.errors",
     "forecaster.config",
+    "forecaster.rules",
     "forecaster.console",
 }
 
