@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +75,7 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, out
 
 
-def table(header: list[str], rows: list[list[object]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -82,3 +84,47 @@ def table(header: list[str], rows: list[list[object]]) -> str:
 
 def mb(n_bytes: float) -> str:
     return f"{n_bytes / 1e6:,.1f} MB"
+
+
+class LoadSampler:
+    """The 1-minute load average sampled every `every` seconds in a background thread, so a
+    long timing carries the load it ran under (start, mean, max, end), not one reading."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(load1())
+
+    def __enter__(self) -> LoadSampler:
+        self.samples.append(load1())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(load1())
+
+    def summary(self) -> str:
+        s = self.samples
+        return f"start {s[0]:.2f}, mean {sum(s) / len(s):.2f}, max {max(s):.2f}, end {s[-1]:.2f} ({len(s)} samples)"
+
+
+def library_version() -> str:
+    """The commit of the working tree, and whether forecaster/ had uncommitted edits when read
+    (several people edit this tree at once: a figure belongs to the code it ran on)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    sha = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = git("status", "--porcelain", "--", "forecaster").strip()
+    return f"commit {sha}" + (" + uncommitted edits in forecaster/" if dirty else " (forecaster/ clean)")
