@@ -138,6 +138,12 @@ class TrainConfig(Section):
     patience: int = Field(2, ge=1, description="early-stopping patience in epochs")
     seed: int = Field(42, description="seed of every random number generator")
     device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="torch threads when training on the CPU (0: torch's default, one per core); the small "
+        "recurrent matmuls gain nothing from more, and spare threads spin when the cores are shared",
+    )
     teacher_forcing: float = Field(0.5, ge=0.0, le=1.0, description="seq2seq: share of steps fed the true close")
     stride: int = Field(1, ge=1, description="training origins every `stride` days")
     max_batches_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (none = all windows)")

@@ -25,6 +25,7 @@ from forecaster.backtest_file import backtest_table
 from forecaster.calibration import Calibration, fit_calibration
 from forecaster.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from forecaster.data import DateSplit, split_by_date, validate_ohlc
+from forecaster.device import resolve_device, use_cpu_threads
 from forecaster.errors import DataError
 from forecaster.models import Ensemble
 from forecaster.predict import Forecaster
@@ -185,7 +186,9 @@ def run_training(
 
 
 def training_windows(frame: pd.DataFrame, data_config: DataConfig, train_config: TrainConfig) -> SplitWindows:
-    """The validated frame's windows, split by date (what every rank of a distributed run trains on)."""
+    """The validated frame's windows, split by date (what every rank of a distributed run trains on);
+    also where a training process takes its CPU thread count (`train.threads`)."""
+    use_cpu_threads(train_config.threads, resolve_device(train_config.device))
     frame = validate_ohlc(frame, bad_rows=data_config.bad_rows, min_rows=data_config.lookback + data_config.horizon)
     return split_windows(frame, data_config, train_config.stride)
 

@@ -69,8 +69,16 @@ def new_store(root: Path, template: Path) -> MlflowStore:
 
 
 def use_store(store: MlflowStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point MLflow at `store` until `monkeypatch` undoes it. MLflow keeps its URIs in process-wide
+    globals: they are saved through monkeypatch, so the next test (or a session fixture set up
+    before it, whatever the order) finds MLflow where it was, not at this test's store."""
+    import mlflow.tracking._model_registry.utils as registry_state
+    import mlflow.tracking._tracking_service.utils as tracking_state
+
     from forecaster import tracking
 
+    monkeypatch.setattr(tracking_state, "_tracking_uri", tracking_state._tracking_uri)
+    monkeypatch.setattr(registry_state, "_registry_uri", registry_state._registry_uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     monkeypatch.chdir(store.root)  # so a stray ./mlruns lands here
     tracking.configure()

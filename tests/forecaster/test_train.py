@@ -149,3 +149,16 @@ def test_training_on_cuda_with_mixed_precision_lowers_the_loss_and_loads_on_cpu(
     assert outcome.fit.history[-1].train_loss < outcome.fit.history[0].train_loss
     bundle = load_bundle(tmp_path / "bundle")  # weights were saved as CPU tensors
     assert all(t.device.type == "cpu" for t in bundle.state_dict.values())
+
+
+def test_training_on_the_cpu_takes_the_configured_thread_count(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train_once(tmp_path / "one", train=TRAIN.model_copy(update={"threads": 1}))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        train_once(tmp_path / "default", train=TRAIN.model_copy(update={"threads": 0}))  # 0: torch's own
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -128,6 +128,7 @@ class Registry:
         return history_payload(self.frame[self.frame["ticker"] == ticker].tail(bars))
 
     def train(self, seed: int, register_as: str | None, alias: str | None = None) -> RunResult:
+        tracking.configure(self.uri)  # a module fixture may call this before the per-test autouse one
         return train_tiny(self.frame, str(self.data_path), seed, register_as, alias)
 
     def settings(self, **overrides: Any) -> Settings:
@@ -377,7 +378,7 @@ def make_version(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -
 
     client = MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
     source = tmp_path_factory.mktemp("svc_v1")
-    good = Path(mlflow.artifacts.download_artifacts("models:/svc/1", dst_path=str(source)))
+    good = Path(mlflow.artifacts.download_artifacts("models:/svc/1", dst_path=str(source), tracking_uri=registry.uri))
 
     def make(name: str, damage: Callable[[Path], str] | None = None) -> tuple[str, str]:
         copy = tmp_path_factory.mktemp("version") / "model"

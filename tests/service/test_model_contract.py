@@ -58,6 +58,7 @@ def random_bundle(path: Path, options: dict[str, Any], seed: int) -> ModelConfig
 @pytest.fixture(scope="module")
 def contract_models(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every option set as a bundle on disk and a registered model `contract-<name>@champion`."""
+    tracking.configure(registry.uri)  # set up before the per-test autouse fixture that also does this
     root = tmp_path_factory.mktemp("contract")
     example = registry.frame[registry.frame["ticker"].isin(TICKERS)].groupby("ticker").tail(DATA.lookback)
     example = example.assign(date=example["date"].dt.strftime("%Y-%m-%d"))[
