@@ -187,3 +187,14 @@ def in_cli_store(cli_model: CliModel, monkeypatch: pytest.MonkeyPatch) -> CliMod
     """The session's CLI-trained model, with MLflow pointed at its store for this test."""
     use_store(cli_model.store, monkeypatch)
     return cli_model
+
+
+@pytest.fixture()
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No FORECASTER_RETRAIN_* variable from the environment the suite runs in (settings tests)."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("FORECASTER_RETRAIN_"):
+            monkeypatch.delenv(key)
+    return monkeypatch

@@ -24,16 +24,6 @@ def resolved(config: TrainingConfig) -> float:
     return config.train.min_lr_ratio
 
 
-@pytest.fixture()
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("FORECASTER_RETRAIN_"):
-            monkeypatch.delenv(key)
-    return monkeypatch
-
-
 def train_print_config(*args: str) -> TrainingConfig:
     result = CliRunner().invoke(app, ["train", "--print-config", *args])
     assert result.exit_code == 0, result.output

@@ -222,16 +222,6 @@ def test_flags_reject_unknown_flag_naming_it(clean_env: pytest.MonkeyPatch) -> N
         load_settings(None, ["--training.model.hidden", "3"])
 
 
-@pytest.fixture()
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("FORECASTER_RETRAIN_"):
-            monkeypatch.delenv(key)
-    return monkeypatch
-
-
 def test_settings_precedence_yaml_then_env_then_flags(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
     config = tmp_path / "retrain.yaml"
     config.write_text("epochs: 5\nlr: 0.1\nhidden: 8\nmodel-name: from-yaml\ntickers: [A, B]\n")
