@@ -162,17 +162,35 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve_app,
     assert windows_total >= 32
 
 
-def test_every_request_writes_one_access_line_with_its_id_status_duration_and_series(client, history, caplog):
-    caplog.set_level(logging.INFO, logger="service.access")
-    body = {"series": [{"history": history}, {"history": history, "id": "again"}]}
-    response = client.post("/forecast", json=body, headers={"X-Request-ID": "abc-123"})
-    assert response.status_code == 200, response.text
-    assert response.headers["x-request-id"] == "abc-123"  # a caller's id is kept
-    odd = client.get("/ready", headers={"X-Request-ID": "not an id; " + "x" * 80})
-    generated = odd.headers["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", generated)  # an unusable one is replaced
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
 
-    lines = [r for r in caplog.records if r.name == "service.access"]
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_every_request_writes_one_access_line_with_its_id_status_duration_and_series(client, history):
+    # a handler on the access logger itself: whether its records also propagate to the root logger
+    # (caplog) depends on which earlier test configured logging, and the order is not fixed
+    access, collect = logging.getLogger("service.access"), _Collect()
+    level = access.level
+    access.addHandler(collect)
+    access.setLevel(logging.INFO)
+    try:
+        body = {"series": [{"history": history}, {"history": history, "id": "again"}]}
+        response = client.post("/forecast", json=body, headers={"X-Request-ID": "abc-123"})
+        assert response.status_code == 200, response.text
+        assert response.headers["x-request-id"] == "abc-123"  # a caller's id is kept
+        odd = client.get("/ready", headers={"X-Request-ID": "not an id; " + "x" * 80})
+        generated = odd.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", generated)  # an unusable one is replaced
+    finally:
+        access.removeHandler(collect)
+        access.setLevel(level)
+
+    lines = collect.records
     [line] = [r for r in lines if r.request_id == "abc-123"]
     assert (line.method, line.path, line.status, line.series) == ("POST", "/forecast", 200, 2)
     assert line.duration_ms > 0
