@@ -243,9 +243,11 @@ def test_data_failures_exit_with_an_error_and_change_nothing(topology: Topology)
     bad.loc[bad.index[50], "high"] = bad.loc[bad.index[50], "low"] * 0.5  # high below low
     bad_csv = topology.root / "bad.csv"
     bad.to_csv(bad_csv, index=False)
+    # one after the other: two retrains at once would meet at the pipeline lock and one would skip
     missing = start_cli(topology.retrain_command(data_path=topology.root / "missing.csv"), topology.env, topology.root)
+    missing_result = finish(missing, 150)
     malformed = start_cli(topology.retrain_command(data_path=bad_csv), topology.env, topology.root)
-    missing_result, malformed_result = finish(missing, 150), finish(malformed, 150)
+    malformed_result = finish(malformed, 150)
     assert_failed_with_one_error_line(missing_result, "missing.csv", "does not exist")
     assert_failed_with_one_error_line(malformed_result, "AR0")
     assert topology.aliases() == aliases
