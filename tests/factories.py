@@ -71,3 +71,22 @@ def to_csv(frame: pd.DataFrame, path: str | Path) -> None:
         c: frame[c].dt.strftime("%Y-%m-%d") for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])
     }
     frame.assign(**dates).to_csv(path, index=False)
+
+
+def flat_panel_frame(closes: dict[str, Sequence[float]], start: str = "2020-01-01") -> pd.DataFrame:
+    """One ticker per entry, open = high = low = close, on business days from `start`: bars whose
+    every price is the close, for tests that compute metrics by hand."""
+    parts = [
+        pd.DataFrame(
+            {
+                "date": pd.bdate_range(start, periods=len(c)),
+                "ticker": t,
+                "open": c,
+                "high": c,
+                "low": c,
+                "close": c,
+            }
+        )
+        for t, c in closes.items()
+    ]
+    return pd.concat(parts, ignore_index=True)

@@ -7,9 +7,9 @@ import logging
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from arch import arch_model
+from factories import flat_panel_frame
 
 from forecaster import baselines
 from forecaster.baselines import (
@@ -30,20 +30,7 @@ RETURNS = [0.01, -0.02, 0.03, 0.0, -0.01, 0.02]
 
 def panel_of(closes: dict[str, np.ndarray]) -> Panel:
     """One ticker per entry, open = high = low = close, business days from 2020-01-01."""
-    parts = [
-        pd.DataFrame(
-            {
-                "date": pd.bdate_range("2020-01-01", periods=len(c)),
-                "ticker": t,
-                "open": c,
-                "high": c,
-                "low": c,
-                "close": c,
-            }
-        )
-        for t, c in closes.items()
-    ]
-    return Panel.from_frame(pd.concat(parts, ignore_index=True))
+    return Panel.from_frame(flat_panel_frame(closes))
 
 
 def test_ewma_seeds_with_the_mean_of_squared_returns_then_follows_the_riskmetrics_recursion(

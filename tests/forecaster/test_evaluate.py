@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from factories import flat_panel_frame
 
 from forecaster.baselines import point_forecasts
 from forecaster.errors import DataError
@@ -88,20 +89,7 @@ def test_summary_is_the_mean_over_steps() -> None:
 def hand_panel() -> Panel:
     """A: closes 10, 12, 11, 15, 14, 13; B: 100, 90, 95, 85 (open = high = low = close)."""
     closes = {"A": [10.0, 12.0, 11.0, 15.0, 14.0, 13.0], "B": [100.0, 90.0, 95.0, 85.0]}
-    parts = [
-        pd.DataFrame(
-            {
-                "date": pd.bdate_range("2021-01-04", periods=len(c)),
-                "ticker": t,
-                "open": c,
-                "high": c,
-                "low": c,
-                "close": c,
-            }
-        )
-        for t, c in closes.items()
-    ]
-    return Panel.from_frame(pd.concat(parts, ignore_index=True))
+    return Panel.from_frame(flat_panel_frame(closes, start="2021-01-04"))
 
 
 def test_naive_repeats_the_last_close_and_drift_extends_the_mean_change_since_the_first_bar() -> None:
