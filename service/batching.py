@@ -3,6 +3,11 @@
 Each request hands over its windows X[n,T,4] and awaits its slice of the result. A single
 worker per model takes whatever is queued, waits up to `wait_s` for more (up to
 `max_batch` windows), runs one forward pass in a thread and hands back the slices.
+
+The wait is spent only while requests arrive together: when the previous forward pass served a
+single request and nothing else is queued, a request runs at once (a lone client never pays
+`wait_s` for company that does not come). Under concurrency, requests queue up during a forward
+pass, the next pass takes more than one, and the wait is spent again.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class MicroBatcher:
         self.task: asyncio.Task[None] | None = None
         self.busy = False
         self.stopped = False
+        self.together = False  # did the last forward pass serve more than one request?
 
     def start(self) -> None:
         if self.task is None:
@@ -80,7 +86,8 @@ class MicroBatcher:
         while True:
             jobs = [await self.queue.get()]
             size = len(jobs[0].windows)
-            deadline = loop.time() + self.wait_s
+            wait_s = self.wait_s if self.together or not self.queue.empty() else 0.0
+            deadline = loop.time() + wait_s
             while size < self.max_batch:
                 if self.queue.empty():
                     remaining = deadline - loop.time()
@@ -94,6 +101,7 @@ class MicroBatcher:
                 job = self.queue.get_nowait()
                 jobs.append(job)
                 size += len(job.windows)
+            self.together = len(jobs) > 1
             self.busy = True
             try:
                 await self._forward(loop, jobs)

@@ -22,7 +22,12 @@ class Settings(BaseSettings):
     alias: str = Field("champion", description="Alias served by default")
     device: str = Field("auto", description="auto | cpu | cuda")
     poll_interval_s: float = Field(30.0, ge=0.0, description="Seconds between alias checks; 0 disables polling")
-    batch_wait_ms: float = Field(2.0, ge=0.0, description="How long a forward pass waits to gather more requests")
+    batch_wait_ms: float = Field(
+        2.0,
+        ge=0.0,
+        description="How long a forward pass waits to gather more requests while they arrive together "
+        "(a lone request never waits)",
+    )
     max_batch_size: int = Field(512, ge=1, description="Most windows in one forward pass")
     torch_threads: int = Field(
         1,
