@@ -473,7 +473,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--period", choices=sorted(PERIODS), default="final")
     ap.add_argument("--time-budget", action="store_true", help="time `forecaster train --data PATH` instead")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (the CLI's default on 2 cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=TrainingConfig().train.threads,
+        help="torch threads outside training (training takes train.threads, set with --set)",
+    )
     ap.add_argument(
         "--set",
         action="append",

@@ -488,8 +488,8 @@ def interpretation(results: list[dict[str, Any]], batch_avg: dict[str, float],
     other = max(r["other_cpu_s"] / r["elapsed_s"] for r in results)
     out = [
         f"- One request at a time (a): p50 {fmt(oa['p50_ms'], 2)} vs {fmt(ma['p50_ms'], 2)} ms. A one-window forward "
-        f"costs {fwd[(1, 1)]:.2f} ms in process (1 torch thread), so most of each request is HTTP, JSON, validation "
-        f"and, for ours, up to {2:.0f} ms of batching wait.",
+        f"costs {fwd[(1, 1)]:.2f} ms in process (1 torch thread), so most of each request is HTTP, JSON and "
+        f"validation (a lone request does not wait for the micro-batcher's window).",
         f"- Concurrency 32 (b): ours coalesced {batch_avg.get('b', float('nan')):.1f} windows per forward pass and "
         f"served {ob['req_per_s']:.0f} vs {mb['req_per_s']:.0f} req/s ({ob['req_per_s'] / mb['req_per_s']:.1f}x); "
         f"server CPU per request {ms_req(ob):.2f} vs {ms_req(mb):.2f} ms ({cpu_eff(ob) / cpu_eff(mb):.1f}x fewer "
@@ -533,6 +533,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wrk and shutil.which("wrk") is None:
+        sys.exit("--wrk needs the wrk binary on PATH (Debian: apt-get install wrk)")
     command = "python benchmarks/bench_service.py" + ("" if argv is None and len(sys.argv) == 1 else
                                                      " " + " ".join(argv if argv is not None else sys.argv[1:]))
     started = dt.datetime.now()

@@ -81,7 +81,7 @@ class Panel:
     def gather(self, origins: np.ndarray, lookback: int, horizon: int) -> Windows:
         """Copy the windows ending at ``origins`` (a batch): X[N,T,4], Y[N,H] float32."""
         rows = origins[:, None] + np.arange(-lookback + 1, 1)  # -> (N, T)
-        X = self.values[rows]
+        X = np.take(self.values, rows, axis=0)  # the same copy as values[rows], about 3x faster
         return Windows(X, self.future_closes(origins, horizon))
 
     def future_closes(self, origins: np.ndarray, horizon: int) -> np.ndarray:
