@@ -25,6 +25,7 @@ from forecaster.errors import (
     SourceError,
 )
 from forecaster.tracking import redact
+from service.history import HistoryUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ def install_error_handlers(app: FastAPI) -> None:
         _count(request, "source")
         log.warning("data source failed: %s", redact(str(exc)))
         source = request.app.state.settings.data_source
-        return _unavailable(request, f"data source '{source}' unavailable; retry later")
+        cause = f": {redact(str(exc))}" if isinstance(exc, HistoryUnavailable) else ""  # others: the log only
+        return _unavailable(request, f"data source '{source}' unavailable{cause}; retry later")
 
     @app.exception_handler(ServiceUnavailable)
     async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:

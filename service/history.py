@@ -28,6 +28,13 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
+class HistoryUnavailable(SourceError):
+    """The service's own history source cannot give a usable history (503). Its message is
+    written for the caller: it names the field, the ticker and the setting to fix, never a path,
+    a URI or a library's text (those go to the log)."""
+
+
 # yfinance is asked for this many calendar days per trading day wanted (weekends, holidays), plus a margin.
 CALENDAR_DAYS_PER_BAR = 1.6
 EXTRA_DAYS = 30
@@ -135,7 +142,7 @@ class HistoryProvider:
             if found is not None:
                 log.warning("yfinance: %s for %s and nothing cached; serving the data file", reason, ticker)
                 return found
-        raise SourceError(f"{field}: yfinance has no bars for '{ticker}' ({reason}) and none are cached")
+        raise HistoryUnavailable(f"{field}: yfinance has no bars for '{ticker}' ({reason}) and none are cached")
 
     def _download(self, ticker: str, rows: int) -> Future[tuple[pd.DataFrame, str]]:
         """The running (or a new) download of a ticker's recent bars."""
@@ -180,16 +187,17 @@ class HistoryProvider:
             # The client cannot fix the server's file: SourceError (503), naming the setting and
             # never the path or the parser's traceback (those go to the log).
             if not path:
-                raise SourceError("the service's data file is not configured (set FORECASTER_DATA_PATH)")
+                raise HistoryUnavailable("the service's data file is not configured (set FORECASTER_DATA_PATH)")
             if not Path(path).is_file():
                 log.error("FORECASTER_DATA_PATH=%s: no such file", path)
-                raise SourceError("the service's data file (FORECASTER_DATA_PATH) does not exist")
+                raise HistoryUnavailable("the service's data file (FORECASTER_DATA_PATH) does not exist")
         try:
             frame, _ = load_source(source, path if source == "file" else None)
         except Exception as exc:  # noqa: BLE001 - whatever breaks reading our own data is our failure
             log.exception("cannot read the service's %s data (%s)", source, path or "bundled")
             what = "data file (FORECASTER_DATA_PATH)" if source == "file" else "bundled sample"
-            raise SourceError(f"the service's {what} cannot be read ({type(exc).__name__}); see its log") from exc
+            message = f"the service's {what} cannot be read ({type(exc).__name__}); see its log"
+            raise HistoryUnavailable(message) from exc
         return {
             str(ticker): TickerHistory(bars.reset_index(drop=True), source)
             for ticker, bars in frame.groupby("ticker", sort=False)
@@ -209,4 +217,4 @@ class HistoryProvider:
         if self.settings.stale_policy == "serve":
             log.warning("%s; served as stale (FORECASTER_STALE_POLICY=serve)", message)
             return replace(found, stale=True)
-        raise SourceError(message)
+        raise HistoryUnavailable(message)

@@ -34,7 +34,9 @@ def test_bad_data_file_is_503_and_requests_with_histories_still_work(serve_app, 
     if make is not None:
         make(path)
     with serve_app(data_path=str(path)) as http:
-        assert_servers_fault(http.post("/forecast", json={"ticker": "AAA"}), "hidden-dir")
+        response = http.post("/forecast", json={"ticker": "AAA"})
+        assert_servers_fault(response, "hidden-dir")
+        assert "FORECASTER_DATA_PATH" in response.json()["detail"]  # says what the operator must fix
         assert_servers_fault(http.post("/forecast", json={"series": [{"history": history}, {"ticker": "AAA"}]}))
         response = http.post("/forecast", json={"history": history})
         assert response.status_code == 200, response.text
@@ -64,7 +66,10 @@ def old_cache(tmp_path: Path, registry) -> Path:
 
 def test_old_yfinance_history_is_refused_never_replaced_by_the_sample(serve_app, yahoo_down, old_cache):
     with serve_app(data_source="yfinance", cache_dir=str(old_cache)) as http:
-        assert_servers_fault(http.post("/forecast", json={"ticker": "ZZZ"}))  # the cache: too old
+        too_old = http.post("/forecast", json={"ticker": "ZZZ"})  # the cache: too old
+        assert_servers_fault(too_old)
+        why = "ticker: the service's latest bar for 'ZZZ' (yfinance-cache) is from 2023-12-22"
+        assert why in too_old.json()["detail"]
         assert_servers_fault(http.post("/forecast", json={"ticker": "AAA"}))  # the data file: too old too
         assert_servers_fault(http.post("/forecast", json={"ticker": "AAPL"}))  # only in the sample: not served
 
