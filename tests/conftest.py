@@ -6,6 +6,7 @@ Tests marked ``gpu`` are skipped without CUDA; every other test sees no CUDA dev
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 from dataclasses import dataclass
@@ -38,6 +39,20 @@ def _cpu_and_seed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     torch.manual_seed(SEED)
     if request.node.get_closest_marker("gpu") is None:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Any:
+    """A CLI run in process (`setup_logging`) puts a console handler on the root logger; left
+    there, it would print later tests' log lines (a server thread's access log) to the terminal,
+    and change what reaches caplog depending on test order. Removed after each test, with the
+    root level restored; pytest's own capture handlers are left to pytest."""
+    root = logging.getLogger()
+    level, before = root.level, set(root.handlers)
+    yield
+    for handler in [h for h in root.handlers if h not in before and not type(h).__module__.startswith("_pytest")]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @dataclass(frozen=True)
