@@ -22,6 +22,23 @@ torch.set_num_threads(1)  # two cores shared with other work: more threads only 
 SEED = 1234
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-randomly shuffles the test order (every run a new order, to catch tests that lean on
+    each other); the seeds of the data stay ours (`_cpu_and_seed`): without this it would reseed
+    random and numpy per test from its run seed, and the data of a test would change from run to run."""
+    if hasattr(config.option, "randomly_reset_seed"):
+        config.option.randomly_reset_seed = False
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(
+            f"test order: pytest-randomly seed {seed} (the same order: --randomly-seed={seed}; "
+            "the written order: -p no:randomly)"
+        )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return

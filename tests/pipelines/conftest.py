@@ -1,9 +1,11 @@
 """Pipeline tests: the local PostgreSQL server, and ordered ("incremental") end-to-end modules
-whose later steps are skipped once an earlier step failed."""
+whose later steps are skipped once an earlier step failed. pytest-randomly shuffles everything
+else; the steps of an incremental module keep their written order."""
 
 from __future__ import annotations
 
 import subprocess
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,20 @@ SERVICES_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "services.sh
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "incremental: steps of one scenario; a failed step skips the rest")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Runs after pytest-randomly's shuffle (it reorders in a wrapper, before every plain hook):
+    within each module, its incremental steps go back to their written order in the places the
+    shuffle gave that module, so modules still come in random order."""
+    slots: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        if item.get_closest_marker("incremental"):
+            slots[item.nodeid.split("::")[0]].append(index)
+    for places in slots.values():
+        steps = sorted((items[i] for i in places), key=lambda item: item.reportinfo()[1] or 0)
+        for place, step in zip(places, steps, strict=True):
+            items[place] = step
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
