@@ -7,7 +7,7 @@ import pytest
 from factories import random_ohlc
 
 from forecaster.config import N_SCALAR_FEATURES, N_SEQ_FEATURES
-from forecaster.scaling import VOL_FLOOR, VOL_INIT, VOL_LAMBDA, WindowTransform
+from forecaster.scaling import FEATURE_BLOCK, VOL_FLOOR, VOL_INIT, VOL_LAMBDA, WindowTransform
 from forecaster.windows import Panel
 
 L, T, H = 40, 20, 3
@@ -73,6 +73,19 @@ def test_targets_and_prices_are_exact_inverses() -> None:
     assert transform.to_prices(np.zeros((len(X), H, 3)), features)[:, :, 1] == pytest.approx(
         np.repeat(X[:, -1, 3:4], H, axis=1)
     )
+
+
+def test_a_batch_larger_than_a_block_gives_each_window_its_own_features() -> None:
+    X, _ = windows(n_tickers=3, days=450)  # more windows than two blocks: the last block is partial
+    assert len(X) > 2 * FEATURE_BLOCK
+    transform = WindowTransform(L, T)
+    batch = transform.features(X)
+    assert batch.seq.shape == (len(X), T, N_SEQ_FEATURES) and batch.scalars.shape == (len(X), N_SCALAR_FEATURES)
+    for i in (0, FEATURE_BLOCK - 1, FEATURE_BLOCK, 2 * FEATURE_BLOCK, len(X) - 1):  # around block edges
+        alone = transform.features(X[i : i + 1])
+        np.testing.assert_allclose(batch.seq[i], alone.seq[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(batch.scalars[i], alone.scalars[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose([batch.sigma[i], batch.last_close[i]], [alone.sigma[0], alone.last_close[0]])
 
 
 def test_a_flat_window_is_floored_not_divided_by_zero() -> None:
