@@ -3,11 +3,11 @@ through POST /admin/reload."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import mlflow
 import pytest
+from traffic import Traffic
 
 from forecaster import tracking
 
@@ -23,21 +23,18 @@ def first_version(registry) -> str:
     return version
 
 
-class Traffic:
+class SwapTraffic(Traffic):
     """Threads posting forecasts back to back until stopped (bounded in count and time)."""
 
     def __init__(self, http, body, threads: int = 2, max_requests: int = 3000, max_seconds: float = 90.0) -> None:
+        super().__init__(threads, max_seconds, max_requests)
         self.http, self.body = http, body
-        self.max_requests, self.deadline = max_requests, time.monotonic() + max_seconds
         # (answered at, status, version, close) and when each request was sent, in the same order
         self.results: list[tuple[float, int, str | None, float | None]] = []
         self.sent: list[float] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
-        while not self.stop.is_set() and len(self.results) < self.max_requests and time.monotonic() < self.deadline:
+        while self.running():
             sent = time.monotonic()
             response = self.http.post("/forecast", json=self.body)
             ok = response.status_code == 200
@@ -53,16 +50,6 @@ class Traffic:
                     )
                 )
 
-    def __enter__(self) -> Traffic:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
-
     def versions_after(self, start: float) -> set[str | None]:
         with self.lock:
             return {version for t, _, version, _ in self.results if t > start}
@@ -72,7 +59,7 @@ def test_alias_move_swaps_version_without_failed_requests(serve_app, registry, f
     body = {"history": history, "model": NAME}
     with serve_app(model_name=NAME, poll_interval_s=0.2) as http:
         assert http.get("/ready").json()["version"] == first_version
-        with Traffic(http, body) as traffic:
+        with SwapTraffic(http, body) as traffic:
             second = registry.train(seed=7, register_as=NAME).version  # registered while serving
             assert second is not None and second != first_version
             assert http.post("/forecast", json=body).json()["model"]["version"] == first_version  # alias not moved

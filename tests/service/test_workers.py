@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import httpx
 import mlflow
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from traffic import Traffic
 
 from forecaster import tracking
 from service.settings import Settings
@@ -141,20 +141,17 @@ def ready_workers(http: httpx.Client, log: Path) -> set[str]:
     return seen
 
 
-class Traffic:
-    """Threads posting forecasts on fresh connections until stopped (bounded in count and time)."""
+class WorkerTraffic(Traffic):
+    """Threads posting forecasts on fresh connections until stopped (bounded in time)."""
 
     def __init__(self, url: str, body: dict[str, Any], threads: int = 2, max_seconds: float = 120.0) -> None:
+        super().__init__(threads, max_seconds, join_s=60.0)
         self.url, self.body = url, body
-        self.deadline = time.monotonic() + max_seconds
         self.results: list[tuple[float, int, str, str]] = []  # (done at, status, version or error, worker)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
         with fresh_connections(self.url) as http:
-            while not self.stop.is_set() and time.monotonic() < self.deadline:
+            while self.running():
                 try:
                     response = http.post("/forecast", json=self.body)
                     ok = response.status_code == 200
@@ -167,16 +164,6 @@ class Traffic:
                     result = (0, repr(error), "?")
                 with self.lock:
                     self.results.append((time.monotonic(), *result))
-
-    def __enter__(self) -> Traffic:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(60)
 
     def switched(self, workers: set[str], version: str, since: float) -> bool:
         """Every worker has answered `version` after `since`."""
@@ -211,7 +198,7 @@ def test_two_workers_follow_an_alias_move_without_failed_requests_and_sum_their_
     with fresh_connections(url) as http:
         workers = ready_workers(http, log)
         assert not (metrics_dir / "counter_4242.db").exists()  # the previous run's counts were cleared
-        with Traffic(url, {"history": history}) as traffic:
+        with WorkerTraffic(url, {"history": history}) as traffic:
             deadline = time.monotonic() + SWAP_TIMEOUT_S
             while not traffic.switched(workers, first, 0.0):  # both workers serve version 1 first
                 assert time.monotonic() < deadline, f"not every worker answered: {workers}"
