@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from rich.logging import RichHandler
 
 torch.set_num_threads(1)  # two cores shared with other work: more threads only spin (10x slower)
 SEED = 1234
@@ -67,8 +68,11 @@ def _root_logging_restored() -> Any:
     root = logging.getLogger()
     level, before = root.level, set(root.handlers)
     yield
-    for handler in [h for h in root.handlers if h not in before and not type(h).__module__.startswith("_pytest")]:
-        root.removeHandler(handler)
+    for handler in list(root.handlers):
+        ours = not type(handler).__module__.startswith("_pytest")
+        # new in this test, or the CLI's console handler left by a session or module fixture's run
+        if ours and (handler not in before or isinstance(handler, RichHandler)):
+            root.removeHandler(handler)
     root.setLevel(level)
 
 
