@@ -34,8 +34,9 @@ from _common import DEFAULT_DATA, emit, emit_machine, load1, table
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
 from forecaster.data import read_ohlc_file, validate_ohlc
+from forecaster.feed import WindowSet
 from forecaster.job import split_windows
-from forecaster.train import FitResult, WindowSet, fit
+from forecaster.train import FitResult, fit
 
 log = logging.getLogger("bench_ddp")
 

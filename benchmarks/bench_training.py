@@ -33,9 +33,10 @@ from _common import DEFAULT_DATA, DEFAULT_PEERS_RESULTS, emit, emit_machine, loa
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
 from forecaster.data import read_ohlc_file, validate_ohlc
+from forecaster.feed import WindowSet
 from forecaster.job import split_windows
 from forecaster.models import build_model
-from forecaster.train import WindowSet, fit, learning_rate, train_step
+from forecaster.train import fit, learning_rate, train_step
 
 log = logging.getLogger("bench_training")
 SEED = 42

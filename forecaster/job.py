@@ -27,10 +27,11 @@ from forecaster.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from forecaster.data import DateSplit, split_by_date, validate_ohlc
 from forecaster.device import resolve_device, use_cpu_threads
 from forecaster.errors import DataError
+from forecaster.feed import WindowSet
 from forecaster.models import Ensemble
 from forecaster.predict import Forecaster
 from forecaster.scaling import WindowTransform
-from forecaster.train import FitHooks, FitResult, Tracker, WindowSet, fit, predict_scaled
+from forecaster.train import FitHooks, FitResult, Tracker, fit, predict_scaled
 from forecaster.windows import Panel
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ from forecaster import distributed
 from forecaster import train as train_module
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
 from forecaster.errors import ForecasterError
-from forecaster.train import EpochStats, FitHooks, WindowSet, fit
+from forecaster.feed import WindowSet
+from forecaster.train import EpochStats, FitHooks, fit
 
 if TYPE_CHECKING:  # fixtures' types (tests/conftest.py); not imported at run time
     from conftest import MlflowStore
