@@ -178,19 +178,13 @@ def free_port_fixture() -> Callable[[], int]:
 
 
 @pytest.fixture(scope="session")
-def serve_app(registry: Registry) -> Callable[..., AbstractContextManager[httpx.Client]]:
+def serve_app(
+    registry: Registry, serve_built: Callable[..., AbstractContextManager[httpx.Client]]
+) -> Callable[..., AbstractContextManager[httpx.Client]]:
     """`with serve_app(**settings) as client:` an app over real HTTP, ready to answer."""
 
-    @contextmanager
-    def run(wait: bool = True, **overrides: Any) -> Iterator[httpx.Client]:
-        app = create_app(registry.settings(**overrides))
-        try:
-            with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
-                if wait:
-                    wait_ready(client)
-                yield client
-        finally:
-            tracking.configure(registry.uri)  # an app's lifespan points MLflow (process-global) at its URI
+    def run(wait: bool = True, **overrides: Any) -> AbstractContextManager[httpx.Client]:
+        return serve_built(create_app(registry.settings(**overrides)), wait=wait)
 
     return run
 
@@ -361,7 +355,7 @@ def serve_built(registry: Registry) -> Callable[..., AbstractContextManager[http
                     wait_ready(client)
                 yield client
         finally:
-            tracking.configure(registry.uri)
+            tracking.configure(registry.uri)  # an app's lifespan points MLflow (process-global) at its URI
 
     return run
 
