@@ -184,7 +184,7 @@ class HistoryProvider:
         source: HistorySource = "sample" if self.settings.data_source == "sample" else "file"
         path = self.settings.data_path
         if source == "file":
-            # The client cannot fix the server's file: SourceError (503), naming the setting and
+            # The client cannot fix the server's file: HistoryUnavailable (503), naming the setting and
             # never the path or the parser's traceback (those go to the log).
             if not path:
                 raise HistoryUnavailable("the service's data file is not configured (set FORECASTER_DATA_PATH)")
