@@ -15,6 +15,8 @@ Periods (--period):
   windows), and the 35 training tickers on the same dates (dates unseen, names seen).
 - tuning: train on dates < 2013-01-01; evaluate origins 2013-01-02 .. targets up to 2015-12-31,
   to choose settings without touching the final period.
+- early: train on dates < 2010-01-01; evaluate origins 2010-01-04 .. targets up to 2012-12-31: a
+  second period for choices, whose validation split (2007-2008) is a crisis, unlike tuning's.
 Goals, per step h = 1..H on the held-out tickers: MAE ratio model/naive <= 1.000; empirical
 coverage of the 10-90 band within 0.78-0.82 (every central band: nominal +- 0.02); SPL ratio
 model/ewma <= 0.98.
@@ -24,6 +26,7 @@ SQLite MLflow store in a temporary working folder) under /usr/bin/time: the goal
 
     .venv/bin/python benchmarks/bench_quality.py --period final      # about 10-20 min on 2 cores
     .venv/bin/python benchmarks/bench_quality.py --period tuning
+    .venv/bin/python benchmarks/bench_quality.py --period early
     .venv/bin/python benchmarks/bench_quality.py --time-budget
 """
 
@@ -72,6 +75,7 @@ class Period:
 PERIODS = {
     "final": Period("2016-01-01", "2016-01-04", None),
     "tuning": Period("2013-01-01", "2013-01-02", "2015-12-31"),
+    "early": Period("2010-01-01", "2010-01-04", "2012-12-31"),
 }
 
 

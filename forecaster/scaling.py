@@ -79,13 +79,15 @@ class WindowTransform:
         return WindowFeatures(*(np.concatenate(parts) for parts in zip(*(astuple(b) for b in blocks), strict=True)))
 
     def _features(self, X: np.ndarray) -> WindowFeatures:
-        X = np.asarray(X, dtype=np.float64)
-        logs = np.log(X)  # -> (N, L, 4)
+        logs = np.log(X, dtype=np.float64)  # -> (N, L, 4); the float64 loop, no float64 copy of X
         close = logs[..., CLOSE]
         r = np.diff(close, axis=1)  # -> (N, L-1), bar i+1's close return
-        gap = logs[:, 1:, OPEN] - close[:, :-1]
-        hl = logs[:, 1:, HIGH] - logs[:, 1:, LOW]
-        co = close[:, 1:] - logs[:, 1:, OPEN]
+        # the other bar shapes only over the bars the range EWMA and the sequence read
+        n = min(self.lookback - 1, max(VOL_WINDOW, self.seq_len))
+        recent, prev = logs[:, -n:], logs[:, -n - 1 : -1]  # -> (N, n, 4): bars and the bars before them
+        gap = recent[..., OPEN] - prev[..., CLOSE]
+        hl = recent[..., HIGH] - recent[..., LOW]
+        co = recent[..., CLOSE] - recent[..., OPEN]
         gk = 0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2
         v_cc = _ewma(r**2)
         v_rg = _ewma(gap**2 + np.maximum(gk, 0.0))
@@ -103,16 +105,17 @@ class WindowTransform:
             ],
             axis=1,
         )  # -> (N, 5)
-        T = self.seq_len
-        per_bar = np.stack([r[:, -T:], hl[:, -T:], co[:, -T:], gap[:, -T:]], axis=-1) / sigma[:, None, None]
-        level = (close[:, -T:] - close[:, -1:]) / sigma[:, None] / LEVEL_DIVISOR
-        seq = np.concatenate([per_bar, level[..., None]], axis=-1)  # -> (N, T, 5)
-        assert seq.shape[-1] == N_SEQ_FEATURES and scalars.shape[-1] == N_SCALAR_FEATURES
+        T, scale = self.seq_len, sigma[:, None]
+        level = (close[:, -T:] - close[:, -1:]) / LEVEL_DIVISOR
+        seq = np.empty((len(X), T, N_SEQ_FEATURES), dtype=np.float32)  # each column written once
+        for k, column in enumerate((r[:, -T:], hl[:, -T:], co[:, -T:], gap[:, -T:], level)):
+            seq[..., k] = np.clip(column / scale, -SEQ_CLIP, SEQ_CLIP)
+        assert scalars.shape[-1] == N_SCALAR_FEATURES
         return WindowFeatures(
-            seq=np.clip(seq, -SEQ_CLIP, SEQ_CLIP).astype(np.float32),
+            seq=seq,
             scalars=np.clip(scalars, -SCALAR_CLIP, SCALAR_CLIP).astype(np.float32),
             sigma=sigma,
-            last_close=X[:, -1, CLOSE],
+            last_close=X[:, -1, CLOSE].astype(np.float64),
         )
 
     @staticmethod

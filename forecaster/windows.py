@@ -80,8 +80,10 @@ class Panel:
 
     def gather(self, origins: np.ndarray, lookback: int, horizon: int) -> Windows:
         """Copy the windows ending at ``origins`` (a batch): X[N,T,4], Y[N,H] float32."""
-        rows = origins[:, None] + np.arange(-lookback + 1, 1)  # -> (N, T)
-        X = np.take(self.values, rows, axis=0)  # the same copy as values[rows], about 3x faster
+        # every window of the panel as a view (window i = rows i .. i+T-1, one contiguous [T,4]
+        # block); indexing copies the batch's blocks whole: 1.5-2x faster than row by row
+        spans = sliding_window_view(self.values, (lookback, len(FEATURES)))[:, 0]  # -> (rows-T+1, T, 4)
+        X = spans[np.asarray(origins) - (lookback - 1)]
         return Windows(X, self.future_closes(origins, horizon))
 
     def future_closes(self, origins: np.ndarray, horizon: int) -> np.ndarray:

@@ -46,6 +46,39 @@ def test_sigma_is_the_close_ewma_and_the_range_ewma_a_feature_written_out() -> N
     assert features.seq[:, -1, 4].tolist() == [0.0] * len(X)  # the last bar is the reference level
 
 
+def test_every_sequence_column_written_out_for_a_window_longer_than_the_ewma() -> None:
+    """lookback 130 > VOL_WINDOW + 1: the transform computes the bar shapes only over the bars it
+    reads; each column must still be the bar's own shape in sigmas, whatever the input's dtype."""
+    long_l, long_t = 130, 60
+    panel = Panel.from_frame(random_ohlc(tickers=("AAA",), days=200, seed=5))
+    X32 = panel.gather(panel.origins(long_l, H), long_l, H).X[:3]
+    transform = WindowTransform(lookback=long_l, seq_len=long_t)
+    features = transform.features(X32)
+    X = X32.astype(np.float64)
+    assert features.last_close.dtype == np.float64
+    for name in ("seq", "scalars", "sigma", "last_close"):
+        assert np.array_equal(getattr(features, name), getattr(transform.features(X), name)), name
+    for i in range(len(X)):
+        logs = np.log(X[i])
+        r = np.diff(logs[:, 3])
+        shapes = {
+            "return": r,
+            "high-low": logs[1:, 1] - logs[1:, 2],
+            "close-open": logs[1:, 3] - logs[1:, 0],
+            "gap": logs[1:, 0] - logs[:-1, 3],
+        }
+        sigma = np.sqrt(hand_ewma(r[-100:] ** 2))
+        assert features.sigma[i] == pytest.approx(sigma, rel=1e-10)
+        for column, (name, shape) in enumerate(shapes.items()):
+            expected = np.clip(shape[-long_t:] / sigma, -10, 10)
+            np.testing.assert_allclose(features.seq[i, :, column], expected, rtol=1e-5, atol=1e-6, err_msg=name)
+        level = (logs[-long_t:, 3] - logs[-1, 3]) / sigma / 4
+        np.testing.assert_allclose(features.seq[i, :, 4], np.clip(level, -10, 10), rtol=1e-5, atol=1e-6)
+        gk = 0.5 * shapes["high-low"] ** 2 - (2 * np.log(2) - 1) * shapes["close-open"] ** 2
+        v_rg = hand_ewma((shapes["gap"] ** 2 + np.maximum(gk, 0))[-100:])
+        assert features.scalars[i, 2] == pytest.approx(0.5 * np.log(v_rg / sigma**2), rel=1e-5)
+
+
 def test_windows_are_scale_free() -> None:
     """The same path at 100x the price, or with every log move doubled (a twice as volatile name),
     gives the same sequence inputs: only the volatility level feature says which it was."""
