@@ -146,7 +146,7 @@ def _forecast(
     def one_batch(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = panel.gather(chunk, L, 0).X  # -> (B, L, 4); no targets: the future is what is forecast
         ok = np.asarray(accepted_prices(X).all(axis=(1, 2)))  # -> (B,)
-        return ok, forecaster.predict(X[ok], batch_size=batch_size).quantiles
+        return ok, forecaster.predict(X if ok.all() else X[ok], batch_size=batch_size).quantiles
 
     chunks = [origins[i : i + batch_size] for i in range(0, total, batch_size)]
     if not chunks:
