@@ -79,15 +79,18 @@ class WindowTransform:
         return WindowFeatures(*(np.concatenate(parts) for parts in zip(*(astuple(b) for b in blocks), strict=True)))
 
     def _features(self, X: np.ndarray) -> WindowFeatures:
-        logs = np.log(X, dtype=np.float64)  # -> (N, L, 4); the float64 loop, no float64 copy of X
-        close = logs[..., CLOSE]
+        # one contiguous [N, L] plane of logs per price (the float64 loop, no float64 copy of X):
+        # every difference below then reads contiguous rows
+        logs = np.empty((X.shape[2], len(X), X.shape[1]))
+        np.log(X.transpose(2, 0, 1), out=logs, dtype=np.float64)
+        close = logs[CLOSE]
         r = np.diff(close, axis=1)  # -> (N, L-1), bar i+1's close return
         # the other bar shapes only over the bars the range EWMA and the sequence read
         n = min(self.lookback - 1, max(VOL_WINDOW, self.seq_len))
-        recent, prev = logs[:, -n:], logs[:, -n - 1 : -1]  # -> (N, n, 4): bars and the bars before them
-        gap = recent[..., OPEN] - prev[..., CLOSE]
-        hl = recent[..., HIGH] - recent[..., LOW]
-        co = recent[..., CLOSE] - recent[..., OPEN]
+        recent, prev = logs[:, :, -n:], close[:, -n - 1 : -1]  # -> (4, N, n), (N, n): bars, the closes before
+        gap = recent[OPEN] - prev
+        hl = recent[HIGH] - recent[LOW]
+        co = recent[CLOSE] - recent[OPEN]
         gk = 0.5 * hl**2 - (2.0 * np.log(2.0) - 1.0) * co**2
         v_cc = _ewma(r**2)
         v_rg = _ewma(gap**2 + np.maximum(gk, 0.0))
