@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: output, machine facts, load average, timing."""
+"""Helpers shared by the benchmark scripts: output, machine facts, load average, timing, synthetic bars."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "dev_ohlcv.csv.gz"
@@ -128,3 +131,30 @@ def library_version() -> str:
     sha = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     dirty = git("status", "--porcelain", "--", "forecaster").strip()
     return f"commit {sha}" + (" + uncommitted edits in forecaster/" if dirty else " (forecaster/ clean)")
+
+
+def random_walk_bars(
+    n_tickers: int, n_days: int, seed: int, drift: float = 0.0, end: str = "2024-06-28"
+) -> pd.DataFrame:
+    """A tidy frame of valid daily bars (date, ticker, open, high, low, close) sorted by ticker then
+    date: a log random walk of 1.5% a day per ticker from a price in 10..300, opens gapping 0.5%
+    from the previous close, highs and lows beyond both by ~1%, business days ending at `end`."""
+    rng = np.random.default_rng(seed)
+    log_close = np.log(rng.uniform(10, 300, (n_tickers, 1))) + np.cumsum(
+        rng.normal(drift, 0.015, (n_tickers, n_days)), 1
+    )
+    close = np.exp(log_close)
+    open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1) * np.exp(rng.normal(0, 0.005, close.shape))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.01, close.shape)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.01, close.shape)))
+    width = len(str(max(n_tickers - 1, 0)))
+    return pd.DataFrame(
+        {
+            "date": np.tile(pd.bdate_range(end=end, periods=n_days).values, n_tickers),
+            "ticker": np.repeat([f"T{i:0{width}d}" for i in range(n_tickers)], n_days),
+            "open": open_.ravel(),
+            "high": high.ravel(),
+            "low": low.ravel(),
+            "close": close.ravel(),
+        }
+    )

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from _common import LoadSampler, emit, emit_machine, load1, table, timed
+from _common import LoadSampler, emit, emit_machine, load1, random_walk_bars, table, timed
 
 from forecaster.artifact import load_bundle, save_bundle
 from forecaster.batch import default_workers, forecast_panel, last_bars, write_forecasts
@@ -63,24 +63,8 @@ GOAL_RATIO = 0.90
 
 def synthetic_file(folder: Path, n_tickers: int, n_bars: int, seed: int) -> Path:
     """One parquet file of valid bars, sorted by ticker then date."""
-    rng = np.random.default_rng(seed)
-    close = rng.uniform(10, 300, (n_tickers, 1)) * np.exp(np.cumsum(rng.normal(0, 0.015, (n_tickers, n_bars)), 1))
-    open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1) * np.exp(rng.normal(0, 0.005, close.shape))
-    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.01, close.shape)))
-    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.01, close.shape)))
-    dates = pd.bdate_range(end="2024-06-28", periods=n_bars)
-    frame = pd.DataFrame(
-        {
-            "date": np.tile(dates.values, n_tickers),
-            "ticker": np.repeat([f"T{i:05d}" for i in range(n_tickers)], n_bars),
-            "open": open_.ravel(),
-            "high": high.ravel(),
-            "low": low.ravel(),
-            "close": close.ravel(),
-        }
-    )
     path = folder / "bars.parquet"
-    frame.to_parquet(path, index=False)
+    random_walk_bars(n_tickers, n_bars, seed).to_parquet(path, index=False)
     return path
 
 

@@ -29,7 +29,7 @@ import tracemalloc
 
 import numpy as np
 import pandas as pd
-from _common import emit, emit_machine, load1, mb, table, timed
+from _common import emit, emit_machine, load1, mb, random_walk_bars, table, timed
 
 from forecaster.config import FEATURES
 from forecaster.windows import Panel, Windows, make_windows
@@ -40,28 +40,9 @@ BATCH = 256
 
 def synthetic_ohlc(n_tickers: int, n_days: int, seed: int) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """A tidy frame sorted by ticker then date, and each ticker's float32 [L,4] array."""
-    rng = np.random.default_rng(seed)
-    log_close = np.log(rng.uniform(10, 300, size=(n_tickers, 1))) + np.cumsum(
-        rng.normal(0.0002, 0.015, size=(n_tickers, n_days)), axis=1
-    )
-    close = np.exp(log_close)
-    open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1) * np.exp(rng.normal(0, 0.005, close.shape))
-    top, bottom = np.maximum(open_, close), np.minimum(open_, close)
-    high = top * np.exp(np.abs(rng.normal(0, 0.01, close.shape)))
-    low = bottom * np.exp(-np.abs(rng.normal(0, 0.01, close.shape)))
-    dates = pd.bdate_range("2015-01-02", periods=n_days)
-    frame = pd.DataFrame(
-        {
-            "date": np.tile(dates.values, n_tickers),
-            "ticker": np.repeat([f"T{i:04d}" for i in range(n_tickers)], n_days),
-            "open": open_.ravel(),
-            "high": high.ravel(),
-            "low": low.ravel(),
-            "close": close.ravel(),
-        }
-    )
-    series = [np.stack([open_[i], high[i], low[i], close[i]], axis=1).astype(np.float32) for i in range(n_tickers)]
-    return frame, series
+    frame = random_walk_bars(n_tickers, n_days, seed, drift=0.0002)
+    values = frame[["open", "high", "low", "close"]].to_numpy(dtype=np.float32).reshape(n_tickers, n_days, 4)
+    return frame, list(values)
 
 
 def ours_views(series: list[np.ndarray], T: int, H: int) -> list[Windows]:
