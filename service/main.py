@@ -21,7 +21,7 @@ from service.errors import install_error_handlers
 from service.history import HistoryProvider
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
-from service.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestLogMiddleware
+from service.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from service.model_store import ModelStore
 from service.routes import admin, forecast, health, models
 from service.schemas import ErrorDetail
@@ -85,7 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (forecast.router, models.router, health.router, admin.router):
         app.include_router(router)
     install_docs(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware, metrics=metrics)  # sees every answer, even a 500
     app.add_middleware(WorkerHeaderMiddleware)  # X-Worker on every answer, the catch-all 500 included

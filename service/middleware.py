@@ -1,5 +1,5 @@
-"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): request log and catch-all, body size
-limit, metrics."""
+"""Pure ASGI middleware (cheaper than BaseHTTPMiddleware): the request's log line, metrics and
+catch-all; the body size limit."""
 
 from __future__ import annotations
 
@@ -68,38 +68,11 @@ class _TooLarge(HTTPException):
         super().__init__(status_code=413, detail=_limit_detail(max_bytes))
 
 
-class MetricsMiddleware:
-    """Counts and times every request by route template and status."""
-
-    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        status = {"code": 500}
-
-        async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            code = str(status["code"])
-            self.metrics.requests.labels(path, scope.get("method", ""), code).inc()
-            self.metrics.latency.labels(path, code).observe(time.perf_counter() - started)
-
-
 class RequestLogMiddleware:
     """Outermost: gives every request an id (the caller's X-Request-ID or a new one, echoed in
     the response), turns any unhandled error into a JSON 500 naming that id, and writes one
-    access-log line per request.
+    access-log line and one metrics sample (count and latency by route template and status) per
+    request, whatever answered it: the route, the body limit's 413 or this catch-all's 500.
 
     The 500 is sent here, not by Starlette's ServerErrorMiddleware: that one re-raises after
     answering, and the server then closes the keep-alive connection.
@@ -133,7 +106,15 @@ class RequestLogMiddleware:
             await _send_json(send_with_id, 500, {"detail": f"internal error (id {context.request_id})"})
         finally:
             current_request.reset(token)
-            self._log(scope, int(response["status"]), time.perf_counter() - started, context)
+            seconds, status = time.perf_counter() - started, int(response["status"])
+            self._count(scope, status, seconds)
+            self._log(scope, status, seconds, context)
+
+    def _count(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")  # set on this same scope by the router, when one matched
+        path, code = getattr(route, "path", None) or "unmatched", str(status)
+        self.metrics.requests.labels(path, scope.get("method", ""), code).inc()
+        self.metrics.latency.labels(path, code).observe(seconds)
 
     @staticmethod
     def _log(scope: Scope, status: int, seconds: float, context: RequestContext) -> None:

@@ -81,6 +81,8 @@ def test_unexpected_error_is_a_json_500_naming_the_request_id_and_the_connection
 
     monkeypatch.setattr(tracking, "resolve_version", buggy)
     before = metric(client, "forecaster_errors_total", kind="internal")
+    answered_500 = {"route": "/forecast", "method": "POST", "status": "500"}
+    before_500 = metric(client, "forecaster_requests_total", **answered_500)
     failed = client.post("/forecast", json={"history": history, "model": "boom"})
     assert failed.status_code == 500
     assert failed.headers["content-type"] == "application/json"
@@ -93,6 +95,7 @@ def test_unexpected_error_is_a_json_500_naming_the_request_id_and_the_connection
     assert ok.status_code == 200, ok.text
     assert connection_of(ok) == connection_of(failed)  # same keep-alive connection
     assert metric(client, "forecaster_errors_total", kind="internal") == before + 1
+    assert metric(client, "forecaster_requests_total", **answered_500) == before_500 + 1  # the catch-all's answer
 
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda d: d.__name__.removeprefix("damage_"))

@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+from test_ops_api import metric
 
 
 def edited(history, index, **changes):
@@ -111,9 +112,12 @@ def test_forecast_validation_errors_list_each_field(client, history):
 def test_forecast_rejects_body_over_limit_with_413(client, history, assert_unchanged):
     body = raw_json({"history": history * 40})  # about 4 x 30 x 100 bytes x 10: over the 100 kB limit
     assert len(body) > 100_000
+    refused = {"route": "unmatched", "method": "POST", "status": "413"}  # refused before any route is matched
+    before = metric(client, "forecaster_requests_total", **refused)
     response = client.post("/forecast", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["detail"] == "request body is larger than the limit of 100000 bytes"
+    assert metric(client, "forecaster_requests_total", **refused) == before + 1
     assert_unchanged()
 
 
@@ -124,7 +128,10 @@ def test_forecast_rejects_streamed_body_over_limit_with_413(client, history, ass
         for _ in range(60):
             yield chunk
 
+    refused = {"route": "/forecast", "method": "POST", "status": "413"}  # refused while the route reads
+    before = metric(client, "forecaster_requests_total", **refused)
     response = client.post("/forecast", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert "larger than the limit of 100000 bytes" in response.json()["detail"]
+    assert metric(client, "forecaster_requests_total", **refused) == before + 1
     assert_unchanged()
