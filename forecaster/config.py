@@ -38,12 +38,21 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Bars the recurrent encoder reads by default: its quality is the same reading the last 10, 20,
+# 60 or 119 bars of a 120-bar window (its memory is short; the older bars reach the network as the
+# volatility and trend scalars), and its cost grows with every bar (benchmarks/RESULTS.md 8.6).
+ENCODER_STEPS = 20
+
+
 class DataConfig(Section):
     """How bars become windows: T days in, H closes out, and the calendar split."""
 
     lookback: int = Field(120, ge=3, description="days of history per window (volatility and trend features)")
     seq_len: int | None = Field(
-        None, ge=2, description="T: the last days of the window the recurrent encoder reads (none: half the lookback)"
+        None,
+        ge=2,
+        description=f"T: the last days of the window the recurrent encoder reads (none: {ENCODER_STEPS}, "
+        "or lookback - 1 if shorter)",
     )
     horizon: int = Field(5, ge=1, description="H: trading days ahead to forecast")
     val_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="share of the dates held for validation")
@@ -58,8 +67,8 @@ class DataConfig(Section):
 
     @property
     def encoder_steps(self) -> int:
-        """T: the bars the recurrent encoder reads (seq_len, else half the lookback)."""
-        return self.seq_len if self.seq_len is not None else max(2, self.lookback // 2)
+        """T: the bars the recurrent encoder reads (seq_len, else ENCODER_STEPS within the lookback)."""
+        return self.seq_len if self.seq_len is not None else min(ENCODER_STEPS, self.lookback - 1)
 
 
 class ModelConfig(Section):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from forecaster.cli import app
-from forecaster.config import SHORTCUTS, DataConfig, ModelConfig, TrainConfig, TrainingConfig, describe
+from forecaster.config import ENCODER_STEPS, SHORTCUTS, DataConfig, ModelConfig, TrainConfig, TrainingConfig, describe
 from pipelines.settings import load_settings
 
 # A setting with no shortcut flag and no mention outside config.py and the fit loop that reads it:
@@ -81,6 +81,15 @@ def test_derived_values_are_not_settings() -> None:
     assert "data.horizon" in names
     assert not {"model.horizon", "model.n_features", "data.features", "model.median_index"} & names
     assert ModelConfig(quantiles=(0.05, 0.5, 0.95)).median_index == 1
+
+
+def test_the_encoder_reads_its_default_bars_within_the_lookback_unless_seq_len_is_set() -> None:
+    assert DataConfig().encoder_steps == ENCODER_STEPS < DataConfig().lookback
+    assert DataConfig(lookback=ENCODER_STEPS).encoder_steps == ENCODER_STEPS - 1  # never the whole window
+    assert DataConfig(lookback=3).encoder_steps == 2
+    assert DataConfig(seq_len=60).encoder_steps == 60
+    with pytest.raises(ValidationError, match="seq_len"):
+        DataConfig(lookback=30, seq_len=30)
 
 
 def test_every_shortcut_names_a_real_setting_and_every_default_is_declared_once() -> None:

@@ -22,7 +22,7 @@ from forecaster.models import (
 from forecaster.train import evaluate_loss, fit
 
 LOOKBACK, HORIZON = 16, 3
-STEPS = LOOKBACK // 2  # the encoder reads half the lookback by default
+STEPS = LOOKBACK // 2  # encoder steps of the raw inputs below (a network takes any number)
 CPU = torch.device("cpu")
 
 
