@@ -143,7 +143,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arch", default=ModelConfig().arch)
     ap.add_argument("--mode", default=ModelConfig().mode)
-    ap.add_argument("--seq-len", type=int, default=None, help="encoder bars (default: the product's, half of 60)")
+    ap.add_argument("--seq-len", type=int, default=None, help="encoder bars (default: the product's, ENCODER_STEPS)")
     ap.add_argument("--epochs", type=int, default=15, help="validation checks (max)")
     ap.add_argument("--steps-per-epoch", type=int, default=12)
     ap.add_argument("--patience", type=int, default=5, help="validation checks without improvement (peers: 5)")
