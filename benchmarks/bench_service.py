@@ -146,8 +146,8 @@ def train_and_register(tracking_uri: str, epochs: int, max_batches: int | None) 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     from forecaster import tracking
     from forecaster.config import DataConfig, ModelConfig, TrainConfig
-    from forecaster.job import tracked_training
     from forecaster.sources import load_source
+    from forecaster.tracked import tracked_training
 
     frame, origin = load_source("sample")
     tracking.configure(tracking_uri)

@@ -27,8 +27,9 @@ from forecaster import tracking
 from forecaster.backtest_file import write_backtest
 from forecaster.config import TrainingConfig
 from forecaster.data import validate_ohlc
-from forecaster.job import RunResult, evaluate_frame, tracked_training
+from forecaster.job import evaluate_frame
 from forecaster.predict import Forecaster
+from forecaster.tracked import RunResult, tracked_training
 
 log = logging.getLogger(__name__)
 

@@ -86,8 +86,9 @@ def train(
     from pathlib import Path
 
     from forecaster import distributed, tracking
-    from forecaster.job import check_registration, tracked_training, train_other_rank
+    from forecaster.job import train_other_rank
     from forecaster.sources import load_source
+    from forecaster.tracked import check_registration, tracked_training
 
     shortcuts = {
         name: value

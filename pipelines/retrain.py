@@ -10,7 +10,8 @@ from typing import Any
 
 from forecaster import evaluate, tracking
 from forecaster.errors import ForecasterError, ModelNotFoundError
-from forecaster.job import code_version, evaluate_frame, tracked_training
+from forecaster.job import evaluate_frame
+from forecaster.tracked import code_version, tracked_training
 from pipelines import promote
 from pipelines.lock import LockTarget, lock_target, pipeline_lock
 from pipelines.refresh import refresh_data

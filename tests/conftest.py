@@ -142,7 +142,7 @@ class CliModel:
     output: str  # what the train command printed (stdout and stderr)
     stdout: str
     exit_code: int
-    run: Any  # forecaster.job.RunResult of that command, the in-memory trained forecaster included
+    run: Any  # forecaster.tracked.RunResult of that command, the in-memory trained forecaster included
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +151,7 @@ def cli_model(tmp_path_factory: pytest.TempPathFactory, _empty_mlflow_db: Path) 
     from factories import random_ohlc, to_csv
     from typer.testing import CliRunner
 
-    from forecaster import job as runs
+    from forecaster import tracked as runs
     from forecaster.cli import app
 
     store = new_store(tmp_path_factory.mktemp("cli_store"), _empty_mlflow_db)

@@ -26,7 +26,7 @@ from factories import random_ohlc
 
 from forecaster import tracking
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.job import RunResult, tracked_training
+from forecaster.tracked import RunResult, tracked_training
 from service.main import create_app
 from service.settings import Settings
 
