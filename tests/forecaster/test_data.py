@@ -88,6 +88,29 @@ def test_duplicate_ticker_date_is_refused_naming_both() -> None:
         validate_ohlc(duplicated)
 
 
+@pytest.mark.parametrize("layout", ["appended", "next to the first (sorted input)", "tickers not alphabetical"])
+def test_the_later_row_of_a_duplicate_is_the_bad_one_whatever_the_row_order(layout: str) -> None:
+    frame = good_frame()
+    i = row_of(frame, "AAA", 9)
+    aaa, bbb = frame[frame["ticker"] == "AAA"], frame[frame["ticker"] == "BBB"]
+    parts = {
+        "appended": [frame, frame.loc[[i]]],
+        "next to the first (sorted input)": [frame.loc[:i], frame.loc[[i]], frame.loc[i + 1 :]],
+        "tickers not alphabetical": [bbb, aaa.loc[:i], frame.loc[[i]], aaa.loc[i + 1 :]],
+    }[layout]
+    rows = pd.concat(parts, ignore_index=True)
+    later = int(np.flatnonzero((rows["ticker"] == "AAA") & (rows["date"] == frame.at[i, "date"]))[1])
+    reasons = row_problems(rows)
+    assert reasons[reasons != ""].to_dict() == {later: "duplicate (ticker, date)"}
+
+
+def test_rows_grouped_by_ticker_in_any_order_come_out_sorted() -> None:
+    frame = good_frame()
+    grouped = pd.concat([frame[frame["ticker"] == "BBB"], frame[frame["ticker"] == "AAA"]], ignore_index=True)
+    pd.testing.assert_frame_equal(validate_ohlc(grouped), frame, check_dtype=False)
+    pd.testing.assert_frame_equal(validate_ohlc(frame), frame, check_dtype=False)  # already in order
+
+
 def test_unparseable_date_is_refused_showing_the_raw_text_and_ticker() -> None:
     frame = good_frame()
     frame["date"] = frame["date"].dt.strftime("%Y-%m-%d").astype(object)
@@ -201,6 +224,24 @@ def test_find_split_jumps_detects_a_two_for_one_split() -> None:
     assert jumps.at[0, "ticker"] == "BBB" and jumps.at[0, "date"] == split_day
     assert jumps.at[0, "ratio"] == pytest.approx(2.0, rel=0.03)
     assert find_split_jumps(good_frame()).empty
+
+
+@pytest.mark.parametrize("ratio", [2.0 * 1.029, 2.0 * 0.971, 1 / 20 * 1.02, 3.0, 1.5 * 0.98, 10.0, 1 / 7])
+def test_a_jump_within_3_percent_of_a_split_ratio_is_found(ratio: float) -> None:
+    frame = good_frame()
+    i = row_of(frame, "AAA", 12)
+    frame.at[i, "open"] = frame.at[i - 1, "close"] / ratio
+    jumps = find_split_jumps(frame)
+    assert jumps[["ticker", "date"]].values.tolist() == [["AAA", frame.at[i, "date"]]]
+    assert jumps.at[0, "ratio"] == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize("ratio", [2.0 * 1.031, 2.0 * 0.969, 2.5, 1.2, 1 / 20 * 1.04, float("nan")])
+def test_a_jump_further_from_every_split_ratio_is_not(ratio: float) -> None:
+    frame = good_frame()
+    i = row_of(frame, "AAA", 12)
+    frame.at[i, "open"] = frame.at[i - 1, "close"] / ratio
+    assert find_split_jumps(frame).empty
 
 
 def test_splits_adjust_removes_the_jump_and_keeps_later_prices(caplog: pytest.LogCaptureFixture) -> None:
