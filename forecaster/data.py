@@ -242,7 +242,7 @@ def _repeated_keys(tickers: pd.Series, dates: pd.Series) -> np.ndarray:
     with keep='first', on integer codes sorted together (2x faster than hashing string pairs)."""
     codes = pd.factorize(tickers, use_na_sentinel=False)[0]
     days = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is one value, as for duplicated
-    if _grouped_in_date_order(codes, days):  # the usual file: nothing to sort
+    if in_ticker_date_order(codes, days):  # the usual file: nothing to sort
         return np.concatenate([[False], (codes[1:] == codes[:-1]) & (days[1:] == days[:-1])])
     order = np.lexsort((days, codes))  # stable: equal keys keep their row order
     codes, days = codes[order], days[order]
@@ -253,9 +253,10 @@ def _repeated_keys(tickers: pd.Series, dates: pd.Series) -> np.ndarray:
     return out
 
 
-def _grouped_in_date_order(codes: np.ndarray, days: np.ndarray) -> bool:
-    """Rows come ticker by ticker (codes in order of first appearance never decrease), each
-    ticker's dates never decreasing."""
+def in_ticker_date_order(codes: np.ndarray, days: np.ndarray) -> bool:
+    """Rows come ticker by ticker (ticker codes never decrease: with codes in order of first
+    appearance, grouped; with sorted codes, also in ticker order), each ticker's dates never
+    decreasing (days: int64 nanoseconds)."""
     step = np.diff(codes)
     return bool((step >= 0).all() and (np.diff(days)[step == 0] >= 0).all())
 
@@ -264,7 +265,7 @@ def _sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """By ticker then date (stable); no sort when the rows already are in that order."""
     codes, uniques = pd.factorize(frame["ticker"])
     days = frame["date"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    if pd.Index(uniques).is_monotonic_increasing and _grouped_in_date_order(codes, days):
+    if pd.Index(uniques).is_monotonic_increasing and in_ticker_date_order(codes, days):
         return frame.reset_index(drop=True)
     return frame.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
 

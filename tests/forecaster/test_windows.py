@@ -147,9 +147,12 @@ def test_panel_gather_equals_make_windows_of_each_ticker() -> None:
 
 def test_panel_from_unsorted_frame_groups_rows_by_ticker_in_date_order() -> None:
     frame = ticker_coded_frame({"AAA": 10, "BBB": 10})
-    panel = Panel.from_frame(frame.sample(frac=1.0, random_state=3))
-    assert panel.tickers == ("AAA", "BBB")
-    np.testing.assert_array_equal(panel.values[:, CLOSE], frame["close"].to_numpy(np.float32))
+    for rows in (frame.sample(frac=1.0, random_state=3), frame):  # shuffled, and already in order
+        panel = Panel.from_frame(rows)
+        assert panel.tickers == ("AAA", "BBB")
+        np.testing.assert_array_equal(panel.values[:, CLOSE], frame["close"].to_numpy(np.float32))
+        np.testing.assert_array_equal(panel.dates, frame["date"].to_numpy(dtype="datetime64[ns]"))
+        np.testing.assert_array_equal(panel.starts, [0, 10, 20])
 
 
 def test_gather_never_reads_the_next_tickers_closes_as_targets() -> None:
