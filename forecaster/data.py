@@ -239,7 +239,8 @@ def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Ser
 
 def _repeated_keys(tickers: pd.Series, dates: pd.Series) -> np.ndarray:
     """True for every row whose (ticker, date) an earlier row already has: ``DataFrame.duplicated``
-    with keep='first', on integer codes sorted together (2x faster than hashing string pairs)."""
+    with keep='first', on integer codes (faster than hashing string pairs; no sort at all when the
+    rows already come ticker by ticker in date order)."""
     codes = pd.factorize(tickers, use_na_sentinel=False)[0]
     days = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is one value, as for duplicated
     if in_ticker_date_order(codes, days):  # the usual file: nothing to sort
@@ -310,7 +311,9 @@ def find_split_jumps(frame: pd.DataFrame) -> pd.DataFrame:
     # then held to the rule itself: |ratio / target - 1| < SPLIT_TOLERANCE for some target
     targets = np.sort([t for r in SPLIT_RATIOS for t in (r, 1.0 / r)])
     edges = np.stack([targets * (1 - SPLIT_TOLERANCE) * (1 - 1e-9), targets * (1 + SPLIT_TOLERANCE) * (1 + 1e-9)])
-    candidates = np.flatnonzero(np.searchsorted(edges.T.ravel(), ratio) % 2 == 1)  # NaN sorts past every edge
+    bounds = edges.T.ravel()  # lo, hi of each target in turn
+    assert (np.diff(bounds) > 0).all(), "split bands must not overlap for the lookup below"
+    candidates = np.flatnonzero(np.searchsorted(bounds, ratio) % 2 == 1)  # NaN sorts past every edge
     near = np.zeros(len(frame), dtype=bool)
     near[candidates] = (np.abs(ratio[candidates, None] / targets - 1.0) < SPLIT_TOLERANCE).any(axis=1)
     hits = frame.loc[near, ["ticker", "date"]].copy()
