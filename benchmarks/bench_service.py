@@ -17,6 +17,9 @@ One run does everything, back to back:
 5. prints a markdown table and writes `benchmarks/RESULTS_service.md`; stops every server it
    started, also on error.
 
+`--workers2` also starts `forecaster serve --workers 2` (replicated serving: two worker processes
+sharing the port, metrics summed) and measures it in every phase beside the one-worker service.
+
     .venv/bin/python benchmarks/bench_service.py            # about 3-4 minutes on 2 cores
 """
 
@@ -437,9 +440,15 @@ def pick(results: list[dict[str, Any]], phase: str, server: str) -> dict[str, An
     return next(r for r in results if r["phase"] == phase and r["server"] == server)
 
 
+def is_ours(server: str) -> bool:
+    """Our service, one worker ("ours") or two ("ours-w2")."""
+    return server.startswith("ours")
+
+
 def verdicts(results: list[dict[str, Any]], batch_avg: dict[str, float]) -> list[str]:
     lines = []
-    others = [name for name in dict.fromkeys(r["server"] for r in results) if name != "ours"]
+    servers = list(dict.fromkeys(r["server"] for r in results))
+    others = [name for name in servers if not is_ours(name)]
     for key in ("a", "b", "c"):
         o = pick(results, key, "ours")
         for name in others:
@@ -448,6 +457,13 @@ def verdicts(results: list[dict[str, Any]], batch_avg: dict[str, float]) -> list
                          f"({fmt(o['series_per_s'], 0)} vs {fmt(m['series_per_s'], 0)} series/s), "
                          f"per server CPU-second {cpu_eff(o) / cpu_eff(m):.1f}x; "
                          f"p50 {fmt(o['p50_ms'], 2)} vs {fmt(m['p50_ms'], 2)} ms")
+    if "ours-w2" in servers:
+        for key in ("a", "b", "c", "d"):
+            o, w = pick(results, key, "ours"), pick(results, key, "ours-w2")
+            lines.append(f"phase {key}: 2 workers / 1 worker = **{w['req_per_s'] / o['req_per_s']:.2f}x** "
+                         f"({fmt(w['series_per_s'], 0)} vs {fmt(o['series_per_s'], 0)} series/s; server cores "
+                         f"{w['server_cores']:.2f} vs {o['server_cores']:.2f}; p99 {fmt(w['p99_ms'], 2)} vs "
+                         f"{fmt(o['p99_ms'], 2)} ms)")
     ob = pick(results, "b", "ours")
     b_ratio = ob["req_per_s"] / pick(results, "b", "mlflow")["req_per_s"]
     a_p99 = pick(results, "a", "ours")["p99_ms"]
@@ -526,6 +542,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-write", action="store_true", help="print only; do not write --out")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary store and server logs")
     p.add_argument("--wrk", action="store_true", help="also drive our server with wrk (cross-check of loadgen.py)")
+    p.add_argument("--workers2", action="store_true",
+                   help="also measure `forecaster serve --workers 2` (two worker processes, metrics summed)")
     p.add_argument("--mlflow-1t", action="store_true",
                    help="also measure a second MLflow server with OMP_NUM_THREADS=1 (one torch thread, like ours)")
     return p.parse_args(argv)
@@ -585,14 +603,18 @@ def main(argv: list[str] | None = None) -> int:
         keep = ("FORECASTER_MODEL_NAME", "FORECASTER_DEVICE")
         for key in [k for k in env if k.startswith("FORECASTER_") and k not in keep]:
             env.pop(key)  # production defaults for everything else
-        names = ["ours", "mlflow"] + (["mlflow-1t"] if args.mlflow_1t else [])
+        names = (["ours", "mlflow"] + (["ours-w2"] if args.workers2 else [])
+                 + (["mlflow-1t"] if args.mlflow_1t else []))
         ports = {name: free_port() for name in names}
-        ready = {name: "/ready" if name == "ours" else "/ping" for name in names}
+        ready = {name: "/ready" if is_ours(name) else "/ping" for name in names}
         for name in names:
             if name == "ours":
                 cmd = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port",
                        str(ports[name]), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
                        "--no-access-log", "--log-level", "warning"]
+            elif name == "ours-w2":  # the production command for replicated serving on one host
+                cmd = [str(VENV_BIN / "forecaster"), "serve", "--host", "127.0.0.1", "--port", str(ports[name]),
+                       "--workers", "2", "--log-level", "warning"]
             else:
                 cmd = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion",
                        "--env-manager", "local", "-p", str(ports[name]), "-h", "127.0.0.1"]
@@ -612,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
         if as_list != as_columns:
             raise AssertionError("list and columnar bodies gave different forecasts")
         check += "; list and columnar 64-series bodies: identical answers"
+        if args.workers2:
+            w2_url = f"http://127.0.0.1:{ports['ours-w2']}/forecast"
+            if post_json(w2_url, dumps(ours_batch(windows[:BATCH_SERIES])))["forecasts"] != as_list:
+                raise AssertionError("2 workers and 1 worker gave different forecasts")
+            check += "; 1 and 2 workers: identical answers"
         say(f"correctness: same medians from both servers ({check})")
         stages = stage_ms(tracking_uri, windows[:BATCH_SERIES])
         say("in-process stages of one 64-series request (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
@@ -625,10 +652,10 @@ def main(argv: list[str] | None = None) -> int:
         for i, phase in enumerate(phases):
             order = names if i % 2 == 0 else names[::-1]
             if phase.key == "d":  # the columnar form is ours only: phase c's list bodies, as columns
-                order = ["ours"]
+                order = [name for name in order if is_ours(name)]
             for server in order:
-                path, expect = ("/forecast", '{"model"') if server == "ours" else ("/invocations", '{"predictions"')
-                kind = "columnar" if phase.key == "d" else "ours" if server == "ours" else "mlflow"
+                path, expect = ("/forecast", '{"model"') if is_ours(server) else ("/invocations", '{"predictions"')
+                kind = "columnar" if phase.key == "d" else "ours" if is_ours(server) else "mlflow"
                 before = batch_windows_stats(metrics_url) if server == "ours" else None
                 r = run_loadgen(f"{phase.key}/{server}", ports[server], path, files[(kind, phase.series)], phase,
                                 pids[server], expect, args)
@@ -687,7 +714,9 @@ def main(argv: list[str] | None = None) -> int:
                 "here). Our service runs its "
                 "forward passes with 1 torch thread (FORECASTER_TORCH_THREADS default)"
                 + (", and `mlflow-1t` is the same MLflow server with OMP_NUM_THREADS=1 as a control."
-                   if args.mlflow_1t else "."),
+                   if args.mlflow_1t else ".")
+                + (" `ours-w2` is `forecaster serve --workers 2`: two worker processes sharing the port (uvicorn's "
+                   "supervisor), the same settings, Prometheus multiprocess metrics." if args.workers2 else ""),
                 "Load: `benchmarks/loadgen.py`, a separate process (raw HTTP/1.1 keep-alive on asyncio/uvloop), "
                 "closed loop, "
                 f"pre-serialised bodies from {args.pool} distinct real 60-bar windows of the sample (ours "
