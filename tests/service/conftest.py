@@ -141,6 +141,9 @@ class Registry:
             "device": "cpu",
             "max_body_bytes": 100_000,
             "cache_dir": str(self.root / "cache"),
+            # no access lines by default: a server thread writes them after the answer, and one
+            # written between two tests would reach the terminal (tests that read them set INFO)
+            "log_level": "warning",
         }
         values.update(overrides)
         return Settings(**values)
