@@ -243,12 +243,13 @@ def _repeated_keys(tickers: pd.Series, dates: pd.Series) -> np.ndarray:
     rows already come ticker by ticker in date order)."""
     codes = pd.factorize(tickers, use_na_sentinel=False)[0]
     days = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is one value, as for duplicated
-    if in_ticker_date_order(codes, days):  # the usual file: nothing to sort
-        return np.concatenate([[False], (codes[1:] == codes[:-1]) & (days[1:] == days[:-1])])
-    order = np.lexsort((days, codes))  # stable: equal keys keep their row order
-    codes, days = codes[order], days[order]
-    repeated = np.zeros(len(order), dtype=bool)
-    repeated[1:] = (codes[1:] == codes[:-1]) & (days[1:] == days[:-1])
+    # the usual file needs no sort; otherwise a stable one (equal keys keep their row order)
+    order = None if in_ticker_date_order(codes, days) else np.lexsort((days, codes))
+    if order is not None:
+        codes, days = codes[order], days[order]
+    repeated = np.concatenate([[False], (codes[1:] == codes[:-1]) & (days[1:] == days[:-1])])
+    if order is None:
+        return repeated
     out = np.empty_like(repeated)
     out[order] = repeated
     return out
@@ -264,9 +265,9 @@ def in_ticker_date_order(codes: np.ndarray, days: np.ndarray) -> bool:
 
 def _sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """By ticker then date (stable); no sort when the rows already are in that order."""
-    codes, uniques = pd.factorize(frame["ticker"])
+    codes = pd.factorize(frame["ticker"], sort=True)[0]  # sorted codes: in order means in ticker order
     days = frame["date"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    if pd.Index(uniques).is_monotonic_increasing and in_ticker_date_order(codes, days):
+    if in_ticker_date_order(codes, days):
         return frame.reset_index(drop=True)
     return frame.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
 
