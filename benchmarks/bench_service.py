@@ -18,7 +18,9 @@ One run does everything, back to back:
    started, also on error.
 
 `--workers2` also starts `forecaster serve --workers 2` (replicated serving: two worker processes
-sharing the port, metrics summed) and measures it in every phase beside the one-worker service.
+sharing the port, metrics summed) twice, as shipped (`ours-w2`: one SO_REUSEPORT socket per worker)
+and with `--shared-socket` (`ours-w2s`: one socket both accept from), and measures both in every
+phase beside the one-worker service.
 
     .venv/bin/python benchmarks/bench_service.py            # about 3-4 minutes on 2 cores
 """
@@ -441,7 +443,7 @@ def pick(results: list[dict[str, Any]], phase: str, server: str) -> dict[str, An
 
 
 def is_ours(server: str) -> bool:
-    """Our service, one worker ("ours") or two ("ours-w2")."""
+    """Our service: one worker ("ours") or two ("ours-w2": a socket each, "ours-w2s": one shared)."""
     return server.startswith("ours")
 
 
@@ -457,10 +459,12 @@ def verdicts(results: list[dict[str, Any]], batch_avg: dict[str, float]) -> list
                          f"({fmt(o['series_per_s'], 0)} vs {fmt(m['series_per_s'], 0)} series/s), "
                          f"per server CPU-second {cpu_eff(o) / cpu_eff(m):.1f}x; "
                          f"p50 {fmt(o['p50_ms'], 2)} vs {fmt(m['p50_ms'], 2)} ms")
-    if "ours-w2" in servers:
+    for name, how in (("ours-w2", "a socket each"), ("ours-w2s", "one shared socket")):
+        if name not in servers:
+            continue
         for key in ("a", "b", "c", "d"):
-            o, w = pick(results, key, "ours"), pick(results, key, "ours-w2")
-            lines.append(f"phase {key}: 2 workers / 1 worker = **{w['req_per_s'] / o['req_per_s']:.2f}x** "
+            o, w = pick(results, key, "ours"), pick(results, key, name)
+            lines.append(f"phase {key}: 2 workers ({how}) / 1 worker = **{w['req_per_s'] / o['req_per_s']:.2f}x** "
                          f"({fmt(w['series_per_s'], 0)} vs {fmt(o['series_per_s'], 0)} series/s; server cores "
                          f"{w['server_cores']:.2f} vs {o['server_cores']:.2f}; p99 {fmt(w['p99_ms'], 2)} vs "
                          f"{fmt(o['p99_ms'], 2)} ms)")
@@ -603,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = ("FORECASTER_MODEL_NAME", "FORECASTER_DEVICE")
         for key in [k for k in env if k.startswith("FORECASTER_") and k not in keep]:
             env.pop(key)  # production defaults for everything else
-        names = (["ours", "mlflow"] + (["ours-w2"] if args.workers2 else [])
+        names = (["ours", "mlflow"] + (["ours-w2", "ours-w2s"] if args.workers2 else [])
                  + (["mlflow-1t"] if args.mlflow_1t else []))
         ports = {name: free_port() for name in names}
         ready = {name: "/ready" if is_ours(name) else "/ping" for name in names}
@@ -612,9 +616,10 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port",
                        str(ports[name]), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
                        "--no-access-log", "--log-level", "warning"]
-            elif name == "ours-w2":  # the production command for replicated serving on one host
+            elif name in ("ours-w2", "ours-w2s"):  # the production command for replicated serving on one host
                 cmd = [str(VENV_BIN / "forecaster"), "serve", "--host", "127.0.0.1", "--port", str(ports[name]),
                        "--workers", "2", "--log-level", "warning"]
+                cmd += ["--shared-socket"] if name == "ours-w2s" else []
             else:
                 cmd = [str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion",
                        "--env-manager", "local", "-p", str(ports[name]), "-h", "127.0.0.1"]
@@ -635,9 +640,10 @@ def main(argv: list[str] | None = None) -> int:
             raise AssertionError("list and columnar bodies gave different forecasts")
         check += "; list and columnar 64-series bodies: identical answers"
         if args.workers2:
-            w2_url = f"http://127.0.0.1:{ports['ours-w2']}/forecast"
-            if post_json(w2_url, dumps(ours_batch(windows[:BATCH_SERIES])))["forecasts"] != as_list:
-                raise AssertionError("2 workers and 1 worker gave different forecasts")
+            for name in ("ours-w2", "ours-w2s"):
+                w2_url = f"http://127.0.0.1:{ports[name]}/forecast"
+                if post_json(w2_url, dumps(ours_batch(windows[:BATCH_SERIES])))["forecasts"] != as_list:
+                    raise AssertionError(f"2 workers ({name}) and 1 worker gave different forecasts")
             check += "; 1 and 2 workers: identical answers"
         say(f"correctness: same medians from both servers ({check})")
         stages = stage_ms(tracking_uri, windows[:BATCH_SERIES])
@@ -715,8 +721,10 @@ def main(argv: list[str] | None = None) -> int:
                 "forward passes with 1 torch thread (FORECASTER_TORCH_THREADS default)"
                 + (", and `mlflow-1t` is the same MLflow server with OMP_NUM_THREADS=1 as a control."
                    if args.mlflow_1t else ".")
-                + (" `ours-w2` is `forecaster serve --workers 2`: two worker processes sharing the port (uvicorn's "
-                   "supervisor), the same settings, Prometheus multiprocess metrics." if args.workers2 else ""),
+                + (" `ours-w2` is `forecaster serve --workers 2`: two worker processes sharing the port "
+                   "(uvicorn's supervisor; one SO_REUSEPORT socket per worker, the default), the same settings, "
+                   "Prometheus multiprocess metrics; `ours-w2s` the same with `--shared-socket` (both workers "
+                   "accept from one socket)." if args.workers2 else ""),
                 "Load: `benchmarks/loadgen.py`, a separate process (raw HTTP/1.1 keep-alive on asyncio/uvloop), "
                 "closed loop, "
                 f"pre-serialised bodies from {args.pool} distinct real 60-bar windows of the sample (ours "

@@ -1,5 +1,6 @@
 """`forecaster serve`: run the service with uvicorn, in one process (batching does the rest) or
-in several worker processes (`--workers N`) that share the port and sum their metrics."""
+in several worker processes (`--workers N`) that share the port (by default one SO_REUSEPORT
+socket each: service.workers) and sum their metrics."""
 
 from __future__ import annotations
 
@@ -23,12 +24,20 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[
             int | None, typer.Option(help="Worker processes, each with its own model (FORECASTER_WORKERS)")
         ] = None,
+        reuse_port: Annotated[
+            bool | None,
+            typer.Option(
+                "--reuse-port/--shared-socket",
+                help="With workers: one SO_REUSEPORT socket per worker, spread by the kernel (the default "
+                "on Linux), or one socket they all accept from (FORECASTER_REUSE_PORT)",
+            ),
+        ] = None,
     ) -> None:
         """Serve POST /forecast from models:/MODEL@ALIAS."""
         import uvicorn
 
         from service.settings import Settings
-        from service.workers import APP_FACTORY, settings_env, shared_metrics_dir
+        from service.workers import APP_FACTORY, run_workers, settings_env, shared_metrics_dir
 
         flags = {
             "model_name": model,
@@ -38,6 +47,7 @@ def register(app: typer.Typer) -> None:
             "log_level": log_level,
             "log_format": log_format,
             "workers": workers,
+            "reuse_port": reuse_port,
         }
         overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
         settings = Settings.model_validate(overrides)  # fails here, once, before any worker starts
@@ -59,4 +69,4 @@ def register(app: typer.Typer) -> None:
         # create_app() reads them as every FORECASTER_* setting.
         os.environ.update(settings_env(settings, overrides))
         with shared_metrics_dir():
-            uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)
+            run_workers(APP_FACTORY, settings.workers, options, settings.reuse_port)

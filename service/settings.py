@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="`forecaster serve`: worker processes on this host, each with its own model and poller; "
         "above 1, /metrics sums them (Prometheus multiprocess mode)",
     )
+    reuse_port: bool = Field(
+        True,
+        description="`forecaster serve --workers N`: each worker listens on its own SO_REUSEPORT socket, so the "
+        "kernel spreads connections among them (Linux); false: one socket all workers accept from",
+    )
     shutdown_grace_s: int = Field(
         10, ge=0, description="`forecaster serve`: longest SIGTERM waits for requests in flight"
     )

@@ -1,5 +1,13 @@
-"""Several uvicorn worker processes on one host: the environment they share, Prometheus
-multiprocess mode, and the `X-Worker` header that says which process answered.
+"""Several uvicorn worker processes on one host: how they listen, the environment they share,
+Prometheus multiprocess mode, and the `X-Worker` header that says which process answered.
+
+How they listen: by default (Linux) each worker binds its own listening socket to the address
+with SO_REUSEPORT, and the kernel hashes every new connection to one of them, so a load's
+keep-alive connections spread over the workers. uvicorn's own supervisor (which starts,
+health-checks and restarts the workers) hands every worker the sockets it was given; a
+`ReusePortListener` is a socket that, handed to a worker, arrives there as a fresh socket of its
+own on the same address. Without it (`reuse_port=false`, or no SO_REUSEPORT) all workers accept
+from one shared socket, and whichever wakes first takes a whole burst of connections.
 
 uvicorn starts workers with `spawn`, so a worker knows only its environment: the CLI writes its
 overrides as FORECASTER_* variables and each worker builds its settings, app, model store and
@@ -10,10 +18,12 @@ before a worker imports prometheus_client, which is why the CLI sets it before s
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, multiprocess
+from uvicorn.config import STARTUP_FAILURE
 
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Read by prometheus_client itself (its own contract); named once here for the service.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -31,6 +44,83 @@ APP_FACTORY = "service.main:create_app"
 WORKER_HEADER = b"x-worker"
 # Files of live-mode gauges are per pid: gauge_liveall_1234.db, gauge_livemin_1234.db, ...
 _LIVE_FILE = re.compile(r"gauge_live\w+?_(?P<pid>\d+)\.db")
+
+
+def reuse_port_supported() -> bool:
+    """SO_REUSEPORT that balances connections among the sockets sharing an address: Linux's."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class ReusePortListener(socket.socket):
+    """The address the workers listen on, bound here with SO_REUSEPORT (so a taken port or a bad
+    host fails before any worker starts, and the port stays reserved while the server runs, but
+    this socket never listens: the kernel gives connections only to listening sockets). Pickled
+    into a worker, it arrives as a new socket bound there to the same address: one per worker."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:
+        host, port = self.getsockname()[:2]
+        return _bind_in_worker, (host, port)
+
+    @classmethod
+    def reserve(cls, host: str, port: int) -> ReusePortListener:
+        """OSError (address in use, unknown host) as the bind raised it."""
+        sock = _reuse_port_socket(host, port)
+        return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
+
+def _bind_in_worker(host: str, port: int) -> socket.socket:
+    """A worker's own socket for the listener's address (called as the worker unpickles its
+    arguments). A failure ends the worker as a startup failure, which stops the supervisor
+    instead of restarting the worker for ever."""
+    try:
+        return _reuse_port_socket(host, port)
+    except OSError as error:
+        log.error("worker %d: cannot listen on %s:%d: %s", os.getpid(), host, port, error)
+        sys.exit(STARTUP_FAILURE)
+
+
+def run_workers(app: str, workers: int, options: Mapping[str, Any], reuse_port: bool) -> None:
+    """Serve the app factory `app` from `workers` processes under uvicorn's supervisor, each on its
+    own SO_REUSEPORT socket when `reuse_port` (and supported), else all on one shared socket."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    if not (reuse_port and reuse_port_supported()):
+        uvicorn.run(app, factory=True, workers=workers, **options)
+        return
+    config = uvicorn.Config(app, factory=True, workers=workers, **options)
+    server_log = logging.getLogger("uvicorn.error")
+    try:
+        listener = ReusePortListener.reserve(config.host, config.port)
+    except OSError as error:  # as uvicorn reports a bind failure: one line, the startup-failure code
+        server_log.error("cannot listen on %s:%d: %s", config.host, config.port, error)
+        sys.exit(STARTUP_FAILURE)
+    with listener:
+        host, port = listener.getsockname()[:2]
+        server_log.info(
+            "Uvicorn running on http://%s:%d with %d workers, one SO_REUSEPORT socket each (Press CTRL+C to quit)",
+            host,
+            port,
+            workers,
+        )
+        try:
+            Multiprocess(config, sockets=[listener]).run()
+        except KeyboardInterrupt:
+            pass
 
 
 def multiprocess_dir() -> str | None:

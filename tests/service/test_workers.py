@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,18 @@ import mlflow
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from traffic import Traffic
+from uvicorn.config import STARTUP_FAILURE
 
 from forecaster import tracking
 from service.settings import Settings
-from service.workers import MULTIPROC_ENV, settings_env, shared_metrics_dir
+from service.workers import (
+    MULTIPROC_ENV,
+    ReusePortListener,
+    reuse_port_supported,
+    run_workers,
+    settings_env,
+    shared_metrics_dir,
+)
 
 NAME = "svc_workers"  # its own registered model: moving its alias leaves svc@champion alone
 WORKERS = 2
@@ -63,6 +73,66 @@ def test_shared_metrics_dir_is_emptied_at_start_and_a_temporary_one_removed_at_e
     with shared_metrics_dir() as folder:
         assert os.environ[MULTIPROC_ENV] == str(folder) and folder.is_dir()
     assert not folder.exists() and MULTIPROC_ENV not in os.environ
+
+
+needs_reuse_port = pytest.mark.skipif(not reuse_port_supported(), reason="SO_REUSEPORT balancing is Linux's")
+
+
+def listening_sockets(port: int) -> int:
+    """Listening TCP sockets on 127.0.0.1:port, from the kernel's table (Linux)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    wanted = f"0100007F:{port:04X}"  # 127.0.0.1 as the kernel prints it, then the port in hex
+    return sum(1 for row in rows if row.split()[1] == wanted and row.split()[3] == "0A")  # 0A: LISTEN
+
+
+def accepted(sock: socket.socket) -> int:
+    """Connections waiting in a listening socket's queue, accepted and closed."""
+    sock.setblocking(False)
+    count = 0
+    while True:
+        try:
+            connection, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        connection.close()
+        count += 1
+
+
+@needs_reuse_port
+def test_a_reuse_port_listener_reaches_each_worker_as_its_own_socket_and_the_kernel_spreads_connections() -> None:
+    with ReusePortListener.reserve("127.0.0.1", 0) as listener:
+        port = listener.getsockname()[1]
+        # what uvicorn's supervisor does to hand a socket to a spawned worker, twice
+        workers = [ForkingPickler.loads(bytes(ForkingPickler.dumps(listener))) for _ in range(2)]
+        try:
+            assert {w.getsockname() for w in workers} == {("127.0.0.1", port)}
+            assert len({w.fileno() for w in workers} | {listener.fileno()}) == 3  # three sockets, not copies of one
+            assert all(w.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for w in workers)
+            for worker in workers:
+                worker.listen(128)
+            assert listening_sockets(port) == 2  # the parent's bound socket never listens
+            clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(64)]
+            time.sleep(0.2)  # let the last handshakes land in the queues (counted below, not timed)
+            counts = [accepted(w) for w in workers]
+            for client in clients:
+                client.close()
+        finally:
+            for worker in workers:
+                worker.close()
+    # 64 connections hashed by their ports: all on one socket has odds of 2 in 2**64
+    assert sum(counts) == 64 and min(counts) > 0, counts
+
+
+@needs_reuse_port
+def test_workers_on_a_taken_port_fail_before_any_worker_starts(capfd: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as stopped:
+            run_workers("service.main:create_app", 2, {"host": "127.0.0.1", "port": port}, reuse_port=True)
+    assert stopped.value.code == STARTUP_FAILURE
+    assert f"cannot listen on 127.0.0.1:{port}: [Errno" in capfd.readouterr().err  # uvicorn's log, on stderr
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +268,14 @@ def test_two_workers_follow_an_alias_move_without_failed_requests_and_sum_their_
     with fresh_connections(url) as http:
         workers = ready_workers(http, log)
         assert not (metrics_dir / "counter_4242.db").exists()  # the previous run's counts were cleared
+        if reuse_port_supported():  # each worker listens on its own socket, and keep-alive clients spread
+            port = int(url.rsplit(":", 1)[1])
+            assert listening_sockets(port) == WORKERS
+            answered_by = set()
+            for _ in range(32):  # 32 connections: all on one worker has odds of 2 in 2**32
+                with httpx.Client(base_url=url, timeout=30) as keep_alive:
+                    answered_by |= {keep_alive.get("/ready").headers["x-worker"] for _ in range(3)}
+            assert answered_by == workers
         with WorkerTraffic(url, {"history": history}) as traffic:
             deadline = time.monotonic() + SWAP_TIMEOUT_S
             while not traffic.switched(workers, first, 0.0):  # both workers serve version 1 first
@@ -236,3 +314,27 @@ def test_two_workers_follow_an_alias_move_without_failed_requests_and_sum_their_
             if labels["name"] == NAME
         }
         assert loaded == {worker.rsplit(":", 1)[1]: float(second) for worker in workers}
+
+        # a killed worker is replaced by uvicorn's supervisor; the new one listens on a socket of its
+        # own (with SO_REUSEPORT) and serves, and the dead one's loaded version leaves /metrics
+        killed = sorted(workers)[0]
+        os.kill(int(killed.rsplit(":", 1)[1]), signal.SIGKILL)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        replaced: set[str] = set()
+        while not replaced:
+            assert time.monotonic() < deadline, f"no new worker after {STARTUP_TIMEOUT_S} s\n{log.read_text()}"
+            try:
+                response = http.get("/ready")
+            except httpx.TransportError:  # a connection hashed to the dead worker's socket, as it closed
+                continue
+            if response.status_code == 200 and response.headers["x-worker"] not in workers:
+                replaced.add(response.headers["x-worker"])
+            time.sleep(0.05)
+        if reuse_port_supported():
+            assert listening_sockets(int(url.rsplit(":", 1)[1])) == WORKERS
+        loaded = {
+            labels["pid"]
+            for labels, _ in samples(http.get("/metrics").text, "forecaster_model_version")
+            if labels["name"] == NAME
+        }
+        assert killed.rsplit(":", 1)[1] not in loaded
