@@ -51,12 +51,14 @@ def reuse_port_supported() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def _reuse_port_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+def _socket(host: str, port: int, reuse_addr: bool, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to (host, port) with the given options; OSError as the bind raised it."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
+        if reuse_addr:  # connections of an earlier server left in TIME_WAIT do not block the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -66,10 +68,16 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
 
 
 class ReusePortListener(socket.socket):
-    """The address the workers listen on, bound here with SO_REUSEPORT (so a taken port or a bad
-    host fails before any worker starts, and the port stays reserved while the server runs, but
-    this socket never listens: the kernel gives connections only to listening sockets). Pickled
-    into a worker, it arrives as a new socket bound there to the same address: one per worker."""
+    """The address the workers listen on, reserved here with SO_REUSEPORT: a taken port or a bad
+    host fails before any worker starts, and the port stays reserved while the server runs. This
+    socket never listens (the kernel gives connections only to listening sockets). Pickled into a
+    worker, it arrives as a new socket bound there to the same address: one per worker.
+
+    SO_REUSEPORT lets any process of the same user join the address, so a second server started
+    on the port by mistake would silently take half the connections. `reserve` refuses that: it
+    first binds the address without SO_REUSEPORT (which fails while any socket listens on it, or
+    while another server's reservation holds it), and the reservation itself leaves SO_REUSEADDR
+    off, so a second server's probe fails even before the first one's workers listen."""
 
     def __reduce__(self) -> tuple[Any, tuple[str, int]]:
         host, port = self.getsockname()[:2]
@@ -78,7 +86,12 @@ class ReusePortListener(socket.socket):
     @classmethod
     def reserve(cls, host: str, port: int) -> ReusePortListener:
         """OSError (address in use, unknown host) as the bind raised it."""
-        sock = _reuse_port_socket(host, port)
+        if port != 0:  # port 0: the kernel picks a free port, for the reservation alone
+            _socket(host, port, reuse_addr=True, reuse_port=False).close()  # nothing else on the address
+        try:
+            sock = _socket(host, port, reuse_addr=False, reuse_port=True)
+        except OSError:  # TIME_WAIT connections of an earlier server without SO_REUSEPORT: the
+            sock = _socket(host, port, reuse_addr=True, reuse_port=True)  # probe saw no listener
         return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
 
 
@@ -87,7 +100,7 @@ def _bind_in_worker(host: str, port: int) -> socket.socket:
     arguments). A failure ends the worker as a startup failure, which stops the supervisor
     instead of restarting the worker for ever."""
     try:
-        return _reuse_port_socket(host, port)
+        return _socket(host, port, reuse_addr=True, reuse_port=True)
     except OSError as error:
         log.error("worker %d: cannot listen on %s:%d: %s", os.getpid(), host, port, error)
         sys.exit(STARTUP_FAILURE)

@@ -10,7 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
@@ -123,16 +124,53 @@ def test_a_reuse_port_listener_reaches_each_worker_as_its_own_socket_and_the_ker
     assert sum(counts) == 64 and min(counts) > 0, counts
 
 
+def a_plain_listener(stack: ExitStack) -> int:
+    taken = stack.enter_context(socket.socket())
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    return int(taken.getsockname()[1])
+
+
+def another_server_starting(stack: ExitStack) -> int:
+    """Another `serve --workers` whose workers do not listen yet: only its reservation."""
+    return int(stack.enter_context(ReusePortListener.reserve("127.0.0.1", 0)).getsockname()[1])
+
+
+def another_server_serving(stack: ExitStack) -> int:
+    """Another `serve --workers` with its reservation and two workers listening."""
+    listener = stack.enter_context(ReusePortListener.reserve("127.0.0.1", 0))
+    for _ in range(2):
+        stack.enter_context(ForkingPickler.loads(bytes(ForkingPickler.dumps(listener)))).listen(8)
+    return int(listener.getsockname()[1])
+
+
 @needs_reuse_port
-def test_workers_on_a_taken_port_fail_before_any_worker_starts(capfd: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
+@pytest.mark.parametrize("holder", [a_plain_listener, another_server_starting, another_server_serving])
+def test_workers_on_a_taken_port_fail_before_any_worker_starts(
+    holder: Callable[[ExitStack], int], capfd: pytest.CaptureFixture[str]
+) -> None:
+    # SO_REUSEPORT would let a second server of the same user join the port and take half its
+    # connections: the reservation refuses it, like any other holder of the address
+    with ExitStack() as stack:
+        port = holder(stack)
         with pytest.raises(SystemExit) as stopped:
             run_workers("service.main:create_app", 2, {"host": "127.0.0.1", "port": port}, reuse_port=True)
     assert stopped.value.code == STARTUP_FAILURE
     assert f"cannot listen on 127.0.0.1:{port}: [Errno" in capfd.readouterr().err  # uvicorn's log, on stderr
+
+
+def test_a_port_left_in_time_wait_by_an_earlier_server_can_be_reserved_again() -> None:
+    with socket.socket() as earlier:  # a server (without SO_REUSEPORT) that closed its side first
+        earlier.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        earlier.bind(("127.0.0.1", 0))
+        earlier.listen(1)
+        port = earlier.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        connection, _ = earlier.accept()
+        connection.close()  # the server's end goes to TIME_WAIT
+        client.close()
+    with ReusePortListener.reserve("127.0.0.1", port) as listener:
+        assert listener.getsockname() == ("127.0.0.1", port)
 
 
 @pytest.fixture(scope="module")
