@@ -260,7 +260,14 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from forecaster import tracking
-    from forecaster.batch import BATCH_SIZE, check_forecasts_path, default_workers, forecast_panel, write_forecasts
+    from forecaster.batch import (
+        BATCH_SIZE,
+        as_date,
+        check_forecasts_path,
+        default_workers,
+        forecast_panel,
+        write_forecasts,
+    )
     from forecaster.calendar import check_exchange
     from forecaster.sources import load_source
 
@@ -270,6 +277,8 @@ def predict(
     except ValueError as exc:
         raise ValueError(f"--out: {exc}") from None
     check_exchange(exchange)
+    if as_of is not None:
+        as_date(as_of)
     frame, origin = load_source(
         source,
         data,

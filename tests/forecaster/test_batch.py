@@ -250,6 +250,8 @@ def test_cli_predict_as_of_strict_and_bad_options_are_one_line_with_exit_code_2(
         result = invoke(*base, *extra)
         assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
         assert message in " ".join(result.output.split())  # type: ignore[attr-defined]
+        # every option is checked before the data or the model is read: no progress bar, no data warning
+        assert "forecasting" not in result.output and "WARNING" not in result.output  # type: ignore[attr-defined]
 
     cut = f"{in_cli_store.frame['date'].max() - pd.offsets.BDay(10):%Y-%m-%d}"
     ok = invoke(*base, "--out", str(tmp_path / "f.csv"), "--as-of", cut, "--batch-size", "1")
