@@ -34,6 +34,10 @@ EWMA_LAMBDA = 0.94  # RiskMetrics (1996) daily decay
 EWMA_SEED_RETURNS = 20  # the variance starts as the mean of the first (up to) 20 squared returns
 GARCH_MIN_RETURNS = 250  # about a year of daily returns before a GARCH(1,1) fit is worth trusting
 PERCENT = 100.0  # arch fits percent returns: its optimiser is tuned for variances near 1
+# (alpha, beta) the optimiser starts from when it fails from arch's own starting values (SLSQP may
+# stop on "Inequality constraints incompatible" from one point and converge from another); omega
+# then matches the sample variance of the returns
+GARCH_RESTARTS = ((0.05, 0.90), (0.02, 0.97), (0.10, 0.80))
 
 
 def point_forecasts(panel: Panel, origins: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
@@ -114,20 +118,35 @@ class GarchFit:
 
 
 def fit_garch(percent_returns: np.ndarray, ticker: str) -> GarchFit | None:
-    """Zero-mean GARCH(1,1) with normal errors; None (and a log line) when the fit fails."""
+    """Zero-mean GARCH(1,1) with normal errors, from arch's starting values, else the best
+    converged fit from the GARCH_RESTARTS; None (and a log line) when none converges."""
     model = arch_model(percent_returns, mean="Zero", vol="GARCH", p=1, q=1, dist="normal", rescale=False)
-    try:
-        with warnings.catch_warnings():
-            # arch also flips a global warnings filter when show_warning=False: keep that local
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            result = model.fit(disp="off", show_warning=False)
-    except (ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
-        log.warning("garch: fit failed for %s (%s); its garch forecasts are NaN", ticker, exc)
+    variance = float(np.mean(percent_returns**2))
+    restarts = [np.array([variance * (1.0 - a - b), a, b]) for a, b in GARCH_RESTARTS]
+    best, failure = None, "did not converge"
+    for start in [None, *restarts]:
+        try:
+            with warnings.catch_warnings():
+                # arch also flips a global warnings filter when show_warning=False: keep that local
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                result = model.fit(disp="off", show_warning=False, starting_values=start)
+        except (ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
+            failure = f"failed ({exc})"
+            continue
+        if result.convergence_flag == 0 and (best is None or result.loglikelihood > best.loglikelihood):
+            best = result
+        if best is not None and start is None:
+            break  # converged from arch's own starting values: the common case, one fit
+    if best is None:
+        log.warning(
+            "garch: the fit %s for %s from %d starting points; its garch forecasts are NaN, and garch is "
+            "scored without it",
+            failure,
+            ticker,
+            1 + len(restarts),
+        )
         return None
-    if result.convergence_flag != 0:
-        log.warning("garch: optimiser did not converge for %s; its garch forecasts are NaN", ticker)
-        return None
-    omega, alpha, beta = (float(result.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
+    omega, alpha, beta = (float(best.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
     return GarchFit(omega, alpha, beta, float(model.volatility.backcast(percent_returns)))
 
 

@@ -160,4 +160,56 @@ def test_a_failed_garch_fit_is_nan_and_logged(
 
     assert fits == {}
     assert np.isnan(garch_quantiles(panel, origins, 2, LEVELS, fits)).all()
-    assert "garch: fit failed for A (singular matrix)" in caplog.text
+    assert "garch: the fit failed (singular matrix) for A from 4 starting points" in caplog.text
+
+
+def test_a_garch_fit_that_fails_from_archs_start_is_restarted_and_keeps_the_best_converged_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """arch's SLSQP can stop from its own starting values ("Inequality constraints incompatible",
+    flag 4) and converge from another point: a stub makes the first start fail."""
+    returns = np.diff(np.log(simulated_garch_closes(1500, seed=11))) * 100.0
+    starts: list[object] = []
+    loglik: list[float] = []
+
+    class FailsFromItsOwnStart:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.model = arch_model(*args, **kwargs)
+            self.volatility = self.model.volatility
+
+        def fit(self, **kwargs: object) -> object:
+            starts.append(kwargs["starting_values"])
+            result = self.model.fit(**kwargs)
+            if kwargs["starting_values"] is None:
+                return type("NotConverged", (), {"convergence_flag": 4, "loglikelihood": 0.0})()
+            loglik.append(result.loglikelihood)
+            return result
+
+    monkeypatch.setattr(baselines, "arch_model", FailsFromItsOwnStart)
+    fit = baselines.fit_garch(returns, "A")
+
+    assert starts[0] is None and len(starts) == 1 + len(baselines.GARCH_RESTARTS)
+    variance = np.mean(returns**2)
+    for start, (alpha, beta) in zip(starts[1:], baselines.GARCH_RESTARTS, strict=True):
+        np.testing.assert_allclose(start, [variance * (1 - alpha - beta), alpha, beta])  # type: ignore[arg-type]
+    assert fit is not None
+    best = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="normal", rescale=False).fit(
+        disp="off", starting_values=starts[1 + int(np.argmax(loglik))]
+    )
+    assert (fit.omega, fit.alpha, fit.beta) == tuple(float(best.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
+    assert fit.alpha == pytest.approx(0.1, abs=0.06) and fit.beta == pytest.approx(0.85, abs=0.1)  # the true process
+
+
+def test_a_garch_fit_that_converges_from_archs_start_is_fitted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    real = baselines.arch_model
+
+    def counted(*args: object, **kwargs: object) -> object:
+        model = real(*args, **kwargs)
+        fit = model.fit
+        model.fit = lambda **kw: calls.append(kw["starting_values"]) or fit(**kw)  # type: ignore[method-assign]
+        return model
+
+    monkeypatch.setattr(baselines, "arch_model", counted)
+    assert baselines.fit_garch(np.diff(np.log(simulated_garch_closes(600, seed=5))) * 100.0, "A") is not None
+    assert calls == [None]
