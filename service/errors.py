@@ -66,8 +66,14 @@ def field_path(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def error_field(error: Mapping[str, Any]) -> str:
+    """The field a validation error names; the body itself when it is not JSON (pydantic's loc
+    then holds the character position, not a field)."""
+    return "body" if error.get("type") == "json_invalid" else field_path(error.get("loc", ()))
+
+
 def validation_message(error: Mapping[str, Any]) -> str:
-    where = field_path(error.get("loc", ()))
+    where = error_field(error)
     kind = error.get("type", "")
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if kind == "extra_forbidden":
@@ -96,7 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
             content={
                 "detail": "; ".join(messages[:10]) + (f"; and {len(messages) - 10} more" if len(messages) > 10 else ""),
                 "errors": [
-                    {"field": field_path(e.get("loc", ())), "message": m} for e, m in zip(errors, messages, strict=True)
+                    {"field": error_field(e), "message": m} for e, m in zip(errors, messages, strict=True)
                 ],
             },
         )

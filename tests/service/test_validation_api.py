@@ -96,6 +96,7 @@ def test_forecast_rejects_unparseable_json(client, assert_unchanged):
     response = client.post("/forecast", content=b"{bad", headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith("body: not valid JSON")
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]  # not the parser's position
     assert_unchanged()
 
 
