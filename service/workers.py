@@ -126,7 +126,7 @@ def run_workers(app: str, workers: int, options: Mapping[str, Any], reuse_port: 
         host, port = listener.getsockname()[:2]
         server_log.info(
             "Uvicorn running on http://%s:%d with %d workers, one SO_REUSEPORT socket each (Press CTRL+C to quit)",
-            host,
+            f"[{host}]" if ":" in host else host,  # an IPv6 address in a URL
             port,
             workers,
         )
