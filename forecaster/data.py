@@ -165,15 +165,15 @@ def validate_ohlc(
     if missing:
         raise DataError(f"data: missing column(s) {missing}; found {list(frame.columns)}")
     keep = [*REQUIRED_COLUMNS] + (["volume"] if "volume" in frame.columns else [])
-    frame = frame[keep].copy()
-    raw = frame.copy()
+    frame = frame[keep]  # copy-on-write (pandas 3): the caller's frame is never changed below
+    raw = frame.copy(deep=False)  # the cells as read, for messages; shares the data until frame's change
     frame["ticker"] = frame["ticker"].astype("string").str.strip()
     frame["date"] = parse_dates(frame["date"], date_format)
     for column in (*FEATURES, *(["volume"] if "volume" in frame.columns else [])):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
 
-    reasons = row_problems(frame, raw)
-    bad = reasons != ""
+    codes, names = pd.factorize(frame["ticker"], sort=True)  # once: sorted codes number the sorted names
+    reasons, bad = _row_problems(frame, raw, codes)
     if bad.any():
         problems = _describe(frame, raw, reasons[bad])
         if reasons[bad].str.contains("date: unparseable", regex=False).any():
@@ -181,12 +181,12 @@ def validate_ohlc(
         if bad_rows == "fail" or frame["date"].isna().all():
             raise DataError(f"data: {int(bad.sum())} bad row(s): {problems}")
         log.warning("dropped %d bad row(s): %s", int(bad.sum()), problems)
-        frame = frame[~bad]
+        frame, codes = frame[~bad], codes[~bad]
 
-    frame = _sort_rows(frame)
+    frame, codes = _sort_rows(frame, codes)
     frame["ticker"] = frame["ticker"].astype(str)
-    frame = _check_min_rows(frame, min_rows, bad_rows)
-    frame = _handle_split_jumps(frame, splits)
+    frame, codes = _check_min_rows(frame, codes, np.asarray(names, dtype=object), min_rows, bad_rows)
+    frame = _handle_split_jumps(frame, splits, codes)
     if frame.empty:
         raise DataError("data: no valid rows left")
     return frame
@@ -199,8 +199,18 @@ def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Ser
     ``ticker`` and ``date`` are checked only when present, so a single history without them
     can be checked too. raw: the cells as read, quoted in the reasons (default: frame).
     """
+    return _row_problems(frame, raw)[0]
+
+
+def _row_problems(
+    frame: pd.DataFrame, raw: pd.DataFrame | None, codes: np.ndarray | None = None
+) -> tuple[pd.Series, np.ndarray]:
+    """`row_problems`, and the rows with a problem as a boolean array (comparing every reason of a
+    large frame with '' cost a tenth of its validation). codes: each row's ticker as an integer
+    (-1 for a missing one), when the caller has them."""
     raw = frame if raw is None else raw
     reasons = pd.Series("", index=frame.index, dtype=object)
+    flagged = np.zeros(len(frame), dtype=bool)
 
     def flag(mask: pd.Series, text: str | Callable[[pd.Series], pd.Series]) -> None:
         """Add a reason to the flagged rows; a callable builds the text for those rows only (building
@@ -209,6 +219,7 @@ def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Ser
         if mask.any():
             add = text(mask) if callable(text) else text
             reasons[mask] = reasons[mask] + np.where(reasons[mask] == "", "", "; ") + add
+            flagged[mask.to_numpy()] = True
 
     if "ticker" in frame.columns:
         flag(frame["ticker"].isna() | (frame["ticker"] == ""), "ticker is empty")
@@ -232,16 +243,17 @@ def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Ser
     for rule in ("high_below_top", "low_above_bottom"):  # high below low breaks one of these too
         flag(prices_ok & breaks[rule], OHLC_RULES[rule])
     if "ticker" in frame.columns and "date" in frame.columns:
-        dup = pd.Series(_repeated_keys(frame["ticker"], frame["date"]), index=frame.index) & frame["date"].notna()
+        if codes is None:
+            codes = pd.factorize(frame["ticker"])[0]
+        dup = pd.Series(_repeated_keys(codes, frame["date"]), index=frame.index) & frame["date"].notna()
         flag(dup, "duplicate (ticker, date)")
-    return reasons
+    return reasons, flagged
 
 
-def _repeated_keys(tickers: pd.Series, dates: pd.Series) -> np.ndarray:
+def _repeated_keys(codes: np.ndarray, dates: pd.Series) -> np.ndarray:
     """True for every row whose (ticker, date) an earlier row already has: ``DataFrame.duplicated``
-    with keep='first', on integer codes (faster than hashing string pairs; no sort at all when the
-    rows already come ticker by ticker in date order)."""
-    codes = pd.factorize(tickers, use_na_sentinel=False)[0]
+    with keep='first', on integer ticker codes (faster than hashing string pairs; missing tickers
+    share one code; no sort at all when the rows already come ticker by ticker in date order)."""
     days = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is one value, as for duplicated
     # the usual file needs no sort; otherwise a stable one (equal keys keep their row order)
     order = None if in_ticker_date_order(codes, days) else np.lexsort((days, codes))
@@ -263,13 +275,15 @@ def in_ticker_date_order(codes: np.ndarray, days: np.ndarray) -> bool:
     return bool((step >= 0).all() and (np.diff(days)[step == 0] >= 0).all())
 
 
-def _sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """By ticker then date (stable); no sort when the rows already are in that order."""
-    codes = pd.factorize(frame["ticker"], sort=True)[0]  # sorted codes: in order means in ticker order
+def _sort_rows(frame: pd.DataFrame, codes: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """By ticker then date (stable; no sort when the rows already are in that order), and the
+    rows' ticker codes in the new order. codes: sorted codes (numbering the sorted ticker names), so
+    rows in code order are in ticker order."""
     days = frame["date"].to_numpy(dtype="datetime64[ns]").view(np.int64)
     if in_ticker_date_order(codes, days):
-        return frame.reset_index(drop=True)
-    return frame.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
+        return frame.reset_index(drop=True), codes
+    order = np.lexsort((days, codes))  # stable: rows with equal keys keep their order
+    return frame.take(order).reset_index(drop=True), codes[order]
 
 
 def _shown(values: pd.Series, width: int) -> pd.Series:
@@ -289,25 +303,44 @@ def _describe(frame: pd.DataFrame, raw: pd.DataFrame, reasons: pd.Series) -> str
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _check_min_rows(frame: pd.DataFrame, min_rows: int, bad_rows: str) -> pd.DataFrame:
-    counts = frame.groupby("ticker").size()
-    short = counts[counts < min_rows]
-    if short.empty:
-        return frame
-    listing = ", ".join(f"{t} has {n}" for t, n in short.items())
+def _check_min_rows(
+    frame: pd.DataFrame, codes: np.ndarray, names: np.ndarray, min_rows: int, bad_rows: str
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Tickers with fewer than min_rows rows: an error, or (``drop``) left out with a warning.
+    codes: each row's ticker code, numbering `names` (the tickers in sorted order)."""
+    counts = np.bincount(codes, minlength=len(names))
+    short = (counts > 0) & (counts < min_rows)  # a name with no row left (every row bad) is no ticker
+    if not short.any():
+        return frame, codes
+    listing = ", ".join(f"{t} has {n}" for t, n in zip(names[short], counts[short], strict=True))
     message = f"data: too few rows for lookback + horizon ({min_rows} needed): {listing}"
-    if bad_rows == "fail" or len(short) == len(counts):
+    if bad_rows == "fail" or short.sum() == (counts > 0).sum():
         raise DataError(message)
-    log.warning("dropped %d ticker(s): %s", len(short), message)
-    return frame[~frame["ticker"].isin(short.index)].reset_index(drop=True)
+    log.warning("dropped %d ticker(s): %s", int(short.sum()), message)
+    keep = ~short[codes]
+    return frame[keep].reset_index(drop=True), codes[keep]
 
 
-def find_split_jumps(frame: pd.DataFrame) -> pd.DataFrame:
+def find_split_jumps(frame: pd.DataFrame, codes: np.ndarray | None = None) -> pd.DataFrame:
     """Rows whose open jumped from the previous close by about a stock-split ratio.
 
-    Returns columns ticker, date, ratio (previous close / open, >1 for a forward split).
+    frame: each ticker's rows in date order; codes: each row's ticker as an integer, -1 for none
+    (computed when not given). Returns columns ticker, date, ratio (previous close / open, >1 for a
+    forward split).
     """
-    ratio = (frame.groupby("ticker", sort=False)["close"].shift(1) / frame["open"]).to_numpy()
+    if codes is None:
+        codes = pd.factorize(frame["ticker"])[0]
+    close = frame["close"].to_numpy(dtype=np.float64)
+    # each row's previous close of the same ticker (NaN on its first row): rows grouped by ticker,
+    # in their order within each ticker, unless they already come ticker by ticker
+    order = None if (np.diff(codes) >= 0).all() else np.argsort(codes, kind="stable")
+    grouped, closes = (codes, close) if order is None else (codes[order], close[order])
+    previous = np.full(len(frame), np.nan)
+    same = (grouped[1:] == grouped[:-1]) & (grouped[1:] >= 0)
+    previous[1:][same] = closes[:-1][same]
+    if order is not None:
+        previous[order] = previous.copy()
+    ratio = previous / frame["open"].to_numpy(dtype=np.float64)
     # the few ratios inside a (slightly widened) band around a target, found in one sorted lookup,
     # then held to the rule itself: |ratio / target - 1| < SPLIT_TOLERANCE for some target
     targets = np.sort([t for r in SPLIT_RATIOS for t in (r, 1.0 / r)])
@@ -322,10 +355,10 @@ def find_split_jumps(frame: pd.DataFrame) -> pd.DataFrame:
     return hits.reset_index(drop=True)
 
 
-def _handle_split_jumps(frame: pd.DataFrame, splits: str) -> pd.DataFrame:
+def _handle_split_jumps(frame: pd.DataFrame, splits: str, codes: np.ndarray) -> pd.DataFrame:
     if splits not in ("warn", "fail", "adjust"):
         raise ValueError(f"splits: expected 'warn', 'fail' or 'adjust', got '{splits}'")
-    jumps = find_split_jumps(frame)
+    jumps = find_split_jumps(frame, codes)
     if jumps.empty:
         return frame
     listing = "; ".join(

@@ -395,3 +395,29 @@ def test_row_problems_checks_a_single_history_without_ticker_or_date() -> None:
     history = good_frame().drop(columns=["ticker", "date"]).head(4)
     history.loc[2, "low"] = history.loc[2, "high"] * 1.1
     assert row_problems(history).tolist() == ["", "", "low above min(open, close)", ""]
+
+
+def test_a_ticker_whose_every_row_is_dropped_is_not_listed_as_short(caplog: pytest.LogCaptureFixture) -> None:
+    frame = pd.concat([good_frame(), random_ohlc(tickers=("GONE",), days=5)], ignore_index=True)
+    frame.loc[frame["ticker"] == "GONE", "open"] = -1.0  # every GONE row is bad, and dropped
+    with caplog.at_level(logging.WARNING, logger="forecaster.data"):
+        clean = validate_ohlc(frame, bad_rows="drop", min_rows=25)
+    assert sorted(clean["ticker"].unique()) == ["AAA", "BBB"]
+    assert "dropped 5 bad row(s)" in caplog.text and "GONE has" not in caplog.text and "ticker(s)" not in caplog.text
+
+
+def test_validation_leaves_the_callers_frame_as_it_was() -> None:
+    frame = good_frame().sample(frac=1.0, random_state=3)  # unsorted: validation sorts its own copy
+    frame.loc[frame.index[4], "ticker"] = "  AAA "  # stripped in the copy
+    frame.loc[frame.index[7], "close"] = -1.0  # dropped from the copy
+    before = frame.copy()
+    validate_ohlc(frame, bad_rows="drop", splits="adjust")
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_split_jumps_are_found_per_ticker_whatever_the_order_of_the_tickers_rows() -> None:
+    frame, split_day = with_split(good_frame(), "BBB", 12, 2.0)
+    interleaved = frame.sort_values(["date", "ticker"], kind="stable")  # AAA, BBB, AAA, BBB, ...
+    jumps = find_split_jumps(interleaved)
+    assert jumps[["ticker", "date"]].values.tolist() == [["BBB", split_day]]
+    assert jumps.at[0, "ratio"] == find_split_jumps(frame).at[0, "ratio"]
