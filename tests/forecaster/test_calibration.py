@@ -74,3 +74,17 @@ def test_applied_quantiles_never_cross_and_state_round_trips() -> None:
     np.testing.assert_array_equal(again.offsets, calibration.offsets)
     with pytest.raises(ValueError, match="calibration: expected offsets \\[2, 3\\]"):
         Calibration.from_state(calibration.state(), horizon=2, n_quantiles=3)
+
+
+def test_apply_is_offsets_then_shrink_then_a_sort_whether_or_not_rows_cross() -> None:
+    rng = np.random.default_rng(8)
+    calibration = Calibration(rng.normal(0.0, 0.05, size=(2, 3)), np.array([0.5, 1.0]))
+    z = np.sort(rng.normal(size=(50, 2, 3)), axis=-1)
+    crossing = z.copy()
+    crossing[7, 1] = [0.3, 0.2, 0.1]  # one row whose raw quantiles cross
+    with_nan = z.copy()
+    with_nan[3, 0, 0] = np.nan  # sorted to the end, as np.sort does
+    for raw in (z, crossing, with_nan):
+        expected = raw + calibration.offsets[None]
+        expected[..., MEDIAN] *= calibration.shrink[None]
+        np.testing.assert_array_equal(calibration.apply(raw, MEDIAN), np.sort(expected, axis=-1))
