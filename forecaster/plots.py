@@ -32,13 +32,19 @@ def forecast_figure(result: Backtest, step: int = 1, max_tickers: int = 4, last_
                 result.upper[rows, step - 1],
                 color="tab:blue",
                 alpha=0.2,
-                label="model interval",
+                label=band_label(result.levels),
             )
         ax.plot(x, result.forecasts["naive"][rows, step - 1], color="tab:orange", lw=0.8, ls="--", label="naive")
         ax.set_title(f"{result.tickers[s]}: close forecast {step} trading day(s) ahead, by target date")
         ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def band_label(levels: tuple[float, ...]) -> str:
+    """The legend of the model's outer band: its quantile levels and the share they enclose."""
+    lo, hi = levels[0], levels[-1]
+    return f"model band q{lo:g}-q{hi:g} ({(hi - lo) * 100:.0f}%)"
 
 
 def loss_figure(history: list[EpochStats]) -> Figure:
