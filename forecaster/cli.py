@@ -277,8 +277,7 @@ def predict(
     except ValueError as exc:
         raise ValueError(f"--out: {exc}") from None
     check_exchange(exchange)
-    if as_of is not None:
-        as_date(as_of)
+    cut = as_date(as_of) if as_of is not None else None  # parsed once, before any data or model is read
     frame, origin = load_source(
         source,
         data,
@@ -301,7 +300,7 @@ def predict(
         result = forecast_panel(
             forecaster,
             frame,
-            as_of,
+            cut,
             exchange,
             batch_size or BATCH_SIZE,
             workers,
