@@ -11,8 +11,8 @@ counts as wrong; n/a for naive).
 Ours: the forecaster defaults (forecaster.config: GRU n-to-1 quantile network on
 volatility-scaled windows, quantiles 0.1/0.5/0.9, AdamW with warm-up + cosine, batch 512,
 per-step calibration and median shrinkage fitted on the validation split) with the
-protocol's lookback of 60 bars (the encoder reads the last half, as the product does with
-any lookback), trained, calibrated, saved, reloaded and backtested by
+protocol's lookback of 60 bars (the encoder reads the last ENCODER_STEPS = 20, as the
+product does), trained, calibrated, saved, reloaded and backtested by
 forecaster.job.run_training, the product's one training job: the backtest is
 forecaster.evaluate.backtest on the test origins, beside naive, drift and the EWMA and
 GARCH(1,1) quantile baselines (whose median is the last close: their point metrics are
