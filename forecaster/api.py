@@ -80,15 +80,16 @@ def evaluate(
     if isinstance(model, str):
         model = load(model, device=device)
     model_uri, ref = _LOADED.get(model, (None, None))
+    frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)  # a ticker too short for one origin
     return evaluation_report(
-        validate_ohlc(bars), model, from_date, model_uri=model_uri, ref=ref, data=data, backtest_out=backtest_out
+        frame, model, from_date, model_uri=model_uri, ref=ref, data=data, backtest_out=backtest_out
     )
 
 
 def evaluation_report(
     frame: pd.DataFrame,
     forecaster: Forecaster,
-    from_date: str | None = None,
+    from_date: str | pd.Timestamp | None = None,
     *,
     model_uri: str | None = None,
     ref: tracking.ModelRef | None = None,
@@ -138,7 +139,7 @@ def train(
     Returns the run: run_id, model_uri, version, test metrics and the trained forecaster
     (``result.outcome.forecaster``)."""
     resolved = (config or TrainingConfig()).with_overrides(overrides)
-    frame = validate_ohlc(bars, bad_rows=resolved.data.bad_rows)
+    frame = validate_ohlc(bars, bad_rows=resolved.data.bad_rows, splits=resolved.data.splits)
     tracking.configure(tracking_uri)
     return tracked_training(
         frame,

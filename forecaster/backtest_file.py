@@ -40,9 +40,9 @@ def backtest_table(result: Backtest) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def check_backtest_path(path: str | Path) -> Path:
-    """The path if its suffix is a supported format, else ValueError naming the suffixes."""
-    return check_table_path(path, "backtest file")
+def check_backtest_path(path: str | Path, reads: str | Path | None = None) -> Path:
+    """The path if the backtest can be written there (`storage.check_table_path`), else ValueError."""
+    return check_table_path(path, "backtest file", reads)
 
 
 def write_backtest(result: Backtest, path: str | Path) -> Path:

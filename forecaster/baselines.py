@@ -120,8 +120,11 @@ class GarchFit:
 def fit_garch(percent_returns: np.ndarray, ticker: str) -> GarchFit | None:
     """Zero-mean GARCH(1,1) with normal errors, from arch's starting values, else the best
     converged fit from the GARCH_RESTARTS; None (and a log line) when none converges."""
-    model = arch_model(percent_returns, mean="Zero", vol="GARCH", p=1, q=1, dist="normal", rescale=False)
     variance = float(np.mean(percent_returns**2))
+    if not variance > 0.0:  # a flat price: nothing to fit (arch would only warn and fail)
+        log.warning("garch: %s has no price change before its first origin; no garch forecasts for it", ticker)
+        return None
+    model = arch_model(percent_returns, mean="Zero", vol="GARCH", p=1, q=1, dist="normal", rescale=False)
     restarts = [np.array([variance * (1.0 - a - b), a, b]) for a, b in GARCH_RESTARTS]
     best, failure = None, "did not converge"
     for start in [None, *restarts]:

@@ -30,7 +30,7 @@ import torch
 
 from forecaster.calendar import DEFAULT_EXCHANGE, next_sessions
 from forecaster.config import MEDIAN, quantile_column
-from forecaster.data import validate_ohlc
+from forecaster.data import parse_day, validate_ohlc
 from forecaster.errors import DataError
 from forecaster.predict import Forecaster, accepted_prices
 from forecaster.storage import check_table_path, write_table_atomically
@@ -57,13 +57,7 @@ class BatchForecast:
 
 def as_date(value: str | pd.Timestamp) -> pd.Timestamp:
     """An as-of date (ISO text, date or timestamp) as a Timestamp, or a ValueError naming it."""
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"as_of: expected a date YYYY-MM-DD, got {value!r}") from exc
-    if pd.isna(stamp):
-        raise ValueError(f"as_of: expected a date YYYY-MM-DD, got {value!r}")
-    return stamp.normalize()
+    return parse_day(value, "as_of")
 
 
 def last_bars(panel: Panel, as_of: str | pd.Timestamp | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -232,9 +226,9 @@ def forecast_bars(
     return forecast_panel(forecaster, validate_ohlc(bars), as_of, exchange, batch_size, workers, strict).table
 
 
-def check_forecasts_path(path: str | Path) -> Path:
-    """The path if its suffix is a supported format, else ValueError naming the suffixes."""
-    return check_table_path(path, "forecasts file")
+def check_forecasts_path(path: str | Path, reads: str | Path | None = None) -> Path:
+    """The path if forecasts can be written there (`storage.check_table_path`), else ValueError."""
+    return check_table_path(path, "forecasts file", reads)
 
 
 def write_forecasts(table: pd.DataFrame, path: str | Path) -> Path:

@@ -16,13 +16,15 @@ import typer
 from rich.table import Table
 
 from forecaster.calendar import DEFAULT_EXCHANGE
-from forecaster.config import TrainingConfig
+from forecaster.config import BAD_ROWS, SPLITS, TrainingConfig, check_choice
 from forecaster.console import console, friendly_errors, parse_list, setup_logging
 from forecaster.overrides import resolve_training, settings_help, shortcut_help, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Global LSTM/GRU stock forecaster.")
 log = logging.getLogger("forecaster")
 DATE_FORMAT_HELP = "Layout of the file's dates when not ISO YYYY-MM-DD, in strptime codes, e.g. %d/%m/%Y"
+BAD_ROWS_HELP = f"Bad rows and too-short tickers: {' or '.join(BAD_ROWS)} (drop: left out with a warning)"
+SPLITS_HELP = f"Jumps that look like unadjusted stock splits: {' or '.join(SPLITS)} (adjust: back-adjust, logged)"
 
 TRAIN_EPILOG = "Every setting, as a dotted flag (the flags above are shortcuts for some of them):\n\n" + "\n\n".join(
     settings_help(TrainingConfig).splitlines()
@@ -139,6 +141,7 @@ def train(
             Path(cache_dir) if cache_dir else None,
             config.data.bad_rows,
             date_format=date_format,
+            splits=config.data.splits,
         )
     )
     if not group.is_main:
@@ -181,10 +184,13 @@ def evaluate(
     source: Annotated[str, typer.Option(help="sample | yfinance | file")] = "sample",
     tickers: Annotated[str | None, typer.Option()] = None,
     start: Annotated[str | None, typer.Option(help="First date of data to load")] = None,
-    from_date: Annotated[str | None, typer.Option("--from", help="Only forecast origins on or after DATE")] = None,
+    from_date: Annotated[
+        str | None, typer.Option("--from", help="Only forecast origins on or after DATE (YYYY-MM-DD)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     device: Annotated[str, typer.Option()] = "auto",
-    bad_rows: Annotated[str, typer.Option()] = "fail",
+    bad_rows: Annotated[str, typer.Option(help=BAD_ROWS_HELP)] = "fail",
+    splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "warn",
     date_format: Annotated[str | None, typer.Option(help=DATE_FORMAT_HELP)] = None,
     tracking_uri: Annotated[str | None, typer.Option()] = None,
     backtest_out: Annotated[
@@ -198,22 +204,31 @@ def evaluate(
     from forecaster import tracking
     from forecaster.api import evaluation_report
     from forecaster.backtest_file import check_backtest_path
+    from forecaster.data import parse_day, require_rows
     from forecaster.sources import load_source
 
     setup_logging(verbose)
+    # every flag is checked before any data or model is loaded: a typo should not cost a whole backtest
+    check_choice("--bad-rows", bad_rows, BAD_ROWS)
+    check_choice("--splits", splits, SPLITS)
+    cut = parse_day(from_date, "--from") if from_date is not None else None
     if backtest_out is not None:
-        try:  # before any data or model is loaded: a typo should not cost a whole backtest
-            check_backtest_path(backtest_out)
+        try:
+            check_backtest_path(backtest_out, reads=data)
         except ValueError as exc:
             raise ValueError(f"--backtest-out: {exc}") from None
-    frame, origin = load_source(source, data, parse_list(tickers), start, None, None, bad_rows, date_format=date_format)
+    frame, origin = load_source(
+        source, data, parse_list(tickers), start, None, None, bad_rows, date_format=date_format, splits=splits
+    )
     tracking.configure(tracking_uri)
     forecaster, ref = tracking.load_forecaster(model_uri, device=device)
+    # a ticker too short for one origin is an error (or, with --bad-rows drop, left out with a warning)
+    frame = require_rows(frame, forecaster.lookback + forecaster.horizon, bad_rows)
     payload = evaluation_report(  # the report's one owner, also behind forecaster.evaluate()
-        frame, forecaster, from_date, model_uri=model_uri, ref=ref, data=origin, backtest_out=backtest_out
+        frame, forecaster, cut, model_uri=model_uri, ref=ref, data=origin, backtest_out=backtest_out
     )
     if as_json:
-        typer.echo(json.dumps(payload))
+        typer.echo(json.dumps(finite_or_null(payload), allow_nan=False))  # strict JSON: no NaN / Infinity
         return
     console.print(
         metrics_table(
@@ -246,7 +261,8 @@ def predict(
         bool, typer.Option("--strict", help="Fail when a ticker has too little history (default: skip, warn)")
     ] = False,
     device: Annotated[str, typer.Option()] = "auto",
-    bad_rows: Annotated[str, typer.Option()] = "fail",
+    bad_rows: Annotated[str, typer.Option(help="Bad rows: fail or drop (left out with a warning)")] = "fail",
+    splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "warn",
     date_format: Annotated[str | None, typer.Option(help=DATE_FORMAT_HELP)] = None,
     tracking_uri: Annotated[str | None, typer.Option()] = None,
     cache_dir: Annotated[str | None, typer.Option(help="yfinance cache folder")] = ".forecaster/cache",
@@ -262,22 +278,24 @@ def predict(
     from forecaster import tracking
     from forecaster.batch import (
         BATCH_SIZE,
-        as_date,
         check_forecasts_path,
         default_workers,
         forecast_panel,
         write_forecasts,
     )
     from forecaster.calendar import check_exchange
+    from forecaster.data import parse_day
     from forecaster.sources import load_source
 
     setup_logging(verbose)
-    try:  # before any data or model is loaded
-        check_forecasts_path(out)
+    check_choice("--bad-rows", bad_rows, BAD_ROWS)  # every flag before any data or model is loaded
+    check_choice("--splits", splits, SPLITS)
+    try:
+        check_forecasts_path(out, reads=data)
     except ValueError as exc:
         raise ValueError(f"--out: {exc}") from None
     check_exchange(exchange)
-    cut = as_date(as_of) if as_of is not None else None  # parsed once, before any data or model is read
+    cut = parse_day(as_of, "--as-of") if as_of is not None else None  # once, before any data or model is read
     frame, origin = load_source(
         source,
         data,
@@ -287,6 +305,7 @@ def predict(
         Path(cache_dir) if cache_dir else None,
         bad_rows,
         date_format=date_format,
+        splits=splits,
     )
     tracking.configure(tracking_uri)
     forecaster, ref = tracking.load_forecaster(model_uri, device=device)
@@ -319,6 +338,17 @@ def predict(
     )
 
 
+def finite_or_null(value: Any) -> Any:
+    """The report with every NaN or infinite number (a metric no series could be scored on) as None."""
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def metrics_table(metrics: dict[str, dict[str, list[float]]], title: str) -> Table:
     """Rows: each metric averaged over steps, in the evaluation's order; columns: the model and the
     baselines (a column per forecast keeps the table within a terminal's width).
@@ -331,9 +361,14 @@ def metrics_table(metrics: dict[str, dict[str, list[float]]], title: str) -> Tab
     for forecast in metrics:
         table.add_column(forecast.replace("_uncalibrated", " (raw)"), justify="right")
     for metric in names:
-        cells = [f"{np.mean(block[metric]):.4f}" if metric in block else "" for block in metrics.values()]
+        cells = [_mean_cell(block[metric]) if metric in block else "" for block in metrics.values()]
         table.add_row(metric, *cells)
     return table
+
+
+def _mean_cell(values: list[float]) -> str:
+    mean = float(np.mean(values))
+    return f"{mean:.4f}" if np.isfinite(mean) else "n/a"
 
 
 def significance_lines(tests: dict[str, dict[str, Any]]) -> list[str]:

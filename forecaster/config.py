@@ -58,6 +58,11 @@ class DataConfig(Section):
     val_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="share of the dates held for validation")
     test_fraction: float = Field(0.15, ge=0.0, lt=0.5, description="share of the dates held for the test split")
     bad_rows: Literal["fail", "drop"] = Field("fail", description="bad input rows: fail, or drop with a warning")
+    splits: Literal["warn", "fail", "adjust"] = Field(
+        "warn",
+        description="jumps that look like unadjusted stock splits: warn, fail, or adjust (back-adjust the earlier "
+        "prices by the split ratio, logged per ticker and date)",
+    )
 
     @model_validator(mode="after")
     def _seq_within_lookback(self) -> DataConfig:
@@ -183,7 +188,17 @@ class TrainingConfig(Section):
 
 
 ARCHES: tuple[str, ...] = get_args(ModelConfig.model_fields["arch"].annotation)
+BAD_ROWS: tuple[str, ...] = get_args(DataConfig.model_fields["bad_rows"].annotation)
+SPLITS: tuple[str, ...] = get_args(DataConfig.model_fields["splits"].annotation)
 MODES: tuple[str, ...] = get_args(ModelConfig.model_fields["mode"].annotation)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices`, else ValueError naming `name` (a setting or a flag)."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected {' or '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
+
 
 # Flat option names of `forecaster train` (and flat keys of retrain's YAML and flags), each a
 # shortcut for one dotted setting; the setting itself owns the default and the validation.

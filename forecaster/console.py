@@ -49,13 +49,14 @@ def one_line(exc: Exception) -> str:
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Library errors become one red line naming the problem and exit code 2, not a trace."""
+    """Library errors (and files that cannot be read or written) become one red line naming the
+    problem and exit code 2, not a trace."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ForecasterError, ValueError) as exc:
+        except (ForecasterError, ValueError, OSError) as exc:  # OSError: a file or folder that cannot be used
             # one line whatever the terminal width; the message is text, never rich markup
             console.print(f"[bold red]error:[/] {escape(one_line(exc))}", soft_wrap=True)
             raise typer.Exit(code=2) from None

@@ -9,7 +9,9 @@ declared: a day-first file read as month-first would swap day and month without 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from forecaster.config import FEATURES
+from forecaster.config import BAD_ROWS, FEATURES, SPLITS, check_choice
 from forecaster.errors import DataError
 from forecaster.rules import OHLC_RULES, ohlc_breaks
 
@@ -72,6 +74,8 @@ def read_ohlc_file(path: str | Path) -> pd.DataFrame:
             f"data: '{path}' is not an OHLC table: missing column(s) {missing}; found {found} "
             f"(expected a header {','.join(REQUIRED_COLUMNS)}[,volume])"
         )
+    if frame.empty:
+        raise DataError(f"data: '{path}' has a header but no rows")
     return frame
 
 
@@ -104,6 +108,24 @@ def load_sample() -> pd.DataFrame:
     """The bundled real market sample (see forecaster/sample_data/README.md), validated."""
     with resources.as_file(resources.files("forecaster.sample_data") / SAMPLE_FILE) as path:
         return validate_ohlc(read_ohlc_file(path))
+
+
+def parse_day(value: object, name: str) -> pd.Timestamp:
+    """One date given as an option (``--from``, ``--as-of``, ``start``): ISO text ``YYYY-MM-DD``
+    (optionally with a time, dropped) or a date/timestamp, as a midnight Timestamp; anything else
+    (``01/02/2013``, which is ambiguous, ``yesterday``, ``2013-13-01``, empty) is a ValueError
+    naming `name`."""
+    if isinstance(value, (pd.Timestamp, dt.date, np.datetime64)):
+        stamp = pd.Timestamp(value)
+    else:
+        match = re.match(ISO_DATE, str(value).strip())
+        try:
+            stamp = pd.Timestamp(match.group(1)) if match else pd.NaT
+        except ValueError:  # 2013-13-01: the right layout, not a calendar date
+            raise ValueError(f"{name}: {value!r} is not a calendar date") from None
+    if pd.isna(stamp):
+        raise ValueError(f"{name}: expected a date YYYY-MM-DD, got {value!r}")
+    return stamp.tz_localize(None).normalize() if stamp.tz is not None else stamp.normalize()
 
 
 def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
@@ -164,6 +186,10 @@ def validate_ohlc(
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"data: missing column(s) {missing}; found {list(frame.columns)}")
+    check_choice("bad_rows", bad_rows, BAD_ROWS)
+    check_choice("splits", splits, SPLITS)
+    if frame.empty:
+        raise DataError("data: no rows")
     keep = [*REQUIRED_COLUMNS] + (["volume"] if "volume" in frame.columns else [])
     frame = frame[keep]  # copy-on-write (pandas 3): the caller's frame is never changed below
     raw = frame.copy(deep=False)  # the cells as read, for messages; shares the data until frame's change
@@ -321,6 +347,13 @@ def _check_min_rows(
     return frame[keep].reset_index(drop=True), codes[keep]
 
 
+def require_rows(frame: pd.DataFrame, min_rows: int, bad_rows: str = "fail") -> pd.DataFrame:
+    """A validated frame's tickers with fewer than `min_rows` rows (after any cut by date or ticker):
+    an error naming them, or (``drop``) left out with a warning naming them."""
+    codes, names = pd.factorize(frame["ticker"], sort=True)
+    return _check_min_rows(frame, codes, np.asarray(names, dtype=object), min_rows, bad_rows)[0]
+
+
 def find_split_jumps(frame: pd.DataFrame, codes: np.ndarray | None = None) -> pd.DataFrame:
     """Rows whose open jumped from the previous close by about a stock-split ratio.
 
@@ -356,8 +389,6 @@ def find_split_jumps(frame: pd.DataFrame, codes: np.ndarray | None = None) -> pd
 
 
 def _handle_split_jumps(frame: pd.DataFrame, splits: str, codes: np.ndarray) -> pd.DataFrame:
-    if splits not in ("warn", "fail", "adjust"):
-        raise ValueError(f"splits: expected 'warn', 'fail' or 'adjust', got '{splits}'")
     jumps = find_split_jumps(frame, codes)
     if jumps.empty:
         return frame
@@ -369,7 +400,10 @@ def _handle_split_jumps(frame: pd.DataFrame, splits: str, codes: np.ndarray) -> 
         raise DataError(f"data: {len(jumps)} jump(s) look like unadjusted stock splits: {listing}")
     if splits == "warn":
         log.warning(
-            "%d jump(s) look like unadjusted splits (pass adjusted prices or splits='adjust'): %s", len(jumps), listing
+            "%d jump(s) look like unadjusted splits (pass adjusted prices, or --splits adjust: data.splits in the "
+            "training settings): %s",
+            len(jumps),
+            listing,
         )
         return frame
     frame = frame.copy()

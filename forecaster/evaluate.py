@@ -19,6 +19,7 @@ import pandas as pd
 
 from forecaster import baselines, scoring
 from forecaster.config import CLOSE, MEDIAN, ModelConfig
+from forecaster.data import parse_day
 from forecaster.errors import DataError
 from forecaster.significance import dm_panel
 from forecaster.windows import Panel
@@ -66,20 +67,41 @@ class Backtest:
 def rolling_origins(
     panel: Panel, lookback: int, horizon: int, from_date: str | pd.Timestamp | None = None
 ) -> np.ndarray:
-    """Every row with T bars of history and H bars of future (stride 1), optionally from a date on."""
+    """Every row with T bars of history and H bars of future (stride 1), optionally from a date on.
+
+    A `from_date` after the last such row is a DataError naming that row's date."""
     origins = panel.origins(lookback, horizon, need_future=True)
-    if from_date is not None:
-        origins = origins[panel.dates[origins] >= pd.Timestamp(from_date).to_datetime64()]
-    return origins
+    if from_date is None:
+        return origins
+    cut = parse_day(from_date, "from")
+    later = origins[panel.dates[origins] >= cut.to_datetime64()]
+    if len(origins) and not len(later):
+        last = pd.Timestamp(panel.dates[origins].max())
+        raise DataError(
+            f"evaluate: no forecast origins on or after {cut:%Y-%m-%d} (from): the last date with lookback "
+            f"{lookback} bars of history and horizon {horizon} bars of future is {last:%Y-%m-%d}"
+        )
+    return later
 
 
 def mase_scales(panel: Panel) -> np.ndarray:
-    """Per series: mean absolute one-step change of the close over the whole data given."""
+    """Per series: mean absolute one-step change of the close over the whole data given; NaN for a
+    series whose close never changes (no scale: left out of every scaled metric and test, logged)."""
     close = panel.values[:, CLOSE].astype(np.float64)
     scales = np.empty(len(panel.tickers))
     for s in range(len(panel.tickers)):
         diffs = np.abs(np.diff(close[panel.starts[s] : panel.starts[s + 1]]))
         scales[s] = diffs.mean() if diffs.size else np.nan
+    flat = scales == 0.0
+    if flat.any():
+        names = [str(t) for t in np.asarray(panel.tickers)[flat]]
+        log.warning(
+            "evaluate: %d ticker(s) whose close never changes, left out of the scaled metrics (mase, spl, "
+            "widths, msis) and the Diebold-Mariano tests: %s",
+            len(names),
+            ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
+        )
+        scales[flat] = np.nan
     return scales
 
 

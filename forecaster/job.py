@@ -186,7 +186,12 @@ def training_windows(frame: pd.DataFrame, data_config: DataConfig, train_config:
     """The validated frame's windows, split by date (what every rank of a distributed run trains on);
     also where a training process takes its CPU thread count (`train.threads`)."""
     use_cpu_threads(train_config.threads, resolve_device(train_config.device))
-    frame = validate_ohlc(frame, bad_rows=data_config.bad_rows, min_rows=data_config.lookback + data_config.horizon)
+    frame = validate_ohlc(
+        frame,
+        bad_rows=data_config.bad_rows,
+        min_rows=data_config.lookback + data_config.horizon,
+        splits=data_config.splits,
+    )
     return split_windows(frame, data_config, train_config.stride)
 
 
@@ -229,7 +234,11 @@ def predict_fn(forecaster: Forecaster, calibrated: bool = True) -> evaluate.Pred
 
 
 def evaluate_frame(
-    forecaster: Forecaster | None, frame: pd.DataFrame, lookback: int, horizon: int, from_date: str | None = None
+    forecaster: Forecaster | None,
+    frame: pd.DataFrame,
+    lookback: int,
+    horizon: int,
+    from_date: str | pd.Timestamp | None = None,
 ) -> evaluate.Backtest:
     """The whole frame as test data: every origin with T bars of history and H of future."""
     panel = Panel.from_frame(frame)

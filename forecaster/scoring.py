@@ -12,11 +12,16 @@ import numpy as np
 
 def series_mean(values: np.ndarray, series_id: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """values[N,H] -> [H]: per series the mean over its rows divided by scale[series], then the
-    mean over the series present."""
+    mean over the series present that have a scale (finite and positive: a flat price has none;
+    NaN when no series has one)."""
     present, rows_of = np.unique(series_id, return_inverse=True)
     counts = np.bincount(rows_of)
     sums = np.stack([np.bincount(rows_of, weights=values[:, h]) for h in range(values.shape[1])], axis=1)
-    return (sums / counts[:, None] / scale[present][:, None]).mean(axis=0)
+    scales = scale[present]
+    scaled = np.isfinite(scales) & (scales > 0)
+    if not scaled.any():
+        return np.full(values.shape[1], np.nan)
+    return (sums[scaled] / counts[scaled, None] / scales[scaled, None]).mean(axis=0)
 
 
 def point_metrics(

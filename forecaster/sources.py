@@ -16,7 +16,7 @@ from typing import TypeVar
 import pandas as pd
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from forecaster.data import load_sample, read_ohlc_path, validate_ohlc
+from forecaster.data import load_sample, parse_day, read_ohlc_path, validate_ohlc
 from forecaster.errors import DataError, SourceError
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def load_source(
     date_format: str | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     overwrite: bool = False,
+    splits: str = "warn",
 ) -> tuple[pd.DataFrame, str]:
     """Load and validate bars; returns (frame, a description of the source for tracking).
 
@@ -91,13 +92,14 @@ def load_source(
     date_format: layout of the file's text dates (strptime codes, e.g. ``%d/%m/%Y``); None = ISO only.
     retry: how yfinance is asked again after a failure (files and the sample are not retried).
     overwrite: yfinance only: let new bars replace cached ones that differ (otherwise a DataError).
+    bad_rows, splits: files only, see `data.validate_ohlc` (the sample and yfinance bars are clean).
     """
     if path is not None:
         source = "file"
     if source == "file":
         if path is None:
-            raise DataError("data: source 'file' needs a path (--data PATH)")
-        frame = validate_ohlc(read_ohlc_path(path), bad_rows=bad_rows, date_format=date_format)
+            raise DataError("data: source 'file' needs a path (--data PATH; data_path in the retrain settings)")
+        frame = validate_ohlc(read_ohlc_path(path), bad_rows=bad_rows, splits=splits, date_format=date_format)
         origin = str(Path(path).resolve())
     elif source == "sample":
         frame, origin = load_sample(), "forecaster/sample_data/ohlcv.csv.gz"
@@ -118,9 +120,9 @@ def load_source(
             raise DataError(f"data: ticker(s) {unknown} not in {origin}")
         frame = frame[frame["ticker"].isin(tickers)]
     if start:
-        frame = frame[frame["date"] >= pd.Timestamp(start)]
+        frame = frame[frame["date"] >= parse_day(start, "start")]
     if end:
-        frame = frame[frame["date"] <= pd.Timestamp(end)]
+        frame = frame[frame["date"] <= parse_day(end, "end")]
     if frame.empty:
         raise DataError(f"data: no rows in {origin} for the requested tickers and dates")
     return frame.reset_index(drop=True), origin

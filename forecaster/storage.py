@@ -121,11 +121,38 @@ def merge_bars(
 TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv")
 
 
-def check_table_path(path: str | Path, what: str) -> Path:
-    """The path if it names a table format we write (parquet or csv), else ValueError naming `what`."""
+def check_table_path(path: str | Path, what: str, reads: str | Path | None = None) -> Path:
+    """The path if a table (parquet or csv) can be written there, else ValueError naming `what`.
+
+    Checked before any work, so a typo does not cost a whole run: the suffix; not a folder; the
+    nearest existing folder above it takes a new file (tried: permissions alone do not say, e.g.
+    for root under /sys); and it is not `reads`, the data file the run reads, nor inside `reads`
+    when that is a folder of data files (the run would replace its input, or add to it)."""
     path = Path(path)
     if path.suffix.lower() not in TABLE_SUFFIXES:
         raise ValueError(f"{what}: expected a {' or '.join(TABLE_SUFFIXES)} file, got '{path.name}'")
+    if path.is_dir():
+        raise ValueError(f"{what}: '{path}' is a folder; name a file in it")
+    if reads is not None:
+        source, target = Path(reads).resolve(), path.resolve()
+        if target == source:
+            raise ValueError(f"{what}: '{path}' is the data file this run reads; write elsewhere")
+        if source in target.parents:
+            raise ValueError(
+                f"{what}: '{path}' is inside the data folder this run reads ('{reads}'), whose next read "
+                "would take it as data; write elsewhere"
+            )
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent  # the writer creates the missing folders below it
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(f"'{folder}' is not a folder")
+        with tempfile.NamedTemporaryFile(prefix=f".{path.name}.", suffix=".probe", dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"{what}: cannot write '{path}': {reason}") from None
     return path
 
 

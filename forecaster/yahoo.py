@@ -26,7 +26,7 @@ import yfinance as yf
 from yfinance.data import YfData
 
 from forecaster.config import FEATURES
-from forecaster.data import read_ohlc_file, validate_ohlc
+from forecaster.data import parse_day, read_ohlc_file, validate_ohlc
 from forecaster.errors import DataError, SourceError
 from forecaster.sources import DEFAULT_RETRY, RetryPolicy
 from forecaster.storage import find_revisions, merge_bars, write_table_atomically
@@ -344,10 +344,4 @@ def _normalize_tickers(tickers: list[str]) -> list[str]:
 
 
 def _as_date(value: str | date, field: str) -> date:
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        stamp = pd.NaT
-    if pd.isna(stamp):
-        raise ValueError(f"{field}: expected a date like 2013-01-31, got {value!r}")
-    return stamp.date()
+    return parse_day(value, field).date()

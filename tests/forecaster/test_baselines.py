@@ -213,3 +213,9 @@ def test_a_garch_fit_that_converges_from_archs_start_is_fitted_once(monkeypatch:
     monkeypatch.setattr(baselines, "arch_model", counted)
     assert baselines.fit_garch(np.diff(np.log(simulated_garch_closes(600, seed=5))) * 100.0, "A") is not None
     assert calls == [None]
+
+
+def test_a_flat_price_gets_no_garch_fit_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="forecaster.baselines"):
+        assert baselines.fit_garch(np.zeros(300), "FLAT") is None
+    assert "garch: FLAT has no price change before its first origin" in caplog.text

@@ -245,7 +245,7 @@ def test_cli_predict_as_of_strict_and_bad_options_are_one_line_with_exit_code_2(
     for extra, message in (
         (["--out", str(tmp_path / "f.txt")], "--out: forecasts file: expected a .parquet or .csv file"),
         (["--out", str(tmp_path / "f.csv"), "--exchange", "NOPE"], "exchange: 'NOPE' is not an exchange calendar"),
-        (["--out", str(tmp_path / "f.csv"), "--as-of", "someday"], "as_of: expected a date YYYY-MM-DD"),
+        (["--out", str(tmp_path / "f.csv"), "--as-of", "someday"], "--as-of: expected a date YYYY-MM-DD"),
     ):
         result = invoke(*base, *extra)
         assert result.exit_code == 2, result.output  # type: ignore[attr-defined]

@@ -14,7 +14,15 @@ import pandas as pd
 import pytest
 from factories import random_ohlc, to_csv
 
-from forecaster.data import find_split_jumps, read_ohlc_file, read_ohlc_path, row_problems, validate_ohlc
+from forecaster.data import (
+    find_split_jumps,
+    parse_day,
+    read_ohlc_file,
+    read_ohlc_path,
+    require_rows,
+    row_problems,
+    validate_ohlc,
+)
 from forecaster.errors import DataError
 from forecaster.sources import load_source
 
@@ -421,3 +429,52 @@ def test_split_jumps_are_found_per_ticker_whatever_the_order_of_the_tickers_rows
     jumps = find_split_jumps(interleaved)
     assert jumps[["ticker", "date"]].values.tolist() == [["BBB", split_day]]
     assert jumps.at[0, "ratio"] == find_split_jumps(frame).at[0, "ratio"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2013-02-28", "2013-02-28"),
+        (" 2013-02-28T15:30:00+02:00 ", "2013-02-28"),
+        (pd.Timestamp("2013-02-28 09:30"), "2013-02-28"),
+        (pd.Timestamp("2013-02-28 09:30", tz="America/New_York"), "2013-02-28"),
+        (np.datetime64("2013-02-28"), "2013-02-28"),
+    ],
+)
+def test_parse_day_takes_iso_text_and_dates(value: object, expected: str) -> None:
+    assert parse_day(value, "from") == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("01/02/2013", "start: expected a date YYYY-MM-DD, got '01/02/2013'"),  # ambiguous: never guessed
+        ("yesterday", "start: expected a date YYYY-MM-DD, got 'yesterday'"),
+        ("", "start: expected a date YYYY-MM-DD, got ''"),
+        ("2013-02-30", "start: '2013-02-30' is not a calendar date"),
+    ],
+)
+def test_parse_day_names_the_option_of_a_bad_date(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        parse_day(value, "start")
+
+
+def test_validate_refuses_unknown_choices_and_an_empty_frame() -> None:
+    frame = random_ohlc(days=10)
+    with pytest.raises(ValueError, match="bad_rows: expected 'fail' or 'drop', got 'bogus'"):
+        validate_ohlc(frame, bad_rows="bogus")
+    with pytest.raises(ValueError, match="splits: expected 'warn' or 'fail' or 'adjust', got 'x'"):
+        validate_ohlc(frame, splits="x")
+    with pytest.raises(DataError, match="^data: no rows$"):
+        validate_ohlc(frame.iloc[:0])
+
+
+def test_require_rows_fails_or_drops_short_tickers_by_name(caplog: pytest.LogCaptureFixture) -> None:
+    frame = validate_ohlc(pd.concat([random_ohlc(("AAA",), days=12), random_ohlc(("BBB",), days=5)]))
+    with pytest.raises(DataError, match=r"too few rows for lookback \+ horizon \(10 needed\): BBB has 5"):
+        require_rows(frame, 10)
+    with caplog.at_level(logging.WARNING):
+        kept = require_rows(frame, 10, "drop")
+    assert kept["ticker"].unique().tolist() == ["AAA"] and len(kept) == 12
+    assert "BBB has 5" in caplog.text
+    assert require_rows(frame, 5) is frame or require_rows(frame, 5).equals(frame)

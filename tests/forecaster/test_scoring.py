@@ -73,3 +73,12 @@ def test_series_mean_weights_series_equally_whatever_their_row_counts() -> None:
     # series 3 (ids need not be contiguous): rows 0 and 1; series 0: row 2
     result = series_mean(values, np.array([3, 3, 0]), scale=np.array([5.0, 1.0, 1.0, 2.0]))
     np.testing.assert_allclose(result, [(2.0 / 2.0 + 10.0 / 5.0) / 2, (3.0 / 2.0 + 20.0 / 5.0) / 2])
+
+
+def test_series_mean_leaves_out_series_without_a_scale() -> None:
+    values = np.array([[2.0], [4.0], [9.0], [3.0]])
+    series_id = np.array([0, 0, 1, 2])
+    # series 1 has a flat price (scale 0), series 2 none at all (NaN): only series 0 is averaged
+    assert series_mean(values, series_id, np.array([2.0, 0.0, np.nan])).tolist() == [1.5]
+    assert series_mean(values, series_id, np.array([2.0, 3.0, 1.0])).tolist() == [pytest.approx((1.5 + 3.0 + 3.0) / 3)]
+    assert np.isnan(series_mean(values, series_id, np.array([0.0, 0.0, np.nan]))).all()
