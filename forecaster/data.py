@@ -264,6 +264,11 @@ def _row_problems(
         flag(np.isfinite(values) & (values <= 0), not_positive)
     if "volume" in frame.columns:
         flag(frame["volume"] < 0, "volume: negative")
+        missing = frame["volume"].isna()
+        if missing.any():  # an empty volume is allowed (sources without one); text that is no number is not
+            cells = raw["volume"].where(missing)
+            given = cells.notna() & (cells.astype("string").str.strip() != "")
+            flag(given, lambda m: "volume: not a number (" + _shown(raw.loc[m, "volume"], 20) + ")")
     prices_ok = np.isfinite(frame[list(FEATURES)]).all(axis=1)
     breaks = ohlc_breaks(frame["open"], frame["high"], frame["low"], frame["close"])
     for rule in ("high_below_top", "low_above_bottom"):  # high below low breaks one of these too

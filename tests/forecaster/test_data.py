@@ -478,3 +478,11 @@ def test_require_rows_fails_or_drops_short_tickers_by_name(caplog: pytest.LogCap
     assert kept["ticker"].unique().tolist() == ["AAA"] and len(kept) == 12
     assert "BBB has 5" in caplog.text
     assert require_rows(frame, 5) is frame or require_rows(frame, 5).equals(frame)
+
+
+def test_a_volume_that_is_text_is_a_bad_row_but_an_empty_volume_is_not() -> None:
+    frame = random_ohlc(("AAA",), days=3).assign(volume=["lots", None, "7"])
+    with pytest.raises(DataError, match=r"date 2020-01-01 \(row 0\): volume: not a number \(lots\)"):
+        validate_ohlc(frame)
+    kept = validate_ohlc(frame, bad_rows="drop")
+    assert len(kept) == 2 and np.isnan(kept["volume"].iloc[0]) and kept["volume"].iloc[1] == 7.0
