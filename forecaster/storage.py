@@ -33,6 +33,11 @@ FACTOR_SPREAD = 1e-4
 MAX_LISTED_DATES = 5
 
 
+class BarsChangedError(DataError):
+    """New bars would change stored ones and overwriting was not asked for. The caller knows what
+    its users call that option (a setting, a flag) and may add it to the message."""
+
+
 @dataclass(frozen=True)
 class Revision:
     """Stored bars of one ticker that new bars change by more than the tolerance."""
@@ -98,7 +103,7 @@ def merge_bars(
     """Stored bars plus new ones, sorted by ticker then date; on a (ticker, date) in both the new row wins.
 
     A new row may only replace a stored one whose prices it matches within ``tolerance``
-    (relative): otherwise a DataError names each ticker, its first changed dates and the largest
+    (relative): otherwise a BarsChangedError (a DataError) names each ticker, its first changed dates and the largest
     difference, unless ``overwrite`` is set, in which case the same is logged as a warning.
     what: how messages name the stored bars (a file, a cache).
     """
@@ -108,9 +113,9 @@ def merge_bars(
     if revisions:
         listing = "; ".join(r.describe() for r in revisions)
         if not overwrite:
-            raise DataError(
+            raise BarsChangedError(
                 f"data: new bars would change {what} beyond a relative {tolerance:g}: {listing}; "
-                "nothing was written (pass overwrite=True to replace the stored bars)"
+                "nothing was written (replacing stored bars must be asked for)"
             )
         log.warning("overwriting %s: %s", what, listing)
     combined = pd.concat([old, new], ignore_index=True)

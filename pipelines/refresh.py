@@ -16,8 +16,8 @@ import pandas as pd
 from forecaster.data import read_ohlc_file, validate_ohlc
 from forecaster.errors import DataError
 from forecaster.sources import RetryPolicy, load_source
-from forecaster.storage import merge_bars, write_table_atomically
-from pipelines.settings import RetrainSettings
+from forecaster.storage import BarsChangedError, merge_bars, write_table_atomically
+from pipelines.settings import RetrainSettings, setting_hint
 
 log = logging.getLogger(__name__)
 STORE_FILE = "bars.parquet"
@@ -33,8 +33,11 @@ def refresh_data(settings: RetrainSettings, sleep: Callable[[float], None] = tim
     """
     store = Path(settings.data_dir) / STORE_FILE
     retry = RetryPolicy(attempts=settings.retries, backoff_s=settings.retry_backoff_s, sleep=sleep)
-    fresh, origin = fetch(settings, retry)
-    merged = merge_bars(stored(store), fresh, overwrite=settings.overwrite_bars, what=f"stored bars '{store}'")
+    try:
+        fresh, origin = fetch(settings, retry)  # the yfinance cache refuses changed bars too
+        merged = merge_bars(stored(store), fresh, overwrite=settings.overwrite_bars, what=f"stored bars '{store}'")
+    except BarsChangedError as exc:
+        raise BarsChangedError(f"{exc}; to replace them set {setting_hint('overwrite_bars', True)}") from None
     data = settings.training.data
     frame = validate_ohlc(merged, min_rows=data.lookback + data.horizon)
     write_table_atomically(frame, store)
@@ -55,7 +58,7 @@ def fetch(settings: RetrainSettings, retry: RetryPolicy) -> tuple[pd.DataFrame, 
         settings.source,
         settings.data_path if settings.source == "file" else None,
         settings.tickers or None,
-        settings.start,
+        settings.start.isoformat() if settings.start else None,
         None,
         Path(settings.data_dir) / "yfinance",
         date_format=settings.date_format,

@@ -9,7 +9,9 @@ in the environment, ``--training.train.epochs 5`` as a flag. The flat shortcuts 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,8 +26,8 @@ from pydantic_settings import (
 )
 
 from forecaster.config import SHORTCUTS, TrainingConfig
-from forecaster.errors import ForecasterError
-from forecaster.overrides import CLI_OPTIONS, cli_values, expand_shortcuts
+from forecaster.overrides import CLI_OPTIONS, cli_values, expand_shortcuts, read_yaml
+from pipelines.schedule import cron_trigger
 
 ENV_PREFIX = "FORECASTER_RETRAIN_"
 
@@ -43,7 +45,7 @@ class RetrainSettings(BaseSettings):
     tickers: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="tickers (comma-separated), required for yfinance"
     )
-    start: str | None = Field("2005-01-01", description="first date of data to use")
+    start: dt.date | None = Field(dt.date(2005, 1, 1), description="first date of data to use (YYYY-MM-DD)")
     data_dir: str = Field(".forecaster/data", description="where refreshed data (and the yfinance cache) is stored")
     # the challenger
     training: TrainingConfig = Field(TrainingConfig(), description="the challenger's data, model and train settings")
@@ -81,6 +83,23 @@ class RetrainSettings(BaseSettings):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone (expected an IANA name such as America/New_York or UTC)") from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        # the scheduler's own parser, so a bad expression fails at startup, not when the loop starts
+        if value:
+            cron_trigger(value, "UTC")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -109,6 +128,12 @@ def nest_shortcuts(values: dict[str, Any]) -> dict[str, Any]:
 class ShortcutYamlSource(YamlConfigSettingsSource):
     """The YAML file, dashed keys and flat shortcut keys accepted."""
 
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        # every file named is read, through the reader `forecaster train --config` uses: a missing
+        # or unreadable file, bad YAML or a YAML that is not a mapping is one error naming the file
+        # (the base class skips a path that is not a file and reads the rest unchecked)
+        return {} if files is None else read_yaml(files)
+
     def __call__(self) -> dict[str, Any]:
         return nest_shortcuts(super().__call__())
 
@@ -129,14 +154,20 @@ class ShortcutEnvSource(PydanticBaseSettingsSource):
         return {"training": training} if training else {}
 
 
+def setting_hint(name: str, value: bool | str) -> str:
+    """Every way to set one setting (YAML key, flag, environment), for messages naming a remedy."""
+    if name not in RetrainSettings.model_fields:
+        raise KeyError(name)
+    text = str(value).lower() if isinstance(value, bool) else value
+    flag = "--" + name.replace("_", "-") + ("" if value is True else f" {text}")
+    return f"{name}: {text} (flag {flag}, or {ENV_PREFIX}{name.upper()}={text})"
+
+
 def load_settings(config_path: str | Path | None = None, args: list[str] | None = None) -> RetrainSettings:
     """Defaults, then the YAML file, then FORECASTER_RETRAIN_* env, then `args` (flags, last wins)."""
     flags = cli_values(RetrainSettings, expand_shortcuts(list(args or []), "training."), "forecaster retrain")
     if config_path is None:
         return RetrainSettings(**flags)
-    path = Path(config_path)
-    if not path.is_file():
-        raise ForecasterError(f"config: file '{path}' does not exist")
-    yaml_config = SettingsConfigDict(yaml_file=path, yaml_file_encoding="utf-8")
+    yaml_config = SettingsConfigDict(yaml_file=Path(config_path), yaml_file_encoding="utf-8")
     with_yaml = type("RetrainSettings", (RetrainSettings,), {"model_config": yaml_config})
     return with_yaml(**flags)

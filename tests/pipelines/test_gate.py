@@ -250,7 +250,7 @@ def test_settings_reject_bad_values_and_missing_config(tmp_path: Path, clean_env
         load_settings(None, ["--epochs", "0"])
     with pytest.raises(ValidationError, match="on_busy"):
         load_settings(None, ["--on-busy", "queue"])
-    with pytest.raises(ForecasterError, match="does not exist"):
+    with pytest.raises(ForecasterError, match="missing.yaml': No such file or directory"):
         load_settings(tmp_path / "missing.yaml")
 
 

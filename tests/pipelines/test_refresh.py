@@ -15,7 +15,7 @@ import forecaster.yahoo
 from forecaster.errors import DataError, SourceError
 from forecaster.yahoo import Span
 from pipelines.refresh import STORE_FILE, refresh_data
-from pipelines.settings import RetrainSettings
+from pipelines.settings import RetrainSettings, load_settings
 
 DAYS = 400  # more than any lookback + horizon the settings default to
 
@@ -123,7 +123,11 @@ def test_changed_stored_bars_are_refused_naming_ticker_and_dates_unless_overwrit
 
     message = str(refused.value)
     assert f"ticker BBB: 1 bar(s) changed ({bars.at[i, 'date']:%Y-%m-%d})" in message
-    assert str(store) in message and "overwrite" in message
+    assert str(store) in message and "overwrite=True" not in message
+    # the remedy names the setting as each entry point spells it, and those spellings work
+    hint = "set overwrite_bars: true (flag --overwrite-bars, or FORECASTER_RETRAIN_OVERWRITE_BARS=true)"
+    assert message.endswith(hint)
+    assert load_settings(None, ["--overwrite-bars"]).overwrite_bars is True
     assert store.read_bytes() == before
 
     with caplog.at_level(logging.WARNING, logger="forecaster.storage"):

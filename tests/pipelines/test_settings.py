@@ -1,0 +1,76 @@
+"""Retrain settings are checked when they are read: a bad --config file, time zone, start date or
+schedule is one error line naming the file or the setting (exit code 2), before anything runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from forecaster.errors import ForecasterError
+from pipelines.settings import load_settings
+
+BAD_CONFIGS = {
+    "unclosed.yaml": ("model_name: [unclosed\n", "is not valid YAML"),
+    "list.yaml": ("- a\n- b\n", "must hold a mapping of settings"),
+}
+
+
+def one_error_line(args: list[str]) -> str:
+    from forecaster.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
+def test_bad_config_file_is_one_error_naming_the_file_for_retrain_and_rollback(
+    name: str, tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    text, problem = BAD_CONFIGS[name]
+    config = tmp_path / name
+    config.write_text(text)
+    for args in (
+        ["retrain", "--config", str(config), "--print-config"],
+        ["rollback", "--model", "m", "--config", str(config)],
+    ):
+        line = one_error_line(args)
+        assert f"config: '{config}'" in line and problem in line, line
+
+
+def test_config_that_is_a_directory_or_missing_says_so(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    assert "Is a directory" in one_error_line(["retrain", "--config", str(tmp_path), "--print-config"])
+    with pytest.raises(ForecasterError, match=r"cannot read '.*missing.yaml': No such file"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_unknown_time_zone_is_rejected_naming_the_setting(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("FORECASTER_RETRAIN_TIMEZONE", "Mars/Base")
+    with pytest.raises(ValidationError, match=r"timezone\n.*unknown time zone"):
+        load_settings()
+    assert "timezone" in one_error_line(["retrain", "--once", "--print-config"])
+
+
+def test_start_must_be_a_date(clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings(None, ["--start", "2010-02-03"]).start == dt.date(2010, 2, 3)
+    clean_env.setenv("FORECASTER_RETRAIN_START", "notadate")
+    with pytest.raises(ValidationError, match=r"start\n"):
+        load_settings()
+    assert "start:" in one_error_line(["retrain", "--print-config"])
+
+
+def test_unquoted_yaml_start_date_is_read(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "retrain.yaml"
+    config.write_text("start: 2010-02-03\n")  # YAML reads this as a date, not text
+    assert load_settings(config).start == dt.date(2010, 2, 3)
+
+
+def test_bad_schedule_is_rejected_when_the_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match=r"schedule\n.*bad weekday '9'"):
+        load_settings(None, ["--schedule", "30 18 * * 9"])
