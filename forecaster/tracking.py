@@ -40,6 +40,7 @@ LOCAL_STORE = Path("mlruns")
 EXPERIMENT = "forecaster"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as a run's description
+FAILURE_TAG = "failure_reason"  # why a run ended FAILED
 BUNDLE_ARTIFACT = "bundle"
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 PACKAGE_DIR = Path(__file__).parent
@@ -51,11 +52,26 @@ PYFUNC_REQUIREMENTS = [
 ]
 
 
+# SQLAlchemy 2 reads postgresql:// as the psycopg (3) driver and knows no postgres://; the
+# PostgreSQL driver installed with forecaster (and in the MLflow image) is psycopg2.
+POSTGRES_DRIVER_SCHEME = "postgresql+psycopg2://"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", POSTGRES_DRIVER_SCHEME)
+
+
+def store_uri(uri: str) -> str:
+    """A store URI as SQLAlchemy needs it here: a PostgreSQL URI without a driver gets psycopg2's."""
+    for scheme in POSTGRES_SCHEMES[:2]:
+        if uri.startswith(scheme):
+            return POSTGRES_DRIVER_SCHEME + uri.removeprefix(scheme)
+    return uri
+
+
 def resolve_tracking_uri(explicit: str | None = None) -> str:
-    """The tracking URI: explicit, else MLFLOW_TRACKING_URI, else the embedded SQLite store."""
+    """The tracking URI: explicit, else MLFLOW_TRACKING_URI, else the embedded SQLite store;
+    a PostgreSQL one with the installed driver named (`store_uri`)."""
     uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        return uri
+        return store_uri(uri)
     LOCAL_STORE.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
 
@@ -201,7 +217,11 @@ def start_run(
     with registry_errors(f"run '{run_name or experiment}'"):
         experiment_id = ensure_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-            yield MlflowTracker(run)
+            try:
+                yield MlflowTracker(run)
+            except Exception as exc:
+                _tag_failure(run.info.run_id, one_line(exc))
+                raise
 
 
 @_registry_call
@@ -390,9 +410,25 @@ def fail_running_runs(tags: dict[str, str], reason: str, experiment: str = EXPER
         if not page_token:
             break
     for run_id in stale:
-        client.set_tag(run_id, "failure_reason", reason[:5000])
-        client.set_terminated(run_id, status="FAILED")
+        fail_run(run_id, reason)
     return stale
+
+
+@_registry_call
+def fail_run(run_id: str, reason: str) -> None:
+    """End the run as FAILED with a ``failure_reason`` tag, also one that had already ended (a
+    pipeline step after training failed): its status then says it is not a usable result."""
+    client = MlflowClient()
+    client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+    client.set_terminated(run_id, status="FAILED")
+
+
+def _tag_failure(run_id: str, reason: str) -> None:
+    """The failure reason on a run that is failing; best effort: the error being raised matters more."""
+    try:
+        MlflowClient().set_tag(run_id, FAILURE_TAG, reason[:5000])
+    except STORE_ERRORS as exc:
+        log.warning("could not record the failure reason on run %s: %s", run_id, one_line(exc))
 
 
 def alias_version(name: str, alias: str) -> str | None:

@@ -28,10 +28,9 @@ from urllib.parse import urlparse
 
 from filelock import FileLock, Timeout
 
-from forecaster.tracking import redact
+from forecaster.tracking import POSTGRES_DRIVER_SCHEME, POSTGRES_SCHEMES, redact, store_uri
 
 log = logging.getLogger(__name__)
-POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg2://", "postgres://")
 POLL_S = 0.2  # how often a bounded wait retries a PostgreSQL advisory lock
 
 
@@ -41,12 +40,13 @@ def lock_key(name: str) -> int:
 
 
 def database_url(explicit: str | None, tracking_uri: str | None) -> str | None:
-    """The PostgreSQL URL of the advisory lock: explicit, else a PostgreSQL tracking store, else None."""
-    if explicit:
-        return explicit
-    if tracking_uri and tracking_uri.startswith(POSTGRES_SCHEMES):
-        return tracking_uri.replace("postgresql+psycopg2://", "postgresql://")
-    return None
+    """The PostgreSQL URL of the advisory lock: explicit, else a PostgreSQL tracking store, else None;
+    in the form libpq reads (postgresql://), whichever PostgreSQL form it was given in."""
+    url = explicit or (tracking_uri if tracking_uri and tracking_uri.startswith(POSTGRES_SCHEMES) else None)
+    if url is None:
+        return None
+    url = store_uri(url)
+    return "postgresql://" + url.removeprefix(POSTGRES_DRIVER_SCHEME) if url.startswith(POSTGRES_DRIVER_SCHEME) else url
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 # the rule that rejected a challenger, as recorded in the gate_rule tag
 RULE_NAIVE, RULE_COVERAGE, RULE_SPL, RULE_CHAMPION = "naive", "coverage", "spl_vs_ewma", "champion"
+RULE_FAILED = "run_failed"  # no gate was reached: a step of the run failed
 # forecaster.scoring names each central band's empirical coverage coverage_{nominal %:g}
 BAND_KEY = re.compile(r"coverage_(\d+(?:\.\d+)?)")
 # coverage is a share of origins; without this slack 0.77 vs 0.80 would miss a 0.03 tolerance by 3e-17
@@ -65,9 +66,7 @@ class Decision:
     def tags(self) -> dict[str, str]:
         """The decision as tags for the run and the model version."""
         return {
-            "gate_promoted": str(self.promote).lower(),
-            "gate_reason": self.reason,
-            "gate_rule": self.rule,
+            **verdict_tags(self.promote, self.reason, self.rule),
             "gate_metric": self.metric,
             "gate_challenger": f"{self.challenger:.6g}",
             "gate_champion": _text(self.champion),
@@ -89,6 +88,16 @@ class Decision:
             **{f"gate_coverage_{band}": value for band, value in self.coverage.items()},
         }
         return {key: value for key, value in figures.items() if value is not None}
+
+
+def verdict_tags(promoted: bool, reason: str, rule: str) -> dict[str, str]:
+    """Promoted or not, why, and the rule that rejected: the tags every verdict is recorded by."""
+    return {"gate_promoted": str(promoted).lower(), "gate_reason": reason, "gate_rule": rule}
+
+
+def failure_tags(reason: str) -> dict[str, str]:
+    """The verdict recorded on a run and its version when a step failed before the gate decided."""
+    return verdict_tags(False, reason, RULE_FAILED)
 
 
 def _text(value: float | None) -> str:

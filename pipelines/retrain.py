@@ -8,10 +8,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from forecaster import evaluate, tracking
-from forecaster.errors import ForecasterError, ModelNotFoundError
+from forecaster.config import DataConfig
+from forecaster.data import split_by_date
+from forecaster.errors import DataError, ForecasterError, ModelNotFoundError
 from forecaster.job import evaluate_frame
 from forecaster.tracked import code_version, tracked_training
+from forecaster.windows import Panel
 from pipelines import promote
 from pipelines.lock import LockTarget, lock_target, pipeline_lock
 from pipelines.refresh import refresh_data
@@ -85,6 +90,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
     frame, origin = refresh_data(settings)
 
     config = settings.training
+    check_holdout(frame, config.data)
     log.info("step 2/5: train the challenger (%s %s)", config.model.arch, config.model.mode)
     champion_before = tracking.alias_version(name, promote.CHAMPION)
     result = tracked_training(
@@ -97,42 +103,92 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
         run_name="retrain",
         extra_tags=pipeline_tags(name),
     )
-    if result.version is None:
-        raise RuntimeError("challenger was not registered")
-    holdout = result.outcome.windows.split.test_start
+    # the training run has ended FINISHED: a later step that fails marks it (and its version) failed
+    step = "register"
+    try:
+        if result.version is None:
+            raise RuntimeError("challenger was not registered")
+        holdout = result.outcome.windows.split.test_start
 
-    log.info("step 3/5: evaluate challenger and champion on the holdout from %s", f"{holdout:%Y-%m-%d}")
-    challenger_metrics = holdout_metrics(result.outcome.forecaster, frame, holdout)
-    champion_metrics = None
-    if champion_before is not None:
-        try:
-            champion, _ = tracking.load_forecaster(f"models:/{name}@{promote.CHAMPION}", device=config.train.device)
-        except ModelNotFoundError:
-            champion = None
-        if champion is not None:
-            champion_metrics = holdout_metrics(champion, frame, holdout)
+        step = "evaluate"
+        log.info("step 3/5: evaluate challenger and champion on the holdout from %s", f"{holdout:%Y-%m-%d}")
+        challenger_metrics = holdout_metrics(result.outcome.forecaster, frame, holdout)
+        champion_metrics = None
+        if champion_before is not None:
+            try:
+                champion, _ = tracking.load_forecaster(f"models:/{name}@{promote.CHAMPION}", device=config.train.device)
+            except ModelNotFoundError:
+                champion = None
+            if champion is not None:
+                champion_metrics = holdout_metrics(champion, frame, holdout)
 
-    rules = promote.GateRules.from_settings(settings)
-    log.info(
-        "step 4/5: gate on %s (margin %.1f%%), coverage within %.3f, spl vs ewma %s",
-        rules.metric,
-        rules.margin * 100,
-        rules.coverage_tolerance,
-        "required" if rules.require_spl_vs_ewma else "not required",
-    )
-    decision = promote.decide(challenger_metrics, champion_metrics, rules)
+        step = "gate"
+        rules = promote.GateRules.from_settings(settings)
+        log.info(
+            "step 4/5: gate on %s (margin %.1f%%), coverage within %.3f, spl vs ewma %s",
+            rules.metric,
+            rules.margin * 100,
+            rules.coverage_tolerance,
+            "required" if rules.require_spl_vs_ewma else "not required",
+        )
+        decision = promote.decide(challenger_metrics, champion_metrics, rules)
 
-    log.info("step 5/5: record the decision")
-    record = decision_record(decision, frame, result.dataset_digest, holdout, champion_before)
-    tracking.tag_run(result.run_id, record)
-    tracking.log_run_metrics(result.run_id, decision.metrics())
-    tracking.set_version_tags(name, result.version, record)
-    promote.apply(name, result.version, decision, champion_before)
-    champion_after = tracking.alias_version(name, promote.CHAMPION)
+        step = "record"
+        log.info("step 5/5: record the decision")
+        record = decision_record(decision, frame, result.dataset_digest, holdout, champion_before)
+        tracking.tag_run(result.run_id, record)
+        tracking.log_run_metrics(result.run_id, decision.metrics())
+        tracking.set_version_tags(name, result.version, record)
+        step = "promote"
+        promote.apply(name, result.version, decision, champion_before)
+        champion_after = tracking.alias_version(name, promote.CHAMPION)
+    except Exception as exc:
+        mark_failed(
+            name,
+            result.run_id,
+            result.version,
+            f"{step} step failed: {tracking.one_line(exc)}",
+            decided=step == "promote",
+        )
+        raise
     log.info(
         "%s: version %s %s: %s", name, result.version, "PROMOTED" if decision.promote else "rejected", decision.reason
     )
     return RetrainReport(result.run_id, result.version, decision, champion_before, champion_after)
+
+
+def check_holdout(frame: pd.DataFrame, data: DataConfig) -> None:
+    """Refuse before training when the holdout step 3 evaluates on (the test split of this frame)
+    holds no forecast origin for these settings: the run could gate nothing, so nothing is trained
+    or registered. Counted as the evaluation counts them (evaluate.rolling_origins)."""
+    split = split_by_date(frame, data.val_fraction, data.test_fraction)
+    try:
+        if len(evaluate.rolling_origins(Panel.from_frame(frame), data.lookback, data.horizon, split.test_start)):
+            return
+    except DataError:
+        pass  # none from that date on: answered below in the settings' names
+    longest = int(frame[frame["date"] >= split.test_start].groupby("ticker").size().max())
+    raise ForecasterError(
+        f"holdout: the test split from {split.test_start:%Y-%m-%d} (training.data.test_fraction="
+        f"{data.test_fraction:g}) holds no forecast origin: it has at most {longest} bars per ticker, and an "
+        f"origin needs {data.lookback} bars of history (training.data.lookback) and {data.horizon} after it "
+        "(training.data.horizon); lower the horizon or raise test_fraction. Nothing was trained or registered"
+    )
+
+
+def mark_failed(name: str, run_id: str, version: str | None, reason: str, decided: bool) -> None:
+    """The challenger's run -> FAILED with the reason, and its version tagged with it; with the
+    verdict too (not promoted) unless the gate had decided and recorded one. Best effort: the
+    failure being raised matters more than its record."""
+    log.warning("marking run %s of '%s' FAILED: %s", run_id, name, reason)
+    tags = {tracking.FAILURE_TAG: reason, **({} if decided else promote.failure_tags(reason))}
+    try:
+        tracking.tag_run(run_id, tags)
+        tracking.fail_run(run_id, reason)
+        if version is not None:
+            tracking.set_version_tags(name, version, tags)
+    except ForecasterError as exc:
+        log.warning("could not record the failure on run %s: %s", run_id, exc)
 
 
 def holdout_metrics(forecaster: Any, frame: Any, holdout: Any) -> dict[str, dict[str, list[float]]]:
