@@ -5,16 +5,54 @@ socket each: service.workers) and sum their metrics."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+from rich.markup import escape
+
+from forecaster.console import console
+
+# A port a server can be asked to listen on; 0 (any free port) is refused too: the log would not say which.
+PORT_RANGE = (1, 65535)
+# The options of `serve` that set a service setting: parameter -> Settings field.
+FLAG_SETTINGS = {
+    "model": "model_name",
+    "alias": "alias",
+    "device": "device",
+    "tracking_uri": "tracking_uri",
+    "log_level": "log_level",
+    "log_format": "log_format",
+    "workers": "workers",
+    "reuse_port": "reuse_port",
+}
+
+
+def settings_problems(exc: ValidationError, flags: Mapping[str, str]) -> list[str]:
+    """One line per invalid setting, naming where it came from: the flag (`flags`: setting ->
+    the flag that gave it) or else its FORECASTER_* variable; the value shown with any password
+    redacted."""
+    from forecaster.tracking import redact
+    from service.settings import Settings
+
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        source = flags.get(name) or f"{prefix}{name}".upper()
+        message = error["msg"].removeprefix("Value error, ").removeprefix(f"{name}: ")  # the library's own naming
+        value = redact(repr(error.get("input")))
+        lines.append(f"{source}: {message}" + ("" if value in message else f" (got {value})"))
+    return lines
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
+        ctx: typer.Context,
         host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to bind")] = 8000,
+        port: Annotated[int, typer.Option(help="Port to bind", min=PORT_RANGE[0], max=PORT_RANGE[1])] = 8000,
         model: Annotated[str | None, typer.Option(help="Registered model name (FORECASTER_MODEL_NAME)")] = None,
         alias: Annotated[str | None, typer.Option(help="Alias to serve (FORECASTER_ALIAS)")] = None,
         device: Annotated[str | None, typer.Option(help="auto | cpu | cuda (FORECASTER_DEVICE)")] = None,
@@ -39,18 +77,15 @@ def register(app: typer.Typer) -> None:
         from service.settings import Settings
         from service.workers import APP_FACTORY, run_workers, settings_env, shared_metrics_dir
 
-        flags = {
-            "model_name": model,
-            "alias": alias,
-            "device": device,
-            "tracking_uri": tracking_uri,
-            "log_level": log_level,
-            "log_format": log_format,
-            "workers": workers,
-            "reuse_port": reuse_port,
-        }
-        overrides: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-        settings = Settings.model_validate(overrides)  # fails here, once, before any worker starts
+        given = {name: value for name, value in ctx.params.items() if name in FLAG_SETTINGS and value is not None}
+        overrides: dict[str, Any] = {FLAG_SETTINGS[name]: value for name, value in given.items()}
+        try:
+            settings = Settings.model_validate(overrides)  # fails here, once, before any worker starts
+        except ValidationError as exc:
+            flags = {FLAG_SETTINGS[p.name]: p.opts[0] for p in ctx.command.params if p.name in given}
+            for line in settings_problems(exc, flags):
+                console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+            raise typer.Exit(code=2) from None
         options: dict[str, Any] = {
             "host": host,
             "port": port,

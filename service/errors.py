@@ -39,6 +39,16 @@ class ServiceUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class InvalidField(DataError):
+    """422 for a rule the schema cannot state (the model's lookback and horizon, the service's
+    limits, the data source's tickers): `field` is the field at fault; the message names it first,
+    as every 422 message does."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class RegistryTimeout(RegistryUnavailableError):
     """The registry did not answer within the service's bound (our wording, safe to show)."""
 
@@ -83,6 +93,15 @@ def validation_message(error: Mapping[str, Any]) -> str:
     return f"{where}: {message}"
 
 
+def invalid_request(problems: Sequence[tuple[str, str]]) -> JSONResponse:
+    """The one 422 body: `detail` joins the first ten messages; `errors` lists every problem as
+    the field at fault and its message (README "Serve", schemas.ValidationErrorDetail)."""
+    messages = [message for _, message in problems]
+    more = f"; and {len(messages) - 10} more" if len(messages) > 10 else ""
+    errors = [{"field": field, "message": message} for field, message in problems]
+    return JSONResponse(status_code=422, content={"detail": "; ".join(messages[:10]) + more, "errors": errors})
+
+
 def _count(request: Request, kind: str) -> None:
     request.app.state.metrics.errors.labels(kind).inc()
 
@@ -94,22 +113,13 @@ def _unavailable(request: Request, detail: str) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        messages = [validation_message(e) for e in errors]
-        return JSONResponse(
-            status_code=422,
-            content={
-                "detail": "; ".join(messages[:10]) + (f"; and {len(messages) - 10} more" if len(messages) > 10 else ""),
-                "errors": [
-                    {"field": error_field(e), "message": m} for e, m in zip(errors, messages, strict=True)
-                ],
-            },
-        )
+    async def invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return invalid_request([(error_field(e), validation_message(e)) for e in exc.errors()])
 
     @app.exception_handler(DataError)
     async def bad_data(_: Request, exc: DataError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        # the routes name the field of every DataError they expect (InvalidField); any other is the body's
+        return invalid_request([(exc.field if isinstance(exc, InvalidField) else "body", str(exc))])
 
     @app.exception_handler(ModelNotFoundError)
     async def not_found(_: Request, exc: ModelNotFoundError) -> JSONResponse:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import operator
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,16 +97,19 @@ def _slow(raw: bytes, declared_json: bool = True) -> ParsedRequest:
         try:
             decoded = json.loads(raw)
         except json.JSONDecodeError as exc:
-            error = {"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {}}
-            raise RequestValidationError([{**error, "ctx": {"error": exc.msg}}]) from exc
+            raise _not_json(exc.msg, exc.pos) from exc
         except UnicodeDecodeError as exc:  # not text at all: named like any other JSON error, a 422
-            error = {"type": "json_invalid", "loc": ("body", exc.start), "msg": "JSON decode error", "input": {}}
-            raise RequestValidationError([{**error, "ctx": {"error": f"not UTF-8 text ({exc.reason})"}}]) from exc
+            raise _not_json(f"not UTF-8 text ({exc.reason})", exc.start) from exc
+        except RecursionError as exc:  # the stdlib decoder recurses once per [ or {
+            raise _not_json("arrays or objects nested too deeply") from exc
+        except ValueError as exc:  # the only other: an integer over sys.get_int_max_str_digits()
+            raise _not_json(f"a number longer than {sys.get_int_max_str_digits()} digits") from exc
     try:
         body = ForecastRequest.model_validate(decoded)
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from exc
+    _check_unique_ids([item.id for item in body.series or []])
     many = body.series is not None
     single = [SeriesIn.model_construct(ticker=body.ticker, history=body.history)]
     items = body.series if body.series is not None else single
@@ -119,6 +123,25 @@ def _slow(raw: bytes, declared_json: bool = True) -> ParsedRequest:
             prices = np.array([[b.open, b.high, b.low, b.close] for b in item.history], dtype=np.float64)
             series.append(SeriesBody(name, field, prices, item.history[-1].date))
     return ParsedRequest(body.model, body.alias, body.version, body.horizon, many, series)
+
+
+def _not_json(reason: str, position: int = 0) -> RequestValidationError:
+    error = {"type": "json_invalid", "loc": ("body", position), "msg": "JSON decode error", "input": {}}
+    return RequestValidationError([{**error, "ctx": {"error": reason}}])
+
+
+def _check_unique_ids(ids: list[str | None]) -> None:
+    """Answers are matched to series by id: an id given twice is refused, at its second use."""
+    first: dict[str, int] = {}
+    for index, id_ in enumerate(ids):
+        if id_ is None:
+            continue
+        if id_ in first:
+            message = f"'{id_}' is already the id of series[{first[id_]}]; ids must be unique"
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("body", "series", index, "id"), "msg": message, "input": id_}]
+            )
+        first[id_] = index
 
 
 def _optional(value: Any, kind: type) -> Any:
@@ -158,12 +181,15 @@ def _fast(body: Any) -> ParsedRequest:
         raise _NotFast
     histories: list[tuple[str, str, Any]] = []
     tickers: dict[int, SeriesBody] = {}
+    ids: set[str] = set()
     for index, item in enumerate(items):
         if type(item) is not dict or not item.keys() <= SERIES_KEYS:
             raise _NotFast
         id_ = _optional(item.get("id"), str)
-        if id_ is not None and len(id_) > ID_MAX_LENGTH:
+        if id_ is not None and (len(id_) > ID_MAX_LENGTH or id_ in ids):
             raise _NotFast
+        if id_ is not None:
+            ids.add(id_)
         history, symbol = item.get("history"), item.get("ticker")
         if (history is None) == (symbol is None):
             raise _NotFast
@@ -235,10 +261,14 @@ def _histories(items: list[tuple[str, str, Any]]) -> list[SeriesBody]:
     steps[ends[:-1] - 1] = True  # the step from one series to the next is no step
     if not steps.all():
         raise _NotFast
-    # Numbers only: a str, None or an int beyond int64 makes numpy pick text or object; a bool is
-    # 1.0 or 0.0 here as in pydantic's lax float.
+    # Numbers only: a str, None or an int beyond int64 makes numpy pick text or object. A bool is no
+    # number, yet numpy reads it among numbers as 1 or 0: 0 is no price (refused below), so only
+    # the bars holding a 1 are looked at one by one (a bool alone is dtype bool).
     ohlc = np.array(columns[1:])
-    if ohlc.dtype.kind not in "fib":
+    if ohlc.dtype.kind not in "fi":
+        raise _NotFast
+    ones = np.nonzero(ohlc == 1)
+    if any(type(columns[1 + f][i]) is bool for f, i in zip(*(axis.tolist() for axis in ones), strict=True)):
         raise _NotFast
     ohlc = ohlc.astype(np.float64).T  # -> (bars, 4)
     open_, high, low, close = ohlc.T

@@ -24,7 +24,7 @@ from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from service.model_store import ModelStore
 from service.routes import admin, forecast, health, models
-from service.schemas import ErrorDetail
+from service.schemas import ErrorDetail, ValidationErrorDetail
 from service.settings import Settings, get_settings
 from service.workers import WorkerHeaderMiddleware, worker_exit
 
@@ -35,7 +35,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, from the swagger-ui-bundle p
 COMMON_ERRORS = {"500": "Unexpected error; the detail names the request id (also in X-Request-ID)"}
 BODY_ERRORS = {
     "413": "Body larger than FORECASTER_MAX_BODY_BYTES",
-    "422": "Invalid request; the detail names the field",
+    "422": "Invalid request; `detail` names the field, `errors` lists each field at fault",
 }
 KEY_ERRORS = {"401": "Missing or wrong X-API-Key"}
 # Routes that load models on demand (tag "forecast") can also answer these (service.errors).
@@ -109,6 +109,7 @@ def install_docs(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            forecast.document_series_limit(spec, app.state.settings.max_series)
             app.openapi_schema = document_errors(spec)
         return app.openapi_schema
 
@@ -117,10 +118,15 @@ def install_docs(app: FastAPI) -> None:
 
 def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
     """Add the statuses every operation can answer and give each error response the ErrorDetail
-    schema (in place of FastAPI's list-shaped validation error, which this service never sends)."""
+    schema, a 422 the ValidationErrorDetail one (in place of FastAPI's list-shaped validation
+    error, which this service never sends)."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-    schemas["ErrorDetail"] = ErrorDetail.model_json_schema()
+    for model in (ErrorDetail, ValidationErrorDetail):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas |= schema.pop("$defs", {})
+        schemas[model.__name__] = schema
     error_ref = {"$ref": "#/components/schemas/ErrorDetail"}
+    invalid_ref = {"$ref": "#/components/schemas/ValidationErrorDetail"}
     fastapi_validation = "#/components/schemas/HTTPValidationError"
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
@@ -139,7 +145,7 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
                     continue
                 media = response.setdefault("content", {}).setdefault("application/json", {})
                 if not media.get("schema") or media["schema"].get("$ref") == fastapi_validation:
-                    media["schema"] = error_ref
+                    media["schema"] = invalid_ref if status == "422" else error_ref
                 if status == "503":
                     response.setdefault("headers", {})["Retry-After"] = {
                         "description": "Seconds to wait before asking again",

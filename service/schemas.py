@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticKnownError
+from pydantic_core.core_schema import ErrorType
 
 from forecaster.calendar import CALENDAR_START
 from forecaster.predict import MAX_PRICE, MIN_PRICE
@@ -17,8 +19,23 @@ from forecaster.rules import ohlc_breaks
 # (yfinance live, yfinance's cache when Yahoo could not be reached, the data file, the sample).
 HistorySource = Literal["request", "yfinance", "yfinance-cache", "file", "sample"]
 
+
+def not_bool(error: ErrorType) -> BeforeValidator:
+    """JSON `true`/`false` is no number, though pydantic's lax mode reads it as 1 or 0 (numeric
+    strings it still reads): refused as pydantic's own `error` (`float_type`, `int_type`), so the
+    message is the one any other value of the wrong type gets."""
+
+    def refuse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticKnownError(error)
+        return value
+
+    return BeforeValidator(refuse)
+
+
 # Declared rather than coded, so pydantic checks them natively, names the field
 # (`series[3].history[17].high`) and OpenAPI documents the bounds; the bounds belong to the model.
+# (The Field goes before the validator: so its bounds stay native constraints.)
 Price = Annotated[
     float,
     Field(
@@ -27,7 +44,9 @@ Price = Annotated[
         allow_inf_nan=False,
         description=f"a positive price from {MIN_PRICE:g} to {MAX_PRICE:g}",
     ),
+    not_bool("float_type"),
 ]
+Count = Annotated[int, Field(ge=1), not_bool("int_type")]  # a whole number from 1
 
 
 def ticker_symbol(value: str) -> str:
@@ -167,8 +186,8 @@ class SeriesIn(Strict):
 class ForecastRequest(Strict):
     model: str | None = Field(None, description="Registered model name (default: the service's)")
     alias: str | None = Field(None, description="Registry alias (default champion); excludes 'version'")
-    version: int | None = Field(None, ge=1, description="Registry version; excludes 'alias'")
-    horizon: int | None = Field(None, ge=1, description="Steps to return (default: the model's horizon)")
+    version: Count | None = Field(None, description="Registry version; excludes 'alias'")
+    horizon: Count | None = Field(None, description="Steps to return (default: the model's horizon)")
     history: HistoryIn | None = Field(None, description=HISTORY_DESCRIPTION)
     ticker: Ticker | None = None
     series: list[SeriesIn] | None = Field(None, min_length=1, description="several series in one request")
@@ -236,7 +255,18 @@ class LoadedModelInfo(ModelInfo):
 
 
 class ErrorDetail(BaseModel):
-    detail: str
+    detail: str = Field(description="what went wrong, in words (a 422's names the field first)")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the field at fault (`series[1].history[17].close`); `body` for the body itself")
+    message: str = Field(description="what is wrong with it, starting with the field")
+
+
+class ValidationErrorDetail(ErrorDetail):
+    """Every 422: `detail` joins the first ten messages, `errors` lists each problem."""
+
+    errors: list[FieldError] = Field(min_length=1, description="each problem, in the order found")
 
 
 def _example_history(days: int = 120, end: str = "2024-06-28") -> list[dict[str, object]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from forecaster.calendar import DEFAULT_EXCHANGE, check_exchange
 
 # Daily bars from Yahoo are at most a long weekend plus a holiday old when the source works.
 YFINANCE_MAX_AGE_DAYS = 10
@@ -20,7 +22,7 @@ class Settings(BaseSettings):
     )
     model_name: str = Field("forecaster", description="Registered model served by default")
     alias: str = Field("champion", description="Alias served by default")
-    device: str = Field("auto", description="auto | cpu | cuda")
+    device: str = Field("auto", description="auto | cpu | cuda (cuda only where one is visible)")
     poll_interval_s: float = Field(30.0, ge=0.0, description="Seconds between alias checks; 0 disables polling")
     batch_wait_ms: float = Field(
         2.0,
@@ -53,7 +55,7 @@ class Settings(BaseSettings):
     stale_policy: Literal["refuse", "serve"] = Field(
         "refuse", description="A ticker history older than the limit: refuse it (503) or serve it marked stale"
     )
-    exchange: str = Field("XNYS", description="Exchange calendar for forecast dates")
+    exchange: str = Field(DEFAULT_EXCHANGE, description="Exchange calendar for forecast dates")
     retry_after_s: int = Field(5, ge=1, description="Retry-After seconds on 503")
     registry_timeout_s: float = Field(
         5.0, gt=0.0, description="Longest a registry lookup may take before the request gets 503"
@@ -78,6 +80,18 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(
         10, ge=0, description="`forecaster serve`: longest SIGTERM waits for requests in flight"
     )
+
+    # Checked here, at startup, by the library's own rules: a value they refuse would otherwise
+    # give a service that starts and then fails every forecast (exchange) or never gets ready (device).
+    _exchange = field_validator("exchange")(classmethod(lambda cls, value: check_exchange(value)))
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        from forecaster.predict import resolve_device  # torch: imported only when a service starts
+
+        resolve_device(value)
+        return value
 
     @property
     def history_age_limit_days(self) -> int | None:

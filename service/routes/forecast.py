@@ -7,17 +7,22 @@ by hand: `ForecastRequest`'s schema, inline, with its examples.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from forecaster.calendar import next_sessions
+from forecaster.errors import DataError
 from forecaster.predict import Forecaster, Window
 from service.deps import ApiKeyDep, HistoryDep, MetricsDep, SettingsDep, StoreDep
+from service.errors import InvalidField
 from service.fastpath import ParsedRequest, parse_body
 from service.schemas import REQUEST_EXAMPLES, ForecastRequest, ForecastResponse, HistorySource
 
@@ -40,6 +45,17 @@ REQUEST_BODY_DOC: dict[str, Any] = {
 }
 
 
+def document_series_limit(spec: dict[str, Any], max_series: int) -> None:
+    """Give the documented body's `series` this app's limit as maxItems (FORECASTER_MAX_SERIES, the
+    limit the route enforces). The body document is REQUEST_BODY_DOC, shared by every app: copied first."""
+    operation = spec["paths"]["/forecast"]["post"]
+    operation["requestBody"] = copy.deepcopy(operation["requestBody"])
+    series = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]["series"]
+    for variant in series.get("anyOf", [series]):
+        if variant.get("type") == "array":
+            variant["maxItems"] = max_series
+
+
 @lru_cache(maxsize=4096)
 def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]:
     return tuple(d.isoformat() for d in next_sessions(exchange, after, count))
@@ -53,7 +69,7 @@ def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]
     responses={
         404: {"description": "Unknown model, alias or version"},
         413: {"description": "Body too large"},
-        422: {"description": "Invalid request; `detail` names the field"},
+        422: {"description": "Invalid request; `detail` names the field, `errors` lists each field at fault"},
         503: {
             "description": "No model loaded yet, or the service's ticker data is unavailable or too old; "
             "retry after Retry-After seconds"
@@ -74,15 +90,15 @@ async def forecast(
     of `levels`; every series says where its history came from (`source`) and its last date (`as_of`).
     """
     body = parse_body(await request.body(), request.headers.get("content-type"))
-    if len(body.series) > settings.max_series:
-        raise HTTPException(422, f"series: {len(body.series)} series, the limit is {settings.max_series}")
+    if len(body.series) > settings.max_series:  # documented as the body's maxItems (document_series_limit)
+        raise InvalidField("series", f"series: {len(body.series)} series, the limit is {settings.max_series}")
     metrics.series.observe(len(body.series))
     name = body.model or settings.model_name
     loaded = await store.get(name, None if body.version else (body.alias or settings.alias), body.version)
     forecaster = loaded.forecaster
     horizon = body.horizon or forecaster.horizon
     if horizon > forecaster.horizon:
-        raise HTTPException(422, f"horizon: {horizon} is larger than the model's horizon {forecaster.horizon}")
+        raise InvalidField("horizon", f"horizon: {horizon} is larger than the model's horizon {forecaster.horizon}")
 
     windows, sources, stale = await series_windows(body, forecaster, history)
     quantiles = await loaded.batcher.submit(np.stack([w.values for w in windows]))  # -> (N, H, Q) prices
@@ -135,14 +151,27 @@ async def series_windows(
     stale: list[bool] = []
     for item in body.series:
         if item.prices is not None:
-            windows.append(Window(forecaster.window(item.prices, field=f"{item.field}history").values, item.last_date))
+            field = f"{item.field}history"
+            with named(field):
+                windows.append(Window(forecaster.window(item.prices, field=field).values, item.last_date))
             sources.append("request")
             stale.append(False)
         else:
+            field = f"{item.field}ticker"
             bars = next(found)
-            if isinstance(bars, Exception):
-                raise bars
-            windows.append(forecaster.window(bars.bars, field=f"{item.field}ticker '{item.ticker}' ({bars.source})"))
+            with named(field):
+                if isinstance(bars, Exception):
+                    raise bars
+                windows.append(forecaster.window(bars.bars, field=f"{field} '{item.ticker}' ({bars.source})"))
             sources.append(bars.source)
             stale.append(bars.stale)
     return windows, sources, stale
+
+
+@contextmanager
+def named(field: str) -> Iterator[None]:
+    """A DataError raised inside (a short history, an unknown ticker) is the client's, at `field`."""
+    try:
+        yield
+    except DataError as exc:
+        raise InvalidField(field, str(exc)) from exc

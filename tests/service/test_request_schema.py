@@ -48,3 +48,34 @@ def test_every_documented_example_body_is_answered(sample_app):
         assert response.status_code == 200, (name, response.text)
         sources = [f["source"] for f in response.json()["forecasts"]]
         assert sources == {"history": ["request"], "ticker": ["sample"], "series": ["request", "sample"]}[name]
+
+
+def test_the_documented_series_limit_is_the_one_enforced(client, registry, history):
+    from service.main import create_app
+
+    for limit in (256, 3):
+        spec = create_app(registry.settings(max_series=limit)).openapi()
+        body = spec["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        (array,) = [v for v in body["properties"]["series"]["anyOf"] if v.get("type") == "array"]
+        assert (array["minItems"], array["maxItems"]) == (1, limit)
+    # the default app enforces what its own document says
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    (array,) = [v for v in body["properties"]["series"]["anyOf"] if v.get("type") == "array"]
+    most = array["maxItems"]
+    response = client.post("/forecast", json={"series": [{"history": history[:1]}] * (most + 1)})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "series", response.text
+
+
+def test_422_is_documented_with_its_errors_list_as_sent(client):
+    spec = client.get("/openapi.json").json()
+    forecast_422 = spec["paths"]["/forecast"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert forecast_422 == {"$ref": "#/components/schemas/ValidationErrorDetail"}
+    invalid = component(spec, "ValidationErrorDetail")
+    assert set(invalid["required"]) == {"detail", "errors"}
+    item = invalid["properties"]["errors"]["items"]["$ref"].rsplit("/", 1)[1]
+    assert set(component(spec, item)["required"]) == {"field", "message"}
+    response = client.post("/forecast", json={"horizon": 0, "ticker": "AAA"})
+    assert response.status_code == 422
+    assert set(response.json()) == set(invalid["properties"])
+    assert set(response.json()["errors"][0]) == set(component(spec, item)["properties"])

@@ -78,7 +78,7 @@ def test_fast_path_accepts_valid_bodies_and_agrees_with_pydantic(history):
 @pytest.mark.parametrize(
     "body",
     [
-        {"history": "BARS", "horizon": True},  # a bool is not the fast path's int
+        {"history": "BARS", "horizon": 2.0},  # a whole float is not the fast path's int
         {"history": "BARS_STRINGS"},  # numeric strings: pydantic's lax mode reads them
         {"history": "BARS_DATETIMES"},  # midnight datetimes: pydantic reads them as dates
     ],

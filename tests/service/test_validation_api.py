@@ -80,6 +80,22 @@ CASES = {
     "too_many_series": (lambda h: {"series": [{"history": h[:1]}] * 257}, "series: 257 series, the limit is 256"),
     "empty_series": (lambda h: {"series": []}, "series: List should have at least 1 item"),
     "not_an_object": (lambda h: [1, 2], "Input should be a valid dictionary"),
+    # a bool is no number (pydantic's lax mode, and numpy among floats, read it as 1)
+    "bool_price": (lambda h: {"history": edited(h, 5, close=True)}, "history[5].close: Input should be a valid number"),
+    "bool_price_series": (
+        lambda h: {"series": [{"history": h}, {"history": edited(h, 5, open=True)}]},
+        "series[1].history[5].open: Input should be a valid number",
+    ),
+    "bool_price_columns": (
+        lambda h: {"history": {k: [b[k] for b in edited(h, 5, high=True)] for k in h[0]}},
+        "history[5].high: Input should be a valid number",
+    ),
+    "bool_horizon": (lambda h: {"history": h, "horizon": True}, "horizon: Input should be a valid integer"),
+    "bool_version": (lambda h: {"history": h, "version": True}, "version: Input should be a valid integer"),
+    "duplicate_id": (
+        lambda h: {"series": [{"id": "a", "history": h}, {"id": "b", "ticker": "AAA"}, {"id": "a", "ticker": "BBB"}]},
+        "series[2].id: 'a' is already the id of series[0]",
+    ),
 }
 
 
@@ -89,6 +105,54 @@ def test_forecast_rejects_bad_input_with_422_naming_the_field(client, history, a
     response = client.post("/forecast", content=raw_json(build(history)), headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert expected in response.json()["detail"], response.json()
+    # every 422 lists its problems, each naming its field first, as the detail does
+    errors = response.json()["errors"]
+    assert errors and all(set(e) == {"field", "message"} for e in errors), errors
+    assert all(e["message"].startswith(f"{e['field']}:") or e["field"] == "body" for e in errors), errors
+    assert response.json()["detail"].startswith(errors[0]["message"])
+    assert_unchanged()
+
+
+@pytest.mark.parametrize(
+    ("case", "field"),
+    [
+        ("short_history", "history"),
+        ("series_item_short", "series[1].history"),
+        ("horizon_too_long", "horizon"),
+        ("too_many_series", "series"),
+        ("duplicate_id", "series[2].id"),
+        ("bool_price_columns", "history[5].high"),
+    ],
+)
+def test_422s_found_after_parsing_name_their_field_in_errors(client, history, case, field):
+    build, _ = CASES[case]
+    response = client.post("/forecast", content=raw_json(build(history)), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field], response.json()
+
+
+def test_unknown_ticker_is_422_naming_the_ticker_field(client, history):
+    response = client.post("/forecast", json={"series": [{"history": history}, {"ticker": "NOPE"}]})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "series[1].ticker", "message": response.json()["detail"]}]
+    assert response.json()["detail"].startswith("series[1].ticker: ticker 'NOPE' is not in")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"history":' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply"),  # 8 kB: RecursionError
+        (b'{"history":[' + b"[" * 1020 + b"]" * 1020 + b"]}", "nested too deeply"),  # below orjson's limit
+        (b'{"ticker":"AAA","horizon":' + b"9" * 5000 + b"}", "longer than 4300 digits"),  # int() refuses it
+        (b'{"history":[{"date":"2023-12-22","open":1,"high":2,"low":1,"close":' + b"9" * 5000 + b"}]}", "digits"),
+    ],
+)
+def test_bodies_the_json_decoders_cannot_read_are_422_naming_the_body(client, assert_unchanged, body, reason):
+    response = client.post("/forecast", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("body: not valid JSON"), response.json()
+    assert reason in response.json()["detail"]
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]
     assert_unchanged()
 
 
