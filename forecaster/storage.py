@@ -35,7 +35,13 @@ MAX_LISTED_DATES = 5
 
 class BarsChangedError(DataError):
     """New bars would change stored ones and overwriting was not asked for. The caller knows what
-    its users call that option (a setting, a flag) and may add it to the message."""
+    its users call that option (a setting, a flag, a parameter) and raises it again with that
+    `hint`: ``BarsChangedError(exc.changes, hint)``."""
+
+    def __init__(self, changes: str, hint: str | None = None) -> None:
+        self.changes = changes  # what would change, without any remedy
+        remedy = f"; to replace them {hint}" if hint else " (replacing stored bars must be asked for)"
+        super().__init__(f"{changes}; nothing was written{remedy}")
 
 
 @dataclass(frozen=True)
@@ -113,10 +119,7 @@ def merge_bars(
     if revisions:
         listing = "; ".join(r.describe() for r in revisions)
         if not overwrite:
-            raise BarsChangedError(
-                f"data: new bars would change {what} beyond a relative {tolerance:g}: {listing}; "
-                "nothing was written (replacing stored bars must be asked for)"
-            )
+            raise BarsChangedError(f"data: new bars would change {what} beyond a relative {tolerance:g}: {listing}")
         log.warning("overwriting %s: %s", what, listing)
     combined = pd.concat([old, new], ignore_index=True)
     combined = combined.drop_duplicates(["ticker", "date"], keep="last")

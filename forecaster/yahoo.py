@@ -29,7 +29,7 @@ from forecaster.config import FEATURES
 from forecaster.data import parse_day, read_ohlc_file, validate_ohlc
 from forecaster.errors import DataError, SourceError
 from forecaster.sources import DEFAULT_RETRY, RetryPolicy
-from forecaster.storage import find_revisions, merge_bars, write_table_atomically
+from forecaster.storage import BarsChangedError, find_revisions, merge_bars, write_table_atomically
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,11 @@ def fetch_yahoo(
             frames[ticker] = _empty() if kept is None else kept
             continue
         where = f"yahoo cache '{_cache_path(cache_dir, ticker)}'" if cache_dir is not None else "yahoo bars"
-        frames[ticker] = validate_ohlc(merge_bars(old, new, overwrite=overwrite, what=where))
+        try:
+            merged = merge_bars(old, new, overwrite=overwrite, what=where)
+        except BarsChangedError as exc:  # the remedy as the library's callers spell it
+            raise BarsChangedError(exc.changes, "pass overwrite=True (fetch_yahoo, load_source)") from None
+        frames[ticker] = validate_ohlc(merged)
     if cache_dir is not None:  # only once every merge passed: a refused merge writes nothing
         for ticker in fetched:
             old = cached.get(ticker)

@@ -37,7 +37,7 @@ def refresh_data(settings: RetrainSettings, sleep: Callable[[float], None] = tim
         fresh, origin = fetch(settings, retry)  # the yfinance cache refuses changed bars too
         merged = merge_bars(stored(store), fresh, overwrite=settings.overwrite_bars, what=f"stored bars '{store}'")
     except BarsChangedError as exc:
-        raise BarsChangedError(f"{exc}; to replace them set {setting_hint('overwrite_bars', True)}") from None
+        raise BarsChangedError(exc.changes, f"set {setting_hint('overwrite_bars', True)}") from None
     data = settings.training.data
     frame = validate_ohlc(merged, min_rows=data.lookback + data.horizon)
     write_table_atomically(frame, store)

@@ -83,7 +83,10 @@ class Settings(BaseSettings):
 
     # Checked here, at startup, by the library's own rules: a value they refuse would otherwise
     # give a service that starts and then fails every forecast (exchange) or never gets ready (device).
-    _exchange = field_validator("exchange")(classmethod(lambda cls, value: check_exchange(value)))
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, value: str) -> str:
+        return check_exchange(value)
 
     @field_validator("device")
     @classmethod
