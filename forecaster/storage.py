@@ -164,6 +164,12 @@ def check_table_path(path: str | Path, what: str, reads: str | Path | None = Non
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_table_atomically(frame: pd.DataFrame, path: str | Path, attrs: Mapping[str, Any] | None = None) -> Path:
     """Write ``frame`` (without its index) as parquet or csv (by suffix) so readers see the old file
     or the new one, never half.
@@ -180,6 +186,9 @@ def write_table_atomically(frame: pd.DataFrame, path: str | Path, attrs: Mapping
     frame.attrs = dict(attrs or {})
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    # mkstemp makes the file private (0600): give it the mode a plain write would (the file it
+    # replaces keeps its mode; a new one gets 0666 less the umask), so readers keep their access
+    os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
     try:
         if path.suffix.lower() == ".csv":
             frame.to_csv(tmp, index=False, date_format="%Y-%m-%d")

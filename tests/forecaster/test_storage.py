@@ -47,6 +47,23 @@ def test_write_leaves_only_the_file_and_keeps_attrs(tmp_path: Path) -> None:
     assert frame.attrs == {"caller": "kept"}  # the caller's frame is not changed
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_mode(tmp_path: Path, suffix: str) -> None:
+    import os
+
+    path = tmp_path / f"bars{suffix}"
+    previous = os.umask(0o027)
+    try:
+        write_table_atomically(bars(), path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's private 0600
+
+    path.chmod(0o604)
+    write_table_atomically(bars(days=10), path)
+    assert path.stat().st_mode & 0o777 == 0o604
+
+
 def test_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "bars.parquet"
     write_table_atomically(bars(10), path)
