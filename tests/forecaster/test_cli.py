@@ -151,3 +151,28 @@ def test_train_rejects_an_alias_without_a_registered_name(tmp_path: Path, monkey
     result = invoke("train", "--data", "x.csv", "--alias", "champion")
     assert result.exit_code == 2
     assert "alias needs register_as (--register-as NAME)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--register-as", "a:b"], "register_as (--register-as): Invalid model name 'a:b'"),
+        (["--register-as", "a/b"], "register_as (--register-as): Invalid model name 'a/b'"),
+        (["--register-as", " "], "register_as (--register-as): a model name cannot be empty"),
+        (["--register-as", "x@y"], "register_as (--register-as): 'x@y' contains '@'"),
+        (
+            ["--register-as", "m", "--alias", "latest"],
+            "alias (--alias): 'latest' alias name (case insensitive) is reserved",
+        ),
+        (["--register-as", "m", "--alias", "v3"], "alias (--alias): Version alias name 'v3' is reserved"),
+        (["--register-as", "m", "--alias", "bad alias"], "alias (--alias): Invalid alias name: 'bad alias'"),
+    ],
+)
+def test_train_refuses_a_name_the_registry_or_a_model_uri_cannot_take_before_reading_data(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the data file does not exist: the names are checked first
+    result = invoke("train", "--data", "missing.csv", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "mlruns").exists()  # no run, no registry touched
