@@ -123,13 +123,14 @@ def train(
         typer.echo(to_yaml(config.model_dump(mode="json")), nl=False)
         return
     setup_logging(verbose)
+    check_registration(register_as, alias)  # before any data is read, or any process is started
+    distributed.check_launch(nnodes, rdzv_endpoint)
     if (nnodes > 1 or rdzv_endpoint) and not distributed.launched():
         import subprocess
 
         command = distributed.torchrun_command(sys.argv[1:], nnodes, config.train.nproc_per_node, rdzv_endpoint)
         log.info("re-launching under torchrun: %s", " ".join(command))
         raise typer.Exit(subprocess.call(command))
-    check_registration(register_as, alias)  # before any data is read
     group = distributed.setup_for(config.train)  # joins the process group when torchrun started this process
     frame, origin = group.from_main(  # loaded once, by rank 0: every rank trains on the same bars
         lambda: load_source(

@@ -249,6 +249,22 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+def check_launch(nnodes: int, rdzv_endpoint: str | None) -> None:
+    """Several machines meet at a rendezvous: ``--nnodes N`` > 1 needs ``--rdzv-endpoint HOST:PORT``
+    (torchrun would otherwise wait for machines that never come), and the endpoint must be one."""
+    if nnodes < 1:
+        raise ValueError(f"--nnodes: expected 1 or more machines, got {nnodes}")
+    if nnodes > 1 and not rdzv_endpoint:
+        raise ValueError(
+            f"--nnodes {nnodes}: needs --rdzv-endpoint HOST:PORT, the rendezvous on one of the machines "
+            "(run the same command on each); one machine needs neither (--nproc-per-node N)"
+        )
+    if rdzv_endpoint is not None:
+        host, _, port = rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"--rdzv-endpoint: expected HOST:PORT (port 1..65535), got {rdzv_endpoint!r}")
+
+
 def torchrun_command(args: Sequence[str], nnodes: int, nproc_per_node: int, rdzv_endpoint: str | None) -> list[str]:
     """`python -m torch.distributed.run ... -m forecaster <args>` with the launcher options taken out.
 
@@ -256,6 +272,7 @@ def torchrun_command(args: Sequence[str], nnodes: int, nproc_per_node: int, rdzv
     Every machine runs the same line; the c10d rendezvous at `rdzv_endpoint` (host:port of one of
     them) gathers `nnodes` x `nproc_per_node` ranks. Without an endpoint: one machine, standalone.
     """
+    check_launch(nnodes, rdzv_endpoint)
     kept: list[str] = []
     skip = False
     for arg in args:

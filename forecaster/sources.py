@@ -94,6 +94,10 @@ def load_source(
     overwrite: yfinance only: let new bars replace cached ones that differ (otherwise a DataError).
     bad_rows, splits: files only, see `data.validate_ohlc` (the sample and yfinance bars are clean).
     """
+    first = parse_day(start, "start") if start else None  # checked before anything is read or fetched
+    last = parse_day(end, "end") if end else None
+    if first is not None and last is not None and first > last:
+        raise ValueError(f"start: {first:%Y-%m-%d} is after end {last:%Y-%m-%d} (--start, --end)")
     if path is not None:
         source = "file"
     if source == "file":
@@ -119,10 +123,10 @@ def load_source(
         if unknown:
             raise DataError(f"data: ticker(s) {unknown} not in {origin}")
         frame = frame[frame["ticker"].isin(tickers)]
-    if start:
-        frame = frame[frame["date"] >= parse_day(start, "start")]
-    if end:
-        frame = frame[frame["date"] <= parse_day(end, "end")]
+    if first is not None:
+        frame = frame[frame["date"] >= first]
+    if last is not None:
+        frame = frame[frame["date"] <= last]
     if frame.empty:
         raise DataError(f"data: no rows in {origin} for the requested tickers and dates")
     return frame.reset_index(drop=True), origin

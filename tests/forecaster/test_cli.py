@@ -176,3 +176,19 @@ def test_train_refuses_a_name_the_registry_or_a_model_uri_cannot_take_before_rea
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "mlruns").exists()  # no run, no registry touched
+
+
+def test_train_refuses_a_start_after_the_end_naming_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--start", "2012-01-01", "--end", "2011-01-01")
+    assert result.exit_code == 2
+    assert "start: 2012-01-01 is after end 2011-01-01 (--start, --end)" in result.output
+
+
+def test_train_on_several_machines_needs_a_rendezvous_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--data", "missing.csv", "--nnodes", "2")
+    assert result.exit_code == 2
+    assert "--nnodes 2: needs --rdzv-endpoint HOST:PORT" in " ".join(result.output.split())

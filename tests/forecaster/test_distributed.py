@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -273,3 +274,22 @@ def test_cli_under_torchrun_logs_one_run_and_registers_one_version(mlflow_store:
     versions = client.search_model_versions("name='ddp'")
     assert [str(v.version) for v in versions] == ["1"]
     assert str(client.get_model_version_by_alias("ddp", "champion").version) == "1"
+
+
+@pytest.mark.parametrize(
+    ("nnodes", "endpoint", "message"),
+    [
+        (2, None, "--nnodes 2: needs --rdzv-endpoint HOST:PORT"),
+        (0, None, "--nnodes: expected 1 or more machines, got 0"),
+        (2, "nohostport", "--rdzv-endpoint: expected HOST:PORT (port 1..65535), got 'nohostport'"),
+        (2, "host:99999", "--rdzv-endpoint: expected HOST:PORT"),
+        (2, ":29500", "--rdzv-endpoint: expected HOST:PORT"),
+    ],
+)
+def test_a_launch_that_would_wait_forever_or_cannot_meet_is_refused(
+    nnodes: int, endpoint: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        distributed.torchrun_command(["train"], nnodes, 1, endpoint)
+    distributed.check_launch(1, None)  # one machine: nothing to meet
+    distributed.check_launch(2, "10.0.0.5:29500")
