@@ -28,8 +28,16 @@ C = TypeVar("C", bound=BaseModel)
 
 
 def _comma_list(value: Any) -> Any:
-    """'0.1,0.5,0.9' (a flag or an environment variable) -> ['0.1', '0.5', '0.9']."""
-    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    """'0.1,0.5,0.9' (a flag or an environment variable) -> ['0.1', '0.5', '0.9']; '' (or a list of
+    such texts, as a command line parser gives them) -> [] and the items of each."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        return value
+    items: list[Any] = []
+    for item in value:
+        items += [v.strip() for v in item.split(",") if v.strip()] if isinstance(item, str) else [item]
+    return items
 
 
 class Section(BaseModel):

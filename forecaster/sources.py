@@ -99,6 +99,8 @@ def load_source(
     if first is not None and last is not None and first > last:
         raise ValueError(f"start: {first:%Y-%m-%d} is after end {last:%Y-%m-%d} (--start, --end)")
     if path is not None:
+        if source not in ("file", "sample"):  # sample: the command line's default, not a choice
+            raise ValueError(f"source: a path (--data {path}) and source '{source}' (--source) both given; give one")
         source = "file"
     if source == "file":
         if path is None:

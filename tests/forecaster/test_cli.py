@@ -192,3 +192,29 @@ def test_train_on_several_machines_needs_a_rendezvous_before_anything_starts(
     result = invoke("train", "--data", "missing.csv", "--nnodes", "2")
     assert result.exit_code == 2
     assert "--nnodes 2: needs --rdzv-endpoint HOST:PORT" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "x.csv", "--source", "yfinance", "--tickers", "A"], "source: a path (--data x.csv) and source"),
+    ],
+)
+def test_train_refuses_flags_that_contradict_each_other(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_empty_train_levels_on_the_command_line_mean_only_the_served_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--model.train-levels", "", "--print-config")
+    assert result.exit_code == 0, result.output
+    assert "train_levels: []" in result.output
+    result = invoke("train", "--model.train-levels", "0.2, 0.8", "--print-config")
+    assert "train_levels:\n  - 0.2\n  - 0.8" in result.output
