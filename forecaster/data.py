@@ -9,6 +9,7 @@ declared: a day-first file read as month-first would swap day and month without 
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import re
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 REQUIRED_COLUMNS: tuple[str, ...] = ("date", "ticker", *FEATURES)
 SAMPLE_FILE = "ohlcv.csv.gz"
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".gz", ".parquet", ".pq")
+ROW_SOURCES = "forecaster_row_sources"  # frame.attrs key: where each file of a folder starts
 # An ISO date, optionally followed by an ISO time and offset; group 1 is the (local) date, which is
 # all a daily bar keeps, so offsets need no conversion.
 ISO_DATE = r"^(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
@@ -87,7 +89,12 @@ def read_ohlc_path(path: str | Path) -> pd.DataFrame:
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
     if not files:
         raise DataError(f"data: folder '{path}' holds no CSV or Parquet file")
-    return pd.concat([read_ohlc_file(p) for p in files], ignore_index=True)
+    frames = [read_ohlc_file(p) for p in files]
+    frame = pd.concat(frames, ignore_index=True)
+    # where each file's rows start, so that validation names a bad row by its file and row there
+    starts = np.cumsum([0] + [len(f) for f in frames[:-1]]).tolist()
+    frame.attrs[ROW_SOURCES] = list(zip(starts, [p.name for p in files], strict=True))
+    return frame
 
 
 def _one_line(exc: BaseException) -> str:
@@ -215,6 +222,9 @@ def validate_ohlc(
     frame = _handle_split_jumps(frame, splits, codes)
     if frame.empty:
         raise DataError("data: no valid rows left")
+    # the rows are sorted and renumbered: where they came from no longer applies (a new dict: the
+    # caller's frame keeps its own)
+    frame.attrs = {k: v for k, v in frame.attrs.items() if k != ROW_SOURCES}
     return frame
 
 
@@ -325,11 +335,16 @@ def _shown(values: pd.Series, width: int) -> pd.Series:
 
 def _describe(frame: pd.DataFrame, raw: pd.DataFrame, reasons: pd.Series) -> str:
     parts = []
+    sources = raw.attrs.get(ROW_SOURCES)  # a folder's files: (first row, file name) each
     for index, reason in reasons.head(MAX_LISTED_ISSUES).items():
         ticker = raw.at[index, "ticker"]
         date = frame.at[index, "date"]
         when = date.strftime("%Y-%m-%d") if pd.notna(date) else str(raw.at[index, "date"])
-        parts.append(f"ticker {ticker} date {when} (row {index}): {reason}")
+        where = f"row {index}"
+        if sources and isinstance(index, int | np.integer):
+            first, name = sources[bisect.bisect_right([s for s, _ in sources], int(index)) - 1]
+            where = f"file {name} row {int(index) - first}"
+        parts.append(f"ticker {ticker} date {when} ({where}): {reason}")
     more = len(reasons) - MAX_LISTED_ISSUES
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 

@@ -486,3 +486,19 @@ def test_a_volume_that_is_text_is_a_bad_row_but_an_empty_volume_is_not() -> None
         validate_ohlc(frame)
     kept = validate_ohlc(frame, bad_rows="drop")
     assert len(kept) == 2 and np.isnan(kept["volume"].iloc[0]) and kept["volume"].iloc[1] == 7.0
+
+
+def test_a_bad_row_of_a_folder_is_named_by_its_file_and_row_there(tmp_path: Path) -> None:
+    bars = random_ohlc(("AAPL",), days=5)
+    to_csv(bars, tmp_path / "a.csv")
+    to_csv(bars.iloc[2:4], tmp_path / "b.csv")  # the same two days again
+
+    raw = read_ohlc_path(tmp_path)
+    with pytest.raises(DataError) as refused:
+        validate_ohlc(raw)
+    assert f"ticker AAPL date {bars['date'].iloc[2]:%Y-%m-%d} (file b.csv row 0): duplicate (ticker, date)" in str(
+        refused.value
+    )
+    clean = validate_ohlc(raw, bad_rows="drop")
+    assert len(clean) == 5 and clean.attrs == {}  # renumbered rows no longer point into the files
+    assert raw.attrs  # the caller's frame keeps them
