@@ -1,9 +1,12 @@
 """The MLflow PythonModel wrapper: long-format bars in, per-ticker quantile forecasts out.
 
 Input: a DataFrame with columns ticker, date, open, high, low, close (at least lookback rows
-per ticker, sorted or not; without a ticker column, one series). Output: one row per ticker and
-step with close (the median), lower and upper (the outer quantiles) and a column per quantile
-level (``q0.1``, ``q0.5``, ``q0.9``). Each ticker's window comes from the same
+per ticker, sorted or not; without a ticker column, one series). It passes the library's checks
+of a bars frame (`data.validate_ohlc`: ISO dates, no repeated (ticker, date), prices that are
+numbers obeying the OHLC rules; then sorted by ticker and date): a bad row is a DataError naming
+its ticker, date and row, never a forecast from reordered or repeated bars. Output: one row per
+ticker and step with close (the median), lower and upper (the outer quantiles) and a column per
+quantile level (``q0.1``, ``q0.5``, ``q0.9``). Each ticker's window comes from the same
 `Forecaster.window` as the service's, so both give the same numbers for the same bars.
 """
 
@@ -18,6 +21,7 @@ from mlflow.pyfunc import PythonModel
 
 from forecaster.artifact import load_bundle
 from forecaster.config import quantile_column
+from forecaster.data import validate_ohlc
 from forecaster.predict import Forecaster
 
 
@@ -36,12 +40,10 @@ class ForecasterPyfunc(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         assert self.forecaster is not None, "load_context was not called"
-        frame = pd.DataFrame(model_input).copy()
-        frame.columns = [str(c).lower() for c in frame.columns]
-        if "ticker" not in frame.columns:
-            frame["ticker"] = "series"
-        order = ["ticker", "date"] if "date" in frame.columns else ["ticker"]
-        frame = frame.sort_values(order, kind="stable")
+        frame = pd.DataFrame(model_input).reset_index(drop=True)  # errors name rows by position
+        if "ticker" not in {str(c).lower() for c in frame.columns}:
+            frame = frame.assign(ticker="series")
+        frame = validate_ohlc(frame)  # the rules of every bars frame; sorted by ticker, then date
         tickers, windows = [], []
         for ticker, bars in frame.groupby("ticker", sort=False):
             tickers.append(ticker)
