@@ -16,19 +16,24 @@ a report or a forecast has one shape whichever way it is asked for. `bars` is a 
 from __future__ import annotations
 
 import logging
+import os
 import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from forecaster import evaluate as ev  # the evaluation module (`evaluate` below is the API's function)
 from forecaster import tracking
 from forecaster.backtest_file import write_backtest
 from forecaster.config import TrainingConfig
+from forecaster.console import one_line
 from forecaster.data import validate_ohlc
 from forecaster.job import evaluate_frame
-from forecaster.predict import Forecaster
+from forecaster.predict import Forecaster, bars_frame
 from forecaster.tracked import RunResult, tracked_training
 
 log = logging.getLogger(__name__)
@@ -44,10 +49,37 @@ def load(model_uri: str, device: str = "auto", tracking_uri: str | None = None) 
 
     tracking_uri: the MLflow store (default: MLFLOW_TRACKING_URI, else the local SQLite store).
     Raises ModelNotFoundError, ModelLoadError or RegistryUnavailableError naming the model."""
-    tracking.configure(tracking_uri)
-    forecaster, ref = tracking.load_forecaster(model_uri, device=device)
+    if not isinstance(model_uri, str):
+        raise TypeError(f"model_uri: expected text models:/NAME@ALIAS or models:/NAME/VERSION, got {model_uri!r}")
+    with _store(tracking_uri):
+        forecaster, ref = tracking.load_forecaster(model_uri, device=device)
     _LOADED[forecaster] = (model_uri, ref)
     return forecaster
+
+
+@contextmanager
+def _store(tracking_uri: str | None) -> Iterator[None]:
+    """MLflow at `tracking_uri` (None: MLFLOW_TRACKING_URI, else the local store) for one call.
+    MLflow's set_tracking_uri also writes MLFLOW_TRACKING_URI; restoring it afterwards keeps a store
+    given to one call from becoming the default of the next."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    tracking.configure(tracking_uri)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def _predictor(model: Forecaster | str, device: str = "auto") -> Forecaster:
+    """`model` as a ready predictor: a Forecaster as it is, a model URI loaded; else a TypeError."""
+    if isinstance(model, str):
+        return load(model, device=device)
+    if not isinstance(model, Forecaster):
+        raise TypeError(f"model: expected a Forecaster (from forecaster.load) or a model URI, got {model!r}")
+    return model
 
 
 def forecast(
@@ -59,8 +91,7 @@ def forecast(
     model: a loaded Forecaster or a model URI. options: those of `batch.forecast_bars`: exchange (the
     calendar of the dates), batch_size, workers, strict (refuse tickers without enough history
     instead of skipping them)."""
-    forecaster = load(model) if isinstance(model, str) else model
-    return forecaster.forecast(bars, as_of=as_of, **options)
+    return _predictor(model).forecast(bars, as_of=as_of, **options)
 
 
 def evaluate(
@@ -77,8 +108,8 @@ def evaluate(
     model: a Forecaster (from `load`, or trained in memory: then ``model`` and ``model_uri`` are
     None) or a model URI. from_date: only origins on or after it. data: how the report names
     the data. backtest_out: also write every forecast to this .parquet or .csv file."""
-    if isinstance(model, str):
-        model = load(model, device=device)
+    bars = bars_frame(bars)
+    model = _predictor(model, device)
     model_uri, ref = _LOADED.get(model, (None, None))
     frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)  # a ticker too short for one origin
     return evaluation_report(
@@ -125,7 +156,7 @@ def train(
     register_as: str | None = None,
     alias: str | None = None,
     *,
-    config: TrainingConfig | None = None,
+    config: TrainingConfig | Mapping[str, Any] | None = None,
     source: str = FRAME_ORIGIN,
     run_name: str | None = None,
     tracking_uri: str | None = None,
@@ -134,20 +165,28 @@ def train(
     """Train a global model on `bars` in an MLflow run, as `forecaster train` does; register it as
     `register_as` and point `alias` at the new version when given.
 
-    overrides: dotted settings, ``**{"train.epochs": 5, "data.lookback": 60}``, applied to `config`
-    (default: the defaults) through `TrainingConfig.with_overrides`; unknown names are an error.
-    Returns the run: run_id, model_uri, version, test metrics and the trained forecaster
-    (``result.outcome.forecaster``)."""
-    resolved = (config or TrainingConfig()).with_overrides(overrides)
+    config: a TrainingConfig or its nested mapping (``{"train": {"epochs": 5}}``; default: the
+    defaults). overrides: dotted settings, ``**{"train.epochs": 5, "data.lookback": 60}``, applied
+    to it through `TrainingConfig.with_overrides`. An unknown name or a bad value is a ValueError
+    naming the setting, as the command line reports it. Returns the run: run_id, model_uri,
+    version, test metrics and the trained forecaster (``result.outcome.forecaster``)."""
+    bars = bars_frame(bars)
+    if not isinstance(config, TrainingConfig | Mapping | None):
+        raise TypeError(f"config: expected a TrainingConfig or a mapping of its settings, got {config!r}")
+    try:
+        base = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config or {})
+        resolved = base.with_overrides(overrides)
+    except ValidationError as exc:  # pydantic's multi-line report -> 'train.lr: ... (got 'abc')'
+        raise ValueError(one_line(exc)) from None
     frame = validate_ohlc(bars, bad_rows=resolved.data.bad_rows, splits=resolved.data.splits)
-    tracking.configure(tracking_uri)
-    return tracked_training(
-        frame,
-        source,
-        resolved.data,
-        resolved.model,
-        resolved.train,
-        register_as=register_as,
-        alias=alias,
-        run_name=run_name,
-    )
+    with _store(tracking_uri):
+        return tracked_training(
+            frame,
+            source,
+            resolved.data,
+            resolved.model,
+            resolved.train,
+            register_as=register_as,
+            alias=alias,
+            run_name=run_name,
+        )

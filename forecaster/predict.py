@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +23,18 @@ PREDICT_BATCH = 4096
 # forecast into NaN. Inside these bounds every ratio is at most 1e15 (a log of about 35).
 MIN_PRICE = 1e-6
 MAX_PRICE = 1e9
+
+
+def bars_frame(bars: object, name: str = "bars") -> pd.DataFrame:
+    """`bars` if it is a DataFrame, else a TypeError naming `name`: a list or a path would otherwise
+    fail deep inside validation with a message about neither (`Forecaster.forecast`, the API)."""
+    if not isinstance(bars, pd.DataFrame):
+        hint = " (read the file first: forecaster.data.read_ohlc_file)" if isinstance(bars, str | Path) else ""
+        raise TypeError(
+            f"{name}: expected a pandas DataFrame of long bars (date, ticker, open, high, low, close), "
+            f"got {type(bars).__name__}{hint}"
+        )
+    return bars
 
 
 def accepted_prices(values: np.ndarray) -> np.ndarray:
@@ -120,7 +133,7 @@ class Forecaster:
         enough history are skipped and logged."""
         from forecaster.batch import forecast_bars  # batch imports this module
 
-        return forecast_bars(self, bars, as_of=as_of, **options)
+        return forecast_bars(self, bars_frame(bars), as_of=as_of, **options)
 
     def window(
         self,

@@ -4,6 +4,8 @@ command line, and a root that stays light to import (lazy names, train and evalu
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from factories import random_ohlc
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import forecaster
 from forecaster import tracking
 from forecaster.cli import app
 from forecaster.data import validate_ohlc
+from forecaster.errors import ModelNotFoundError
 from forecaster.predict import Forecaster
 
 if TYPE_CHECKING:  # fixtures' types (tests/conftest.py); not imported at run time
@@ -45,6 +49,41 @@ def test_load_returns_the_registered_forecaster(in_cli_store: CliModel) -> None:
 
     assert isinstance(model, Forecaster)
     assert (model.lookback, model.horizon) == (in_cli_store.lookback, in_cli_store.horizon)
+
+
+def test_load_tracking_uri_holds_for_that_call_only(
+    in_cli_store: CliModel, tmp_path: Path, _empty_mlflow_db: Path
+) -> None:
+    other = tmp_path / "other.db"  # an empty store: no model 'tiny' there
+    shutil.copyfile(_empty_mlflow_db, other)
+
+    with pytest.raises(ModelNotFoundError):
+        forecaster.load(URI, device="cpu", tracking_uri=f"sqlite:///{other}")
+
+    assert os.environ["MLFLOW_TRACKING_URI"] == in_cli_store.store.uri
+    assert isinstance(forecaster.load(URI, device="cpu"), Forecaster)  # the default store again
+
+
+def test_entry_points_refuse_arguments_of_the_wrong_type_naming_them(in_cli_store: CliModel) -> None:
+    model = forecaster.load(URI, device="cpu")
+    bars = in_cli_store.frame
+
+    with pytest.raises(TypeError, match="model_uri: expected text models:/NAME@ALIAS"):
+        forecaster.load(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model: expected a Forecaster"):
+        forecaster.api.evaluate(3, bars)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model: expected a Forecaster"):
+        forecaster.forecast(3, bars)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bars: expected a pandas DataFrame .* got list"):
+        model.forecast([1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bars: .* got str .*read_ohlc_file"):
+        model.forecast("file.csv")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bars: expected a pandas DataFrame"):
+        forecaster.api.evaluate(model, [1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bars: expected a pandas DataFrame"):
+        forecaster.api.train([1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="config: expected a TrainingConfig or a mapping"):
+        forecaster.api.train(bars, config=5)  # type: ignore[arg-type]
 
 
 def test_forecast_is_one_row_per_ticker_and_step_equal_to_window_and_predict(in_cli_store: CliModel) -> None:
@@ -97,17 +136,10 @@ def test_evaluate_of_a_model_trained_in_memory_names_no_registry_version(in_cli_
 
 def test_train_registers_aliases_and_the_alias_loads_and_forecasts(mlflow_store: MlflowStore) -> None:
     bars = random_ohlc(tickers=("AAA", "BBB"), days=90, seed=11)
-    settings = {
-        "data.lookback": 10,
-        "data.horizon": 2,
-        "model.hidden_size": 4,
-        "model.head_size": 8,
-        "train.epochs": 1,
-        "train.batch_size": 64,
-        "train.device": "cpu",
-    }
+    settings = {"data.lookback": 10, "data.horizon": 2, "model.hidden_size": 4, "model.head_size": 8}
+    config = {"train": {"epochs": 1, "batch_size": 64, "device": "cpu"}}  # a mapping is validated
 
-    run = forecaster.train(bars, register_as="api", alias="champion", **settings)
+    run = forecaster.train(bars, register_as="api", alias="champion", config=config, **settings)
 
     assert run.version == "1" and tracking.alias_version("api", "champion") == "1"
     assert tracking.resolve_version("api", alias="champion").run_id == run.run_id
@@ -122,6 +154,14 @@ def test_train_refuses_unknown_settings_and_an_alias_without_a_name(mlflow_store
         forecaster.train(bars, **{"train.epoch": 1})
     with pytest.raises(ValueError, match="alias: an alias needs register_as"):
         forecaster.train(bars, alias="champion")
+
+
+def test_train_names_a_bad_setting_value_in_one_line_as_the_cli_does(mlflow_store: MlflowStore) -> None:
+    bars = random_ohlc(days=60)
+    for given in ({"train.lr": "abc"}, {"config": {"train": {"lr": "abc"}}}):
+        with pytest.raises(ValueError, match=r"^train\.lr: Input should be a valid number.*\(got 'abc'\)$") as caught:
+            forecaster.train(bars, **given)
+        assert not isinstance(caught.value, ValidationError)  # not pydantic's multi-line report
 
 
 def test_train_and_evaluate_stay_modules_and_can_be_called() -> None:
