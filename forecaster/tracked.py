@@ -70,38 +70,11 @@ def run_description(source: str, frame: pd.DataFrame, outcome: TrainOutcome) -> 
 
 
 def check_registration(register_as: str | None, alias: str | None) -> None:
-    """Before any training: the names are ones the registry takes (MLflow's own rules) and a URI
-    ``models:/NAME@ALIAS`` can address (no '@' in a name), and an alias points into a registered
-    model, so asking for one without the other is an error."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.validation import (
-        _validate_model_alias_name,
-        _validate_model_alias_name_reserved,
-        _validate_model_name,
-    )
-
+    """Before any training: an alias points into a registered model, so asking for one without the
+    other is an error; and both are names the registry takes (`tracking.check_names`)."""
     if alias is not None and not register_as:
         raise ValueError("alias: an alias needs register_as (--register-as NAME), the registered model it points into")
-    checks = []
-    if register_as is not None:
-        if not register_as.strip():
-            raise ValueError("register_as (--register-as): a model name cannot be empty")
-        if "@" in register_as:
-            raise ValueError(
-                f"register_as (--register-as): '{register_as}' contains '@', which models:/NAME@ALIAS URIs "
-                "read as the start of an alias"
-            )
-        checks.append(("register_as (--register-as)", _validate_model_name, register_as))
-    if alias is not None:
-        checks += [
-            ("alias (--alias)", check, alias)
-            for check in (_validate_model_alias_name, _validate_model_alias_name_reserved)
-        ]
-    for name, check, value in checks:
-        try:
-            check(value)
-        except MlflowException as exc:
-            raise ValueError(f"{name}: {exc.message}") from None
+    tracking.check_names(register_as, alias)
 
 
 def tracked_training(
