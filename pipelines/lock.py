@@ -28,7 +28,15 @@ from urllib.parse import urlparse
 
 from filelock import FileLock, Timeout
 
-from forecaster.tracking import POSTGRES_DRIVER_SCHEME, POSTGRES_SCHEMES, redact, store_uri
+from forecaster.errors import ForecasterError
+from forecaster.tracking import (
+    POSTGRES_DRIVER_SCHEME,
+    POSTGRES_SCHEMES,
+    STORE_CLIENT_DEFAULTS,
+    one_line,
+    redact,
+    store_uri,
+)
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often a bounded wait retries a PostgreSQL advisory lock
@@ -120,7 +128,12 @@ def pipeline_lock(name: str, target: LockTarget, timeout_s: float | None) -> Ite
 def _advisory_lock(name: str, db_url: str, timeout_s: float | None) -> Iterator[bool]:
     import psycopg2
 
-    connection = psycopg2.connect(db_url)
+    try:
+        connection = psycopg2.connect(db_url, connect_timeout=connect_timeout_s())
+    except psycopg2.Error as exc:  # refused, unknown host, timed out, bad credentials: one line, no trace
+        raise ForecasterError(
+            f"lock_database_url: cannot connect to {redact(db_url)} for the pipeline lock: {one_line(exc)}"
+        ) from exc
     connection.autocommit = True
     key = lock_key(name)
     try:
@@ -136,6 +149,12 @@ def _advisory_lock(name: str, db_url: str, timeout_s: float | None) -> Iterator[
                 cursor.execute("SELECT pg_advisory_unlock(%s)", (key,))
     finally:
         connection.close()
+
+
+def connect_timeout_s() -> int:
+    """Seconds the lock's connection attempt may take: PGCONNECT_TIMEOUT, else the tracking store's
+    default for it (a connect without one can hang for minutes on a host that drops packets)."""
+    return int(os.environ.get("PGCONNECT_TIMEOUT") or STORE_CLIENT_DEFAULTS["PGCONNECT_TIMEOUT"])
 
 
 def _try_until(cursor: Any, key: int, deadline: float) -> bool:

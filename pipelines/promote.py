@@ -198,12 +198,21 @@ def apply(name: str, version: str, decision: Decision, champion_version: str | N
         log.info("rejected %s version %s: %s", name, version, decision.reason)
 
 
+def rollback_version(name: str) -> str:
+    """The version a rollback of `name` would make champion (its `previous`); ModelNotFoundError
+    naming what is missing when there is none. Needs no lock: callers check before taking it."""
+    previous = tracking.alias_version(name, PREVIOUS)
+    if previous is not None:
+        return previous
+    if tracking.alias_version(name, CHAMPION) is None:
+        raise ModelNotFoundError(f"model '{name}' is not registered, or has no '{CHAMPION}' yet: nothing to roll back")
+    raise ModelNotFoundError(f"model '{name}': no '{PREVIOUS}' version to roll back to")
+
+
 def rollback(name: str) -> tuple[str, str]:
     """champion <- previous (and previous <- the old champion, so a rollback can be undone).
     Callers hold the pipeline lock (pipelines.retrain.rollback_locked)."""
-    previous = tracking.alias_version(name, PREVIOUS)
-    if previous is None:
-        raise ModelNotFoundError(f"model '{name}': no '{PREVIOUS}' version to roll back to")
+    previous = rollback_version(name)
     current = tracking.alias_version(name, CHAMPION)
     tracking.set_alias(name, CHAMPION, previous)
     if current is not None:

@@ -75,6 +75,9 @@ def fail_stale_runs(name: str) -> list[str]:
 def rollback_locked(settings: RetrainSettings) -> tuple[str, str]:
     """promote.rollback under the pipeline lock, waiting at most rollback_wait_s for a running retrain."""
     target = store_lock(settings)
+    # checked before the lock too: a model with nothing to roll back to (a typo in its name) gets
+    # its error without a lock file created for it; rollback checks again under the lock
+    promote.rollback_version(settings.model_name)
     with pipeline_lock(settings.model_name, target, settings.rollback_wait_s) as held:
         if not held:
             raise ForecasterError(

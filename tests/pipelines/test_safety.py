@@ -126,10 +126,11 @@ def test_rollback_waits_a_bounded_time_for_the_lock_then_fails_changing_nothing(
 
 
 def test_rollback_command_is_one_error_line_while_a_retrain_holds_the_lock(
-    mlflow_store: MlflowStore, lock_holder: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
+    mlflow_store: MlflowStore, lock_holder: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from forecaster.cli import app
 
+    with_champion_and_previous(tmp_path)
     monkeypatch.setenv("FORECASTER_RETRAIN_ROLLBACK_WAIT_S", "0.2")
     result = CliRunner().invoke(app, ["rollback", "--model", MODEL, "--tracking-uri", mlflow_store.uri])
     assert result.exit_code == 2, result.output
@@ -139,13 +140,102 @@ def test_rollback_command_is_one_error_line_while_a_retrain_holds_the_lock(
     assert str(lock) in result.output.replace("\n", "")
 
 
-def test_rollback_takes_the_lock_and_swaps_champion_and_previous(mlflow_store: MlflowStore, tmp_path: Path) -> None:
+def with_champion_and_previous(tmp_path: Path) -> None:
+    """MODEL with versions 1 (previous) and 2 (champion): something to roll back to."""
     registered_versions(2, tmp_path)
     tracking.set_alias(MODEL, promote.PREVIOUS, "1")
     tracking.set_alias(MODEL, promote.CHAMPION, "2")
+
+
+def test_rollback_takes_the_lock_and_swaps_champion_and_previous(mlflow_store: MlflowStore, tmp_path: Path) -> None:
+    with_champion_and_previous(tmp_path)
     settings = RetrainSettings(model_name=MODEL, tracking_uri=mlflow_store.uri, rollback_wait_s=0)
     assert retrain.rollback_locked(settings) == ("2", "1")
     assert aliases() == {"champion": "1", "previous": "2"}
+
+
+def one_error_line(args: list[str]) -> str:
+    from forecaster.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def lock_files(store: MlflowStore) -> list[Path]:
+    return sorted(store.root.glob("*.lock"))
+
+
+@pytest.mark.parametrize("name", ["nosuch", "registered_without_aliases"])
+def test_rollback_of_a_model_with_no_champion_says_so_and_leaves_no_lock_file(
+    name: str, mlflow_store: MlflowStore
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    if name != "nosuch":
+        MlflowClient().create_registered_model(name)
+    line = one_error_line(["rollback", "--model", name, "--tracking-uri", mlflow_store.uri])
+    assert f"model '{name}' is not registered, or has no 'champion' yet" in line, line
+    assert not lock_files(mlflow_store), "no lock is taken for a model with nothing to roll back"
+
+
+def test_rollback_of_a_champion_without_previous_names_the_missing_alias(
+    mlflow_store: MlflowStore, tmp_path: Path
+) -> None:
+    registered_versions(1, tmp_path)
+    tracking.set_alias(MODEL, promote.CHAMPION, "1")
+    line = one_error_line(["rollback", "--model", MODEL, "--tracking-uri", mlflow_store.uri])
+    assert f"model '{MODEL}': no 'previous' version to roll back to" in line, line
+    assert not lock_files(mlflow_store)
+
+
+# ---------------------------------------------------------------- an unreachable lock database
+
+DEAD_LOCK_DB = "postgresql://mlflow:S3cretPW@127.0.0.1:1/mlflow"  # port 1: refused at once, no network
+
+
+def test_unreachable_lock_database_is_one_error_line_naming_the_setting_for_retrain_and_rollback(
+    mlflow_store: MlflowStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_champion_and_previous(tmp_path)
+    config = tmp_path / "retrain.yaml"
+    config.write_text(f"model_name: {MODEL}\n")
+    monkeypatch.setenv("FORECASTER_RETRAIN_LOCK_DATABASE_URL", DEAD_LOCK_DB)
+    monkeypatch.setattr(retrain, "run_once", lambda s: pytest.fail("no run without the lock"))
+    for args in (
+        ["retrain", "--config", str(config), "--once"],
+        ["rollback", "--model", MODEL, "--tracking-uri", mlflow_store.uri],
+    ):
+        line = one_error_line(args)
+        assert line.startswith("error: lock_database_url: cannot connect to postgresql://mlflow:***@127.0.0.1:1/"), line
+        assert "S3cretPW" not in line
+    assert aliases() == {"previous": "1", "champion": "2"}
+
+
+def test_the_lock_database_connection_attempt_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg2
+
+    from pipelines.lock import LockTarget, pipeline_lock
+
+    asked: list[Any] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("connect_timeout"))
+        raise psycopg2.OperationalError("timeout expired")
+
+    monkeypatch.setattr(psycopg2, "connect", refuse)
+    target = LockTarget(database_url=DEAD_LOCK_DB)
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    with pytest.raises(ForecasterError, match=r"lock_database_url: .*timeout expired"):
+        with pipeline_lock(MODEL, target, 0):
+            pass
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "3")  # libpq's own variable still wins
+    with pytest.raises(ForecasterError):
+        with pipeline_lock(MODEL, target, 0):
+            pass
+    assert asked == [int(tracking.STORE_CLIENT_DEFAULTS["PGCONNECT_TIMEOUT"]), 3]
 
 
 # ---------------------------------------------------------------- alias moves are read back
