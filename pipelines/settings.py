@@ -10,6 +10,7 @@ in the environment, ``--training.train.epochs 5`` as a flag. The flat shortcuts 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import zoneinfo
 from pathlib import Path
@@ -30,6 +31,9 @@ from forecaster.overrides import CLI_OPTIONS, cli_values, expand_shortcuts, read
 from pipelines.schedule import cron_trigger
 
 ENV_PREFIX = "FORECASTER_RETRAIN_"
+# characters no ticker symbol holds: what is left of a list written in another syntax ('["A"', "A B")
+TICKER_REFUSED = "\"'[](){},;/\\"
+TICKERS_EXPECTED = 'expected A,B or a JSON list of symbols such as ["A","B"]'
 
 
 class RetrainSettings(BaseSettings):
@@ -43,10 +47,16 @@ class RetrainSettings(BaseSettings):
     source: Literal["sample", "file", "yfinance"] = Field("sample", description="where fresh bars come from")
     data_path: str | None = Field(None, description="file, or folder of CSV/Parquet files, for source=file")
     tickers: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="tickers (comma-separated), required for yfinance"
+        default_factory=list,
+        description='tickers, required for yfinance: A,B or a JSON list such as ["A","B"]',
     )
     start: dt.date | None = Field(dt.date(2005, 1, 1), description="first date of data to use (YYYY-MM-DD)")
-    data_dir: str = Field(".forecaster/data", description="where refreshed data (and the yfinance cache) is stored")
+    data_dir: str = Field(".forecaster/data", description="where refreshed data is stored")
+    cache_dir: str | None = Field(
+        None,
+        description="yfinance cache folder (share it with the service's FORECASTER_CACHE_DIR); "
+        "default <data_dir>/yfinance",
+    )
     # the challenger
     training: TrainingConfig = Field(TrainingConfig(), description="the challenger's data, model and train settings")
     # the gate
@@ -79,9 +89,29 @@ class RetrainSettings(BaseSettings):
     @field_validator("tickers", mode="before")
     @classmethod
     def _split_tickers(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
+        # an environment variable or flag holds text: A,B or the JSON list compose files tend to write
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(TICKERS_EXPECTED) from None
+        return [t.strip() for t in value.split(",") if t.strip()]
+
+    @field_validator("tickers")
+    @classmethod
+    def _ticker_symbols(cls, value: list[str]) -> list[str]:
+        symbols = [t.strip() for t in value]
+        for raw, symbol in zip(value, symbols, strict=True):
+            if not symbol or any(c.isspace() or c in TICKER_REFUSED for c in symbol):
+                raise ValueError(f"{raw!r} is not a ticker symbol; {TICKERS_EXPECTED}")
+        return symbols
+
+    @property
+    def yfinance_cache_dir(self) -> Path:
+        """The yfinance cache folder: cache_dir, else <data_dir>/yfinance (where it always was)."""
+        return Path(self.cache_dir) if self.cache_dir else Path(self.data_dir) / "yfinance"
 
     @field_validator("timezone")
     @classmethod

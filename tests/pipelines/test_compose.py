@@ -247,9 +247,74 @@ def test_scheduler_environment_builds_valid_retrain_settings(
             monkeypatch.setenv(key, value)
     settings = load_settings(ROOT / mounted[config].removeprefix("./"))
     assert settings.source == "yfinance" and len(settings.tickers) >= 1
+    # the documented form (A,B), read as the symbols it lists
+    assert environment(scheduler)["FORECASTER_RETRAIN_TICKERS"] == ",".join(settings.tickers)
     assert settings.schedule, "the scheduler service needs a schedule in its config"
     lock = urlparse(settings.lock_database_url or "")
     assert lock.hostname == "postgres", "the advisory lock must live in the compose postgres"
+
+
+def reads(settings: Any, prefix: str, key: str) -> bool:
+    """Whether a settings class reads environment variable `key` (prefix, field name, nested
+    sections with __; for the retrain settings also the flat shortcuts of `forecaster train`)."""
+    from pydantic import BaseModel
+
+    from forecaster.config import SHORTCUTS
+
+    if not key.startswith(prefix):
+        return False
+    name, *nested = key.removeprefix(prefix).lower().split("__")
+    if not nested and prefix == "FORECASTER_RETRAIN_" and name in SHORTCUTS:
+        return True
+    model = settings
+    for part in [name, *nested]:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return False
+        model = model.model_fields[part].annotation
+    return True
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
+def test_every_forecaster_variable_is_read_by_the_service_it_is_given_to(
+    name: str, example_env: dict[str, str]
+) -> None:
+    """A variable that no settings class reads is silently ignored (the service settings ignore
+    unknown names): the api gets FORECASTER_* names of service/settings.py, the scheduler the
+    FORECASTER_RETRAIN_* names of pipelines/settings.py, from the compose file and its env_file."""
+    from pipelines.settings import ENV_PREFIX, RetrainSettings
+    from service.settings import Settings
+
+    services = interpolate(load(name), example_env)["services"]
+    readers = {"api": (Settings, "FORECASTER_"), "scheduler": (RetrainSettings, ENV_PREFIX)}
+    for service, (settings, prefix) in readers.items():
+        env = environment(services[service], example_env | {"FORECASTER_API_KEY": "k"})
+        ignored = [key for key in env if key.startswith("FORECASTER_") and not reads(settings, prefix, key)]
+        if service == "api":  # Settings' prefix is a prefix of the retrain settings' too
+            ignored += [key for key in env if key.startswith(ENV_PREFIX)]
+        assert not ignored, f"{name}: {service} is given variables it never reads: {sorted(set(ignored))}"
+
+
+def test_api_and_scheduler_share_the_yfinance_cache_and_the_model(compose: dict[str, Any]) -> None:
+    """The scheduler trains and promotes the model the api serves, and both cache yfinance bars in
+    one folder of the shared volume, as each resolves its settings."""
+    from pipelines.settings import RetrainSettings
+    from service.settings import Settings
+
+    api, scheduler = (environment(compose["services"][name]) for name in ("api", "scheduler"))
+    served = Settings(
+        **{k.removeprefix("FORECASTER_").lower(): v for k, v in api.items() if k.startswith("FORECASTER_")}
+    )
+    trained = RetrainSettings(
+        **{
+            k.removeprefix("FORECASTER_RETRAIN_").lower(): v
+            for k, v in scheduler.items()
+            if k.startswith("FORECASTER_RETRAIN_")
+        }
+    )
+    assert trained.yfinance_cache_dir == Path(served.cache_dir)
+    assert trained.model_name == served.model_name
+    assert named_volumes(compose["services"]["scheduler"]) == named_volumes(compose["services"]["api"]) == ["data"]
+    assert served.cache_dir.startswith("/data/")
 
 
 def test_api_environment_builds_valid_service_settings(compose: dict[str, Any]) -> None:

@@ -162,3 +162,29 @@ def test_a_folder_of_files_is_one_source(tmp_path: Path) -> None:
 
     assert origin == str(folder.resolve())
     pd.testing.assert_frame_equal(frame, bars, check_dtype=False)
+
+
+def test_the_yfinance_cache_is_the_folder_the_service_reads_when_cache_dir_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose gives the scheduler the api's FORECASTER_CACHE_DIR: bars the retrain fetched are
+    the api's offline fallback, read the way the service reads them."""
+    from forecaster.sources import cached_bars
+
+    monkeypatch.setattr(forecaster.yahoo, "_download", FlakyYahoo(failures=0))
+    shared = tmp_path / "cache"
+    refresh_data(yfinance_settings(tmp_path, cache_dir=str(shared)), sleep=no_sleep)
+    cached = cached_bars(shared, "AAA")
+    assert cached is not None and len(cached) == DAYS
+    assert not (tmp_path / "data" / "yfinance").exists()
+
+
+def test_without_cache_dir_the_yfinance_cache_stays_under_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forecaster.sources import cached_bars
+
+    monkeypatch.setattr(forecaster.yahoo, "_download", FlakyYahoo(failures=0))
+    refresh_data(yfinance_settings(tmp_path), sleep=no_sleep)
+    cached = cached_bars(tmp_path / "data" / "yfinance", "AAA")
+    assert cached is not None and len(cached) == DAYS

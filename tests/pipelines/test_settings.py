@@ -74,3 +74,46 @@ def test_unquoted_yaml_start_date_is_read(tmp_path: Path, clean_env: pytest.Monk
 def test_bad_schedule_is_rejected_when_the_settings_are_read(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match=r"schedule\n.*bad weekday '9'"):
         load_settings(None, ["--schedule", "30 18 * * 9"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['["AAPL","MSFT"]', '[" AAPL", "MSFT "]', "AAPL,MSFT", " AAPL , MSFT ,", "AAPL, MSFT"],
+)
+def test_tickers_from_the_environment_are_a_comma_list_or_a_json_list(text: str, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("FORECASTER_RETRAIN_TICKERS", text)
+    assert load_settings().tickers == ["AAPL", "MSFT"]
+    assert load_settings(None, ["--tickers", text]).tickers == ["AAPL", "MSFT"]
+
+
+def test_print_config_shows_json_list_tickers_as_symbols(clean_env: pytest.MonkeyPatch) -> None:
+    from forecaster.cli import app
+
+    clean_env.setenv("FORECASTER_RETRAIN_TICKERS", '["AAPL","MSFT"]')
+    result = CliRunner().invoke(app, ["retrain", "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert "tickers:\n- AAPL\n- MSFT\n" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('["AAPL",', "expected A,B or a JSON list"),
+        ('["AAPL", ""]', "'' is not a ticker symbol"),
+        ('["MS FT"]', "'MS FT' is not a ticker symbol"),
+        ("AAPL;MSFT", "'AAPL;MSFT' is not a ticker symbol"),
+        ("[1, 2]", "tickers.0"),
+    ],
+)
+def test_tickers_that_are_not_symbols_are_one_error_naming_the_setting(
+    text: str, problem: str, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("FORECASTER_RETRAIN_TICKERS", text)
+    line = one_error_line(["retrain", "--print-config"])
+    assert "tickers" in line and problem in line, line
+
+
+def test_yfinance_cache_dir_defaults_to_the_data_dir_and_can_be_shared(clean_env: pytest.MonkeyPatch) -> None:
+    assert load_settings(None, ["--data-dir", "d"]).yfinance_cache_dir == Path("d") / "yfinance"
+    clean_env.setenv("FORECASTER_RETRAIN_CACHE_DIR", "/data/cache")
+    assert load_settings(None, ["--data-dir", "d"]).yfinance_cache_dir == Path("/data/cache")
