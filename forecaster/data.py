@@ -199,6 +199,8 @@ def validate_ohlc(
         raise DataError("data: no rows")
     keep = [*REQUIRED_COLUMNS] + (["volume"] if "volume" in frame.columns else [])
     frame = frame[keep]  # copy-on-write (pandas 3): the caller's frame is never changed below
+    if not frame.index.is_unique:  # e.g. pd.concat of frames: messages name rows by their position then
+        frame = frame.reset_index(drop=True)
     raw = frame.copy(deep=False)  # the cells as read, for messages; shares the data until frame's change
     frame["ticker"] = frame["ticker"].astype("string").str.strip()
     frame["date"] = parse_dates(frame["date"], date_format)

@@ -502,3 +502,11 @@ def test_a_bad_row_of_a_folder_is_named_by_its_file_and_row_there(tmp_path: Path
     clean = validate_ohlc(raw, bad_rows="drop")
     assert len(clean) == 5 and clean.attrs == {}  # renumbered rows no longer point into the files
     assert raw.attrs  # the caller's frame keeps them
+
+
+def test_a_frame_with_a_repeated_index_is_validated_and_its_rows_named_by_position() -> None:
+    frame = pd.concat([random_ohlc(("AAA",), days=5), random_ohlc(("BBB",), days=5)])  # index 0..4 twice
+    assert len(validate_ohlc(frame)) == 10
+    frame.iloc[7, frame.columns.get_loc("close")] = -1.0
+    with pytest.raises(DataError, match=r"ticker BBB date \S+ \(row 7\): close: not positive"):
+        validate_ohlc(frame)
