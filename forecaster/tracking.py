@@ -469,6 +469,18 @@ def alias_version(name: str, alias: str) -> str | None:
 
 
 @_registry_call
+def model_registered(name: str) -> bool:
+    """Whether the registry holds a model of this name."""
+    try:
+        MlflowClient().get_registered_model(name)
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+@_registry_call
 def delete_alias(name: str, alias: str) -> None:
     MlflowClient().delete_registered_model_alias(name, alias)
 

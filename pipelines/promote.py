@@ -204,8 +204,10 @@ def rollback_version(name: str) -> str:
     previous = tracking.alias_version(name, PREVIOUS)
     if previous is not None:
         return previous
+    if not tracking.model_registered(name):
+        raise ModelNotFoundError(f"model '{name}' is not registered: nothing to roll back")
     if tracking.alias_version(name, CHAMPION) is None:
-        raise ModelNotFoundError(f"model '{name}' is not registered, or has no '{CHAMPION}' yet: nothing to roll back")
+        raise ModelNotFoundError(f"model '{name}' has no '{CHAMPION}' yet: nothing to roll back")
     raise ModelNotFoundError(f"model '{name}': no '{PREVIOUS}' version to roll back to")
 
 
