@@ -228,6 +228,8 @@ def setup(backend: str = "auto", device: torch.device | None = None) -> Context:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Context()
+    if _FINISHED:  # joining again would wait for ranks that have left: fail instead of hanging
+        raise RuntimeError("distributed: this process already finished its process group (distributed.finish)")
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     chosen = choose_backend(backend, device or torch.device("cpu"))
     if chosen == "nccl":
@@ -247,6 +249,20 @@ def teardown() -> None:
     """Leave the process group (torch warns at exit about a group left open)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+_FINISHED = False
+
+
+def finish() -> None:
+    """Every rank leaves the group here, once a training job's last collective is done (the end of
+    its fits): at the same point on every rank, as torch asks of destroy_process_group. Left to
+    interpreter exit, a rank other than 0 left while rank 0 still evaluated and registered, and one
+    such rank was seen aborting (SIGABRT) under load. Nothing in this process may join a group after."""
+    global _FINISHED
+    if dist.is_available() and dist.is_initialized():
+        teardown()
+        _FINISHED = True
 
 
 def check_launch(nnodes: int, rdzv_endpoint: str | None) -> None:

@@ -149,6 +149,7 @@ def run_training(
         "windows: train %d, validation %d, test %d", len(windows.train), len(windows.val), len(windows.test_origins)
     )
     model, members = fit_members(model_config, train_config, windows, tracker, hooks)
+    distributed.finish()  # under torchrun: every rank's last collective is behind it
     device = torch.device(members[0].device)
     calibration = calibrate(model, model_config, windows.val, device)
     full_meta = {
@@ -202,6 +203,7 @@ def train_other_rank(
     lockstep with rank 0 (gradients, validation and early stopping are shared); nothing logged,
     saved or registered here. Rank 0 runs `tracked_training` (or `run_training`)."""
     fit_members(model_config, train_config, training_windows(frame, data_config, train_config), None, None)
+    distributed.finish()  # with rank 0, which does the same after its fits
 
 
 def uncalibrated_metrics(
