@@ -55,11 +55,6 @@ class BatchForecast:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def as_date(value: str | pd.Timestamp) -> pd.Timestamp:
-    """An as-of date (ISO text, date or timestamp) as a Timestamp, or a ValueError naming it."""
-    return parse_day(value, "as_of")
-
-
 def last_bars(panel: Panel, as_of: str | pd.Timestamp | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per ticker of the panel: the global row of its last bar on or before `as_of` (every bar when
     None) and how many bars it has up to there (0: none, its row is then meaningless)."""
@@ -67,7 +62,7 @@ def last_bars(panel: Panel, as_of: str | pd.Timestamp | None = None) -> tuple[np
     if as_of is None:
         counts = np.diff(panel.starts)
     else:
-        cut = as_date(as_of).to_datetime64()
+        cut = parse_day(as_of, "as_of").to_datetime64()
         # rows are in date order within a ticker: its bars up to the cut are its first `count` rows
         counts = np.add.reduceat((panel.dates <= cut).astype(np.int64), firsts)
     return firsts + counts - 1, counts
@@ -171,7 +166,7 @@ def _report_skipped(
         :MAX_LISTED
     ]
     more = len(skipped) - len(shown)
-    when = f" on or before {as_date(as_of):%Y-%m-%d}" if as_of is not None else ""
+    when = f" on or before {parse_day(as_of, 'as_of'):%Y-%m-%d}" if as_of is not None else ""
     message = (
         f"{len(skipped)} of {len(panel.tickers)} ticker(s) cannot be forecast (the model needs lookback = "
         f"{lookback} bars{when}, each a price it accepts): {', '.join(shown)}" + (f" and {more} more" if more else "")

@@ -41,6 +41,7 @@ EXPERIMENT = "forecaster"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as a run's description
 FAILURE_TAG = "failure_reason"  # why a run ended FAILED
+MAX_TAG_CHARS = 5000  # a tag value is cut here: the store's tag values are bounded
 BUNDLE_ARTIFACT = "bundle"
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 PACKAGE_DIR = Path(__file__).parent
@@ -408,7 +409,7 @@ def example_input(frame: pd.DataFrame, lookback: int, tickers: int = 2) -> pd.Da
 def tag_run(run_id: str, tags: dict[str, Any]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
-        client.set_tag(run_id, key, str(value)[:5000])
+        client.set_tag(run_id, key, str(value)[:MAX_TAG_CHARS])
 
 
 @_registry_call
@@ -448,14 +449,14 @@ def fail_run(run_id: str, reason: str) -> None:
     """End the run as FAILED with a ``failure_reason`` tag, also one that had already ended (a
     pipeline step after training failed): its status then says it is not a usable result."""
     client = MlflowClient()
-    client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+    client.set_tag(run_id, FAILURE_TAG, reason[:MAX_TAG_CHARS])
     client.set_terminated(run_id, status="FAILED")
 
 
 def _tag_failure(run_id: str, reason: str) -> None:
     """The failure reason on a run that is failing; best effort: the error being raised matters more."""
     try:
-        MlflowClient().set_tag(run_id, FAILURE_TAG, reason[:5000])
+        MlflowClient().set_tag(run_id, FAILURE_TAG, reason[:MAX_TAG_CHARS])
     except STORE_ERRORS as exc:
         log.warning("could not record the failure reason on run %s: %s", run_id, one_line(exc))
 

@@ -30,12 +30,10 @@ from filelock import FileLock, Timeout
 
 from forecaster.errors import ForecasterError
 from forecaster.tracking import (
-    POSTGRES_DRIVER_SCHEME,
     POSTGRES_SCHEMES,
     STORE_CLIENT_DEFAULTS,
     one_line,
     redact,
-    store_uri,
 )
 
 log = logging.getLogger(__name__)
@@ -53,8 +51,8 @@ def database_url(explicit: str | None, tracking_uri: str | None) -> str | None:
     url = explicit or (tracking_uri if tracking_uri and tracking_uri.startswith(POSTGRES_SCHEMES) else None)
     if url is None:
         return None
-    url = store_uri(url)
-    return "postgresql://" + url.removeprefix(POSTGRES_DRIVER_SCHEME) if url.startswith(POSTGRES_DRIVER_SCHEME) else url
+    scheme = next((s for s in POSTGRES_SCHEMES if url.startswith(s)), None)
+    return url if scheme is None else "postgresql://" + url.removeprefix(scheme)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,19 @@ PG_HOST, PG_PORT = "127.0.0.1", 5432
 # ---------------------------------------------------------------- small utilities
 
 
+def one_error_line(args: list[str]) -> str:
+    """`forecaster ARGS` in process: exit code 2 and exactly one line, an `error:` line; returns it."""
+    from typer.testing import CliRunner
+
+    from forecaster.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

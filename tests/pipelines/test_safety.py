@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from e2e_support import FORECASTER, ar1_ohlc, base_env, finish, kill_process, retrain_args, start_cli, wait_until
+from e2e_support import (
+    FORECASTER,
+    ar1_ohlc,
+    base_env,
+    finish,
+    kill_process,
+    one_error_line,
+    retrain_args,
+    start_cli,
+    wait_until,
+)
 from typer.testing import CliRunner
 
 from forecaster import tracking
@@ -152,16 +162,6 @@ def test_rollback_takes_the_lock_and_swaps_champion_and_previous(mlflow_store: M
     settings = RetrainSettings(model_name=MODEL, tracking_uri=mlflow_store.uri, rollback_wait_s=0)
     assert retrain.rollback_locked(settings) == ("2", "1")
     assert aliases() == {"champion": "1", "previous": "2"}
-
-
-def one_error_line(args: list[str]) -> str:
-    from forecaster.cli import app
-
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def lock_files(store: MlflowStore) -> list[Path]:

@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from e2e_support import one_error_line
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -17,16 +18,6 @@ BAD_CONFIGS = {
     "unclosed.yaml": ("model_name: [unclosed\n", "is not valid YAML"),
     "list.yaml": ("- a\n- b\n", "must hold a mapping of settings"),
 }
-
-
-def one_error_line(args: list[str]) -> str:
-    from forecaster.cli import app
-
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
