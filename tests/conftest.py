@@ -64,9 +64,13 @@ def _root_logging_restored() -> Any:
     """A CLI run in process (`setup_logging`) puts a console handler on the root logger; left
     there, it would print later tests' log lines (a server thread's access log) to the terminal,
     and change what reaches caplog depending on test order. Removed after each test, with the
-    root level restored; pytest's own capture handlers are left to pytest."""
+    root level and every existing logger's level restored; pytest's own capture handlers are
+    left to pytest."""
     root = logging.getLogger()
     level, before = root.level, set(root.handlers)
+    # the CLIs also set named loggers' levels (forecaster, pipelines at INFO): left so, a later
+    # test's caplog would see their INFO lines or not depending on the order the tests ran in
+    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     yield
     for handler in list(root.handlers):
         ours = not type(handler).__module__.startswith("_pytest")
@@ -74,6 +78,10 @@ def _root_logging_restored() -> Any:
         if ours and (handler not in before or isinstance(handler, RichHandler)):
             root.removeHandler(handler)
     root.setLevel(level)
+    for name, logger_level in levels.items():
+        named = logging.getLogger(name)
+        if named.level != logger_level:
+            named.setLevel(logger_level)
 
 
 @dataclass(frozen=True)
