@@ -13,8 +13,8 @@ volatility-scaled windows, quantiles 0.1/0.5/0.9, AdamW with warm-up + cosine, b
 per-step calibration and median shrinkage fitted on the validation split) with the
 protocol's lookback of 60 bars (the encoder reads the last ENCODER_STEPS = 20, as the
 product does), trained, calibrated, saved, reloaded and backtested by
-forecaster.job.run_training, the product's one training job: the backtest is
-forecaster.evaluate.backtest on the test origins, beside naive, drift and the EWMA and
+forecaster.run.steps.run_training, the product's one training job: the backtest is
+forecaster.evaluation.backtest.backtest on the test origins, beside naive, drift and the EWMA and
 GARCH(1,1) quantile baselines (whose median is the last close: their point metrics are
 naive's). The uncalibrated network is the same bundle through Forecaster.predict(X,
 calibrated=False). Budget: the peers' 1,500 steps x 64 = 96,000 windows, validated every
@@ -22,7 +22,7 @@ calibrated=False). Budget: the peers' 1,500 steps x 64 = 96,000 windows, validat
 (92,160 windows, 4% under the peers'), validated every 6,144 windows, patience 5:
 TrainConfig(epochs=15, max_batches_per_epoch=12, patience=5).
 
-The library's own MASE, coverage, SPL and MSIS (forecaster.evaluate.score) divide by the mean
+The library's own MASE, coverage, SPL and MSIS (forecaster.evaluation.backtest.score) divide by the mean
 |one-day change| of the whole data it is given (train + test here), so its MASE is reported
 too but is not the peers'.
 
@@ -51,11 +51,11 @@ from _common import (
     table,
 )
 
-from forecaster import evaluate
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.data import read_ohlc_file, validate_ohlc
-from forecaster.job import run_training, split_windows
-from forecaster.windows import CLOSE
+from forecaster.data.validate import read_ohlc_file, validate_ohlc
+from forecaster.data.windows import CLOSE
+from forecaster.evaluation import backtest as evaluate
+from forecaster.run.steps import run_training, split_windows
 
 log = logging.getLogger("bench_accuracy")
 PEER_TICKERS = ("ABT", "ADBE", "AXP", "C", "CAT", "CSCO", "DUK", "IBM", "INTC", "JNJ")

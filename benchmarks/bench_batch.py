@@ -1,4 +1,4 @@
-"""Offline batch scoring (forecaster.batch, `forecaster predict`): end to end and its forecast phase.
+"""Offline batch scoring (forecaster.model.batch, `forecaster predict`): end to end and its forecast phase.
 
 Synthetic random-walk OHLC (fixed seed): --tickers series x --bars business days, written as one
 parquet file in a temporary folder. The model is the shipped default configuration (DataConfig()
@@ -11,7 +11,7 @@ level) with random weights: the time of a forward pass does not depend on what w
     window     Panel.from_frame + each ticker's last bar (index arithmetic, no loop over tickers)
     forecast   windows gathered and checked per batch + Forecaster.predict (features, network,
                calibration, prices), `workers` batches in flight
-    calendar   forecaster.calendar for each distinct last date
+    calendar   forecaster.data.calendar for each distinct last date
     table      the long table
     write      batch.write_forecasts (parquet, atomic)
 (fp) the forecast phase beside a bare forward pass of the same network at the same batch size and
@@ -46,15 +46,15 @@ import pandas as pd
 import torch
 from _common import LoadSampler, emit, emit_machine, load1, random_walk_bars, table, timed
 
-from forecaster.artifact import load_bundle, save_bundle
-from forecaster.batch import default_workers, forecast_panel, last_bars, write_forecasts
-from forecaster.calendar import DEFAULT_EXCHANGE, next_sessions
 from forecaster.config import DataConfig, ModelConfig
-from forecaster.data import read_ohlc_path, validate_ohlc
-from forecaster.models import build_model
-from forecaster.predict import Forecaster
-from forecaster.scaling import WindowTransform
-from forecaster.windows import Panel
+from forecaster.data.calendar import DEFAULT_EXCHANGE, next_sessions
+from forecaster.data.validate import read_ohlc_path, validate_ohlc
+from forecaster.data.windows import Panel
+from forecaster.model.artifact import load_bundle, save_bundle
+from forecaster.model.batch import default_workers, forecast_panel, last_bars, write_forecasts
+from forecaster.model.networks import build_model
+from forecaster.model.predictor import Forecaster
+from forecaster.model.scaling import WindowTransform
 
 log = logging.getLogger("bench_batch")
 GOAL_SERIES_PER_S = 5000

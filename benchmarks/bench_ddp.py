@@ -1,7 +1,7 @@
 """Data-parallel training: one process vs two (DDP, gloo) on the development data, same global batch.
 
-Data: the dev OHLC file, loaded with forecaster.data.read_ohlc_file + validate_ohlc and cut with
-forecaster.job.split_windows at the default DataConfig. Each run is forecaster.train.fit itself,
+Data: the dev OHLC file, loaded with forecaster.data.validate.read_ohlc_file + validate_ohlc and cut with
+forecaster.run.steps.split_windows at the default DataConfig. Each run is forecaster.model.fit.fit itself,
 `--epochs` epochs (full, or `--max-batches` global steps each) at the default TrainConfig
 (global batch 512, seed 42) on a fresh WindowSet (so every run computes its own scaled
 features, as a fresh training run does):
@@ -33,10 +33,10 @@ import torch
 from _common import DEFAULT_DATA, emit, emit_machine, load1, table
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.data import read_ohlc_file, validate_ohlc
-from forecaster.feed import WindowSet
-from forecaster.job import split_windows
-from forecaster.train import FitResult, fit
+from forecaster.data.validate import read_ohlc_file, validate_ohlc
+from forecaster.model.feed import WindowSet
+from forecaster.model.fit import FitResult, fit
+from forecaster.run.steps import split_windows
 
 log = logging.getLogger("bench_ddp")
 

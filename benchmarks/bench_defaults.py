@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.evaluate import summary
-from forecaster.job import run_training
-from forecaster.sources import load_source
+from forecaster.data.sources import load_source
+from forecaster.evaluation.backtest import summary
+from forecaster.run.steps import run_training
 
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "default: lstm n-to-1, lr 2e-3": ({}, {}),

@@ -1,5 +1,5 @@
-"""The CPU against an accelerator in one run: training (`forecaster.train.fit`) and batch scoring
-(`forecaster.batch.forecast_panel`) of the default network, side by side (issue 10's GPU goal:
+"""The CPU against an accelerator in one run: training (`forecaster.model.fit.fit`) and batch scoring
+(`forecaster.model.batch.forecast_panel`) of the default network, side by side (issue 10's GPU goal:
 >= 10x the CPU's throughput, windows resident on the device).
 
 Synthetic random-walk bars (`_common.random_walk_bars`, fixed seed), so it runs where the
@@ -36,18 +36,18 @@ from pathlib import Path
 import torch
 from _common import emit, emit_machine, library_version, load1, random_walk_bars, table
 
-from forecaster.artifact import load_bundle, save_bundle
-from forecaster.batch import BATCH_SIZE, default_workers, forecast_panel, last_bars
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.data import validate_ohlc
-from forecaster.device import autocast, resolve_device
-from forecaster.feed import WindowSet
-from forecaster.job import split_windows
-from forecaster.models import build_model
-from forecaster.predict import Forecaster
-from forecaster.scaling import WindowTransform
-from forecaster.train import fit
-from forecaster.windows import Panel
+from forecaster.data.validate import validate_ohlc
+from forecaster.data.windows import Panel
+from forecaster.model.artifact import load_bundle, save_bundle
+from forecaster.model.batch import BATCH_SIZE, default_workers, forecast_panel, last_bars
+from forecaster.model.device import autocast, resolve_device
+from forecaster.model.feed import WindowSet
+from forecaster.model.fit import fit
+from forecaster.model.networks import build_model
+from forecaster.model.predictor import Forecaster
+from forecaster.model.scaling import WindowTransform
+from forecaster.run.steps import split_windows
 
 log = logging.getLogger("bench_device")
 GOAL_SPEEDUP = 10.0

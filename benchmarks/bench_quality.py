@@ -1,12 +1,12 @@
 """Forecast quality per step on tickers AND dates the model never saw (issue 7, "Goal").
 
-Everything goes through the product's own code: `forecaster.job.run_training` with the default
+Everything goes through the product's own code: `forecaster.run.steps.run_training` with the default
 `TrainingConfig()` (its own train/validation/test split, calibration and bundle happen inside),
-`forecaster.job.evaluate_frame` (rolling origin, stride 1, every step 1..H, beside naive, drift,
-EWMA and GARCH), `forecaster.evaluate.score` and `.significance` (Diebold-Mariano per step), and
-`forecaster.backtest_file` (the long backtest table, used to cross-check the scores and written
+`forecaster.run.steps.evaluate_frame` (rolling origin, stride 1, every step 1..H, beside naive, drift,
+EWMA and GARCH), `forecaster.evaluation.backtest.score` and `.significance` (Diebold-Mariano per step), and
+`forecaster.evaluation.backtest_file` (the long backtest table, used to cross-check the scores and written
 with --backtest-out). The uncalibrated network is the same backtest with
-`Forecaster.predict(X, calibrated=False)` (`forecaster.job.predict_fn(forecaster, calibrated=False)`).
+`Forecaster.predict(X, calibrated=False)` (`forecaster.run.steps.predict_fn(forecaster, calibrated=False)`).
 
 Tickers: HELD_OUT (15, by name) are never trained on; the other 35 are the training tickers.
 Periods (--period):
@@ -49,13 +49,13 @@ import pandas as pd
 import torch
 from _common import DEFAULT_DATA, LoadSampler, emit, emit_machine, library_version, load1, table
 
-from forecaster import evaluate
-from forecaster.backtest_file import backtest_table, write_backtest
 from forecaster.config import TrainingConfig, quantile_column
-from forecaster.job import TrainOutcome, evaluate_frame, predict_fn, run_training
-from forecaster.predict import Forecaster
-from forecaster.sources import load_source
-from forecaster.windows import Panel
+from forecaster.data.sources import load_source
+from forecaster.data.windows import Panel
+from forecaster.evaluation import backtest as evaluate
+from forecaster.evaluation.backtest_file import backtest_table, write_backtest
+from forecaster.model.predictor import Forecaster
+from forecaster.run.steps import TrainOutcome, evaluate_frame, predict_fn, run_training
 
 log = logging.getLogger("bench_quality")
 HELD_OUT = ("ABT", "AXP", "BA", "COP", "CSCO", "DUK", "GS", "HD", "KO", "MMM", "NVDA", "PFE", "SBUX", "UNP", "ADBE")
@@ -112,7 +112,7 @@ def evaluate_set(forecaster: Forecaster, frame: pd.DataFrame, period: Period, la
 
 
 def cross_check(result: evaluate.Backtest, metrics: evaluate.Metrics, label: str) -> None:
-    """The long backtest table (forecaster.backtest_file) gives the same coverage and naive MAE."""
+    """The long backtest table (forecaster.evaluation.backtest_file) gives the same coverage and naive MAE."""
     long = backtest_table(result)
     lo, hi = quantile_column(result.levels[0]), quantile_column(result.levels[-1])
     for h in range(1, result.horizon + 1):
@@ -299,7 +299,7 @@ def emit_training(outcome: TrainOutcome, config: TrainingConfig, seconds: float,
     history = outcome.fit.history
     epoch_s = sum(e.seconds for e in history)
     seen = sum(e.windows_per_s * e.seconds for e in history)
-    emit("### Training (forecaster.job.run_training, default TrainingConfig)")
+    emit("### Training (forecaster.run.steps.run_training, default TrainingConfig)")
     emit()
     emit(f"config: `{json.dumps(config.model_dump(mode='json'), separators=(',', ':'))}`")
     emit()

@@ -80,7 +80,7 @@ def forward_ms(tracking_uri: str, windows: list[Window], default_threads: int) -
 
     import torch
 
-    from forecaster import tracking
+    from forecaster.registry import tracking
 
     tracking.configure(tracking_uri)
     forecaster, _ = tracking.load_forecaster(f"models:/{MODEL_NAME}@champion", device="cpu")
@@ -111,7 +111,7 @@ def stage_ms(tracking_uri: str, windows: list[Window], repeat: int = 20) -> dict
     import orjson
     import torch
 
-    from forecaster import tracking
+    from forecaster.registry import tracking
     from service.fastpath import parse_body
 
     tracking.configure(tracking_uri)
@@ -149,10 +149,10 @@ def train_and_register(tracking_uri: str, epochs: int, max_batches: int | None) 
     import torch
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-    from forecaster import tracking
     from forecaster.config import DataConfig, ModelConfig, TrainConfig
-    from forecaster.sources import load_source
-    from forecaster.tracked import tracked_training
+    from forecaster.data.sources import load_source
+    from forecaster.registry import tracking
+    from forecaster.run.tracked import tracked_training
 
     frame, origin = load_source("sample")
     tracking.configure(tracking_uri)
@@ -179,7 +179,7 @@ class Window:
 
 def sample_windows(count: int, seed: int = 0) -> list[Window]:
     """`count` distinct real 60-bar windows of the bundled sample, from all its tickers."""
-    from forecaster.sources import load_source
+    from forecaster.data.sources import load_source
 
     frame, _ = load_source("sample")
     rng = random.Random(seed)

@@ -1,16 +1,16 @@
 """Training throughput (windows/s) on CPU for every cell and mode, on the development data.
 
-Data: the dev OHLC file, loaded with forecaster.data.read_ohlc_file + validate_ohlc and cut
-with forecaster.job.split_windows (T=60, H=5); batches come from the library's
+Data: the dev OHLC file, loaded with forecaster.data.validate.read_ohlc_file + validate_ohlc and cut
+with forecaster.run.steps.split_windows (T=60, H=5); batches come from the library's
 WindowSet.tensors, so gathering and scaling the windows is inside the timed loop.
 
 Per config, a fresh model (seed 42) runs `--warmup` untimed steps, then the steps covering
-`--measure-windows` windows are timed: the same step as forecaster.train.fit (tensors ->
+`--measure-windows` windows are timed: the same step as forecaster.model.fit.fit (tensors ->
 learning_rate -> forward with teacher forcing -> pinball loss -> backward -> clip -> AdamW
 step -> float(loss)). Configs are interleaved (A B C ... A B C ...) for `--rounds` rounds;
 the median and the best run are reported, with each run's CPU use (process CPU seconds /
 wall seconds / threads; well below 100% means other processes starved the run). A last
-interleaved pass calls forecaster.train.fit itself (epochs=1, max_batches_per_epoch =
+interleaved pass calls forecaster.model.fit.fit itself (epochs=1, max_batches_per_epoch =
 warm-up + timed steps, validation on 1,024 windows) as an end-to-end cross-check: its
 windows/s includes model build, warm-up and validation.
 
@@ -32,11 +32,11 @@ import torch
 from _common import DEFAULT_DATA, DEFAULT_PEERS_RESULTS, emit, emit_machine, load1, table
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.data import read_ohlc_file, validate_ohlc
-from forecaster.feed import WindowSet
-from forecaster.job import split_windows
-from forecaster.models import build_model
-from forecaster.train import fit, learning_rate, train_step
+from forecaster.data.validate import read_ohlc_file, validate_ohlc
+from forecaster.model.feed import WindowSet
+from forecaster.model.fit import fit, learning_rate, train_step
+from forecaster.model.networks import build_model
+from forecaster.run.steps import split_windows
 
 log = logging.getLogger("bench_training")
 SEED = 42
@@ -89,7 +89,7 @@ def fit_check(
     warmup: int,
     measure_windows: int,
 ) -> float:
-    """windows/s reported by forecaster.train.fit for one short epoch (validation included)."""
+    """windows/s reported by forecaster.model.fit.fit for one short epoch (validation included)."""
     steps = warmup + math.ceil(measure_windows / train_config.batch_size)
     config = train_config.model_copy(update={"epochs": 1, "max_batches_per_epoch": steps})
     result = fit(model_config, config, train, val)

@@ -1,4 +1,4 @@
-"""Windowing: forecaster.windows (zero-copy views / Panel gather) against a per-window pandas loop.
+"""Windowing: forecaster.data.windows (zero-copy views / Panel gather) against a per-window pandas loop.
 
 Synthetic random-walk OHLC (fixed seed), S tickers x L days, lookback T, horizon H.
 
@@ -32,7 +32,7 @@ import pandas as pd
 from _common import emit, emit_machine, load1, mb, random_walk_bars, table, timed
 
 from forecaster.config import FEATURES
-from forecaster.windows import Panel, Windows, make_windows
+from forecaster.data.windows import Panel, Windows, make_windows
 
 log = logging.getLogger("bench_windows")
 BATCH = 256

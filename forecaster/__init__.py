@@ -1,5 +1,15 @@
 """forecaster: global LSTM/GRU forecasts of daily OHLC series, tracked in MLflow.
 
+The package follows the path of the data (see DESIGN.md), one sub-package per stage, each
+importing only the ones before it::
+
+    data/        sources -> validate -> windows   (files, yfinance, the bundled sample; numpy/pandas)
+    model/       scaling -> networks -> fit -> calibration -> artifact -> predictor, batch  (torch)
+    evaluation/  backtest, baselines, scoring, significance, plots  (rolling origin)
+    registry/    MLflow: store, runs, registry aliases, the pyfunc  (the only MLflow users)
+    run/         one training run: steps, and the same run reported to MLflow
+    api.py       the Python API below;  interface/  the command line
+
 The Python API (forecaster.api) at the package root::
 
     import forecaster
@@ -11,60 +21,32 @@ The Python API (forecaster.api) at the package root::
 
 Its names are imported on first use (PEP 562), so ``import forecaster.config`` loads neither
 torch nor MLflow and no module of the package imports the API back (no cycle).
-``forecaster.train`` and ``forecaster.evaluate`` are also the training-loop and evaluation
-modules: they stay those modules (``from forecaster import evaluate as ev; ev.score(...)``
-keeps working) and calling one calls the API function of that name. Type checkers see them as
-modules: typed code calls ``forecaster.api.train`` / ``forecaster.api.evaluate``.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from forecaster import _compat
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "evaluate", "forecast", "load", "train"]
 
-_API_FUNCTIONS = ("forecast", "load")  # forecaster.api's functions, looked up on first use
-_CALLABLE_MODULES = ("evaluate", "train")  # submodules whose call is forecaster.api's function
+_API_FUNCTIONS = ("evaluate", "forecast", "load", "train")  # forecaster.api's, looked up on first use
+
+_compat.install()  # the flat layout's import paths (forecaster.predict, ...) for one release
 
 if TYPE_CHECKING:
-    from forecaster.api import forecast, load
-
-
-class _CallableModule(ModuleType):
-    """A submodule that can also be called: ``forecaster.train(...)`` is ``forecaster.api.train(...)``."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from forecaster import api
-
-        return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
-
-
-class _Package(ModuleType):
-    """This package's module type: the import system binds every submodule here as it loads it,
-    whoever imports it first, so this is the one place that makes train and evaluate callable."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _CALLABLE_MODULES and type(value) is ModuleType:
-            value.__class__ = _CallableModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+    from forecaster.api import evaluate, forecast, load, train
 
 
 def __getattr__(name: str) -> Any:
     """The API's names on first use; any other name is an AttributeError, so that ``from forecaster
-    import tracking`` goes on to import the submodule."""
+    import config`` goes on to import the submodule."""
     if name in _API_FUNCTIONS:
         from forecaster import api
 
         return getattr(api, name)
-    if name in _CALLABLE_MODULES:
-        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

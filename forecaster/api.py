@@ -26,15 +26,15 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from forecaster import evaluate as ev  # the evaluation module (`evaluate` below is the API's function)
-from forecaster import tracking
-from forecaster.backtest_file import write_backtest
 from forecaster.config import TrainingConfig
-from forecaster.console import one_line
-from forecaster.data import validate_ohlc
-from forecaster.job import evaluate_frame
-from forecaster.predict import Forecaster, bars_frame
-from forecaster.tracked import RunResult, tracked_training
+from forecaster.data.validate import validate_ohlc
+from forecaster.errors import one_line
+from forecaster.evaluation import backtest as ev
+from forecaster.evaluation.backtest_file import write_backtest
+from forecaster.model.predictor import Forecaster, bars_frame
+from forecaster.registry import tracking
+from forecaster.run.steps import evaluate_frame
+from forecaster.run.tracked import RunResult, tracked_training
 
 log = logging.getLogger(__name__)
 

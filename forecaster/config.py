@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 FEATURES: tuple[str, ...] = ("open", "high", "low", "close")  # the F axis of every raw window, in order
 CLOSE: int = FEATURES.index("close")
 N_FEATURES: int = len(FEATURES)
-# What the network reads (forecaster.scaling makes them, in units of the window's volatility):
+# What the network reads (forecaster.model.scaling makes them, in units of the window's volatility):
 SEQ_FEATURES: tuple[str, ...] = ("return", "range", "body", "gap", "level")  # per bar, the last seq_len bars
 SCALAR_FEATURES: tuple[str, ...] = ("vol_level", "vol_vs_long", "range_vs_close", "vol_vs_short", "trend")
 N_SEQ_FEATURES: int = len(SEQ_FEATURES)

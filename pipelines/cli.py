@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from forecaster.console import friendly_errors, setup_logging
-from forecaster.overrides import settings_help, to_yaml
+from forecaster.interface.console import friendly_errors, setup_logging
+from forecaster.interface.overrides import settings_help, to_yaml
 from pipelines.settings import RetrainSettings
 
 log = logging.getLogger("pipelines")
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--print-config", help="Print the resolved settings as YAML and exit")
         ] = False,
     ) -> None:
-        from forecaster.tracking import redact
+        from forecaster.registry.tracking import redact
         from pipelines.retrain import run_locked
         from pipelines.schedule import run_on_schedule
         from pipelines.settings import load_settings

@@ -28,13 +28,8 @@ from urllib.parse import urlparse
 
 from filelock import FileLock, Timeout
 
-from forecaster.errors import ForecasterError
-from forecaster.tracking import (
-    POSTGRES_SCHEMES,
-    STORE_CLIENT_DEFAULTS,
-    one_line,
-    redact,
-)
+from forecaster.errors import ForecasterError, one_line, redact
+from forecaster.registry.tracking import POSTGRES_SCHEMES, STORE_CLIENT_DEFAULTS
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often a bounded wait retries a PostgreSQL advisory lock

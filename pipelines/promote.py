@@ -1,6 +1,6 @@
 """Step 4: the promotion gate, and the alias moves it allows (plus rollback).
 
-The gate reads the metric dicts of `forecaster.evaluate.score` (one evaluation, written once):
+The gate reads the metric dicts of `forecaster.evaluation.backtest.score` (one evaluation, written once):
 ``{forecast name: {metric: [value per step]}}`` for the challenger's holdout (its own forecasts
 beside naive and ewma) and the champion's forecasts on the same holdout.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from forecaster import tracking
 from forecaster.errors import ModelNotFoundError
+from forecaster.registry import tracking
 
 if TYPE_CHECKING:
     from pipelines.settings import RetrainSettings
@@ -25,7 +25,7 @@ CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 # the rule that rejected a challenger, as recorded in the gate_rule tag
 RULE_NAIVE, RULE_COVERAGE, RULE_SPL, RULE_CHAMPION = "naive", "coverage", "spl_vs_ewma", "champion"
 RULE_FAILED = "run_failed"  # no gate was reached: a step of the run failed
-# forecaster.scoring names each central band's empirical coverage coverage_{nominal %:g}
+# forecaster.evaluation.scoring names each central band's empirical coverage coverage_{nominal %:g}
 BAND_KEY = re.compile(r"coverage_(\d+(?:\.\d+)?)")
 # coverage is a share of origins; without this slack 0.77 vs 0.80 would miss a 0.03 tolerance by 3e-17
 BOUNDARY_SLACK = 1e-9

@@ -1,7 +1,7 @@
 """Step 1: refresh the data. Fetch what is new, validate it, store it atomically.
 
-Retries belong to the source (forecaster.sources.RetryPolicy, built here from the settings), the
-merge and the atomic write to forecaster.storage: this step only wires them together.
+Retries belong to the source (forecaster.data.retry.RetryPolicy, built here from the settings), the
+merge and the atomic write to forecaster.data.storage: this step only wires them together.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecaster.data import read_ohlc_file, validate_ohlc
+from forecaster.data.retry import RetryPolicy
+from forecaster.data.sources import load_source
+from forecaster.data.storage import BarsChangedError, merge_bars, write_table_atomically
+from forecaster.data.validate import read_ohlc_file, validate_ohlc
 from forecaster.errors import DataError
-from forecaster.sources import RetryPolicy, load_source
-from forecaster.storage import BarsChangedError, merge_bars, write_table_atomically
 from pipelines.settings import RetrainSettings, setting_hint
 
 log = logging.getLogger(__name__)

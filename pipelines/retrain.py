@@ -10,13 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from forecaster import evaluate, tracking
 from forecaster.config import DataConfig
-from forecaster.data import split_by_date
-from forecaster.errors import DataError, ForecasterError, ModelNotFoundError
-from forecaster.job import evaluate_frame
-from forecaster.tracked import code_version, tracked_training
-from forecaster.windows import Panel
+from forecaster.data.validate import split_by_date
+from forecaster.data.windows import Panel
+from forecaster.errors import DataError, ForecasterError, ModelNotFoundError, one_line
+from forecaster.evaluation import backtest as evaluate
+from forecaster.registry import tracking
+from forecaster.run.steps import evaluate_frame
+from forecaster.run.tracked import code_version, tracked_training
 from pipelines import promote
 from pipelines.lock import LockTarget, lock_target, pipeline_lock
 from pipelines.refresh import refresh_data
@@ -150,7 +151,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
             name,
             result.run_id,
             result.version,
-            f"{step} step failed: {tracking.one_line(exc)}",
+            f"{step} step failed: {one_line(exc)}",
             decided=step == "promote",
         )
         raise

@@ -27,7 +27,7 @@ from pydantic_settings import (
 )
 
 from forecaster.config import SHORTCUTS, TrainingConfig
-from forecaster.overrides import CLI_OPTIONS, cli_values, expand_shortcuts, read_yaml
+from forecaster.interface.overrides import CLI_OPTIONS, cli_values, expand_shortcuts, read_yaml
 from pipelines.schedule import cron_trigger
 
 ENV_PREFIX = "FORECASTER_RETRAIN_"

@@ -1,4 +1,4 @@
-"""Rebuild forecaster/sample_data/ohlcv.csv.gz from the bokeh-sampledata wheel.
+"""Rebuild forecaster/data/sample_data/ohlcv.csv.gz from the bokeh-sampledata wheel.
 
 Usage: pip download --no-deps bokeh-sampledata==2026.1 -d /tmp/w
        python scripts/build_sample.py /tmp/w/bokeh_sampledata-2026.1-py3-none-any.whl

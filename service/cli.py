@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from forecaster.console import console
+from forecaster.interface.console import console
 
 # A port a server can be asked to listen on; 0 (any free port) is refused too: the log would not say which.
 PORT_RANGE = (1, 65535)
@@ -33,7 +33,7 @@ def settings_problems(exc: ValidationError, flags: Mapping[str, str]) -> list[st
     """One line per invalid setting, naming where it came from: the flag (`flags`: setting ->
     the flag that gave it) or else its FORECASTER_* variable; the value shown with any password
     redacted."""
-    from forecaster.tracking import redact
+    from forecaster.errors import redact
     from service.settings import Settings
 
     prefix = Settings.model_config.get("env_prefix", "")

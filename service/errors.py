@@ -23,8 +23,8 @@ from forecaster.errors import (
     ModelNotFoundError,
     RegistryUnavailableError,
     SourceError,
+    redact,
 )
-from forecaster.tracking import redact
 from service.history import HistoryUnavailable
 
 log = logging.getLogger(__name__)

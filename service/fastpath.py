@@ -22,9 +22,9 @@ import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from forecaster.calendar import CALENDAR_START
-from forecaster.predict import accepted_prices
-from forecaster.rules import ohlc_consistent
+from forecaster.data.calendar import CALENDAR_START
+from forecaster.data.rules import ohlc_consistent
+from forecaster.model.predictor import accepted_prices
 from service.schemas import (
     BAR_FIELDS,
     ID_MAX_LENGTH,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from forecaster.data.sources import cached_bars, load_source
 from forecaster.errors import DataError, ForecasterError, SourceError
-from forecaster.sources import cached_bars, load_source
 from service.schemas import HistorySource
 from service.settings import Settings
 

@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from forecaster.tracking import redact
+from forecaster.errors import redact
 
 ACCESS_LOGGER = "service.access"
 # Loggers whose lines the service prints; uvicorn prints its own (startup, shutdown) itself.

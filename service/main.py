@@ -16,7 +16,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from forecaster import __version__, tracking
+from forecaster import __version__
+from forecaster.errors import redact
+from forecaster.registry import tracking
 from service.errors import install_error_handlers
 from service.history import HistoryProvider
 from service.logs import configure_logging
@@ -55,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         uri = tracking.configure(settings.tracking_uri)
-        log.info("registry %s, serving %s@%s", tracking.redact(uri), settings.model_name, settings.alias)
+        log.info("registry %s, serving %s@%s", redact(uri), settings.model_name, settings.alias)
         store = ModelStore(settings, metrics)
         app.state.store = store
         poller = asyncio.create_task(store.poll_forever())

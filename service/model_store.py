@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from forecaster import tracking
 from forecaster.errors import ForecasterError, ModelLoadError, RegistryUnavailableError
-from forecaster.predict import Forecaster
-from forecaster.tracking import ModelRef
+from forecaster.model.predictor import Forecaster
+from forecaster.registry import tracking
+from forecaster.registry.tracking import ModelRef
 from service.batching import MicroBatcher
 from service.errors import RegistryTimeout, ServiceUnavailable, public_reason
 from service.metrics import ServiceMetrics

@@ -11,9 +11,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticKnownError
 from pydantic_core.core_schema import ErrorType
 
-from forecaster.calendar import CALENDAR_START
-from forecaster.predict import MAX_PRICE, MIN_PRICE
-from forecaster.rules import ohlc_breaks
+from forecaster.data.calendar import CALENDAR_START
+from forecaster.data.rules import ohlc_breaks
+from forecaster.model.predictor import MAX_PRICE, MIN_PRICE
 
 # Where a forecast's history came from: the request itself, or the service's ticker source
 # (yfinance live, yfinance's cache when Yahoo could not be reached, the data file, the sample).
@@ -91,7 +91,7 @@ class Bar(Strict):
 
     @model_validator(mode="after")
     def prices_make_sense(self) -> Bar:
-        # forecaster.rules owns the rules (frames, this bar and the fast path all call it); here they
+        # forecaster.data.rules owns the rules (frames, this bar and the fast path all call it); here they
         # are applied to one bar so that a request's error names the bar
         breaks = ohlc_breaks(self.open, self.high, self.low, self.close)
         if breaks["high_below_low"]:

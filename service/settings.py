@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from forecaster.calendar import DEFAULT_EXCHANGE, check_exchange
+from forecaster.data.calendar import DEFAULT_EXCHANGE, check_exchange
 
 # Daily bars from Yahoo are at most a long weekend plus a holiday old when the source works.
 YFINANCE_MAX_AGE_DAYS = 10
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        from forecaster.predict import resolve_device  # torch: imported only when a service starts
+        from forecaster.model.predictor import resolve_device  # torch: imported only when a service starts
 
         resolve_device(value)
         return value

@@ -119,7 +119,7 @@ def use_store(store: MlflowStore, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow.tracking._model_registry.utils as registry_state
     import mlflow.tracking._tracking_service.utils as tracking_state
 
-    from forecaster import tracking
+    from forecaster.registry import tracking
 
     monkeypatch.setattr(tracking_state, "_tracking_uri", tracking_state._tracking_uri)
     monkeypatch.setattr(registry_state, "_registry_uri", registry_state._registry_uri)
@@ -150,7 +150,7 @@ class CliModel:
     output: str  # what the train command printed (stdout and stderr)
     stdout: str
     exit_code: int
-    run: Any  # forecaster.tracked.RunResult of that command, the in-memory trained forecaster included
+    run: Any  # forecaster.run.tracked.RunResult of that command, the in-memory trained forecaster included
 
 
 @pytest.fixture(scope="session")
@@ -159,8 +159,8 @@ def cli_model(tmp_path_factory: pytest.TempPathFactory, _empty_mlflow_db: Path) 
     from factories import random_ohlc, to_csv
     from typer.testing import CliRunner
 
-    from forecaster import tracked as runs
-    from forecaster.cli import app
+    from forecaster.interface.cli import app
+    from forecaster.run import tracked as runs
 
     store = new_store(tmp_path_factory.mktemp("cli_store"), _empty_mlflow_db)
     frame = random_ohlc(tickers=("AAA", "BBB"), days=120, seed=5)

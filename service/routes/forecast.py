@@ -18,9 +18,9 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from forecaster.calendar import next_sessions
+from forecaster.data.calendar import next_sessions
 from forecaster.errors import DataError
-from forecaster.predict import Forecaster, Window
+from forecaster.model.predictor import Forecaster, Window
 from service.deps import ApiKeyDep, HistoryDep, MetricsDep, SettingsDep, StoreDep
 from service.errors import InvalidField
 from service.fastpath import ParsedRequest, parse_body

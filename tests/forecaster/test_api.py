@@ -3,6 +3,7 @@ command line, and a root that stays light to import (lazy names, train and evalu
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -19,11 +20,11 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import forecaster
-from forecaster import tracking
-from forecaster.cli import app
-from forecaster.data import validate_ohlc
+from forecaster.data.validate import validate_ohlc
 from forecaster.errors import ModelNotFoundError
-from forecaster.predict import Forecaster
+from forecaster.interface.cli import app
+from forecaster.model.predictor import Forecaster
+from forecaster.registry import tracking
 
 if TYPE_CHECKING:  # fixtures' types (tests/conftest.py); not imported at run time
     from conftest import CliModel, MlflowStore
@@ -164,12 +165,12 @@ def test_train_names_a_bad_setting_value_in_one_line_as_the_cli_does(mlflow_stor
         assert not isinstance(caught.value, ValidationError)  # not pydantic's multi-line report
 
 
-def test_train_and_evaluate_stay_modules_and_can_be_called() -> None:
-    from forecaster import evaluate as ev
-    from forecaster import train as fit_module
+def test_train_and_evaluate_are_the_api_functions_with_their_parameters() -> None:
+    from forecaster import api
 
-    assert ev is forecaster.evaluate and hasattr(ev, "score") and callable(ev)
-    assert fit_module is forecaster.train and hasattr(fit_module, "fit") and callable(fit_module)
+    assert forecaster.train is api.train and forecaster.evaluate is api.evaluate
+    assert list(inspect.signature(forecaster.train).parameters)[:3] == ["bars", "register_as", "alias"]
+    assert "model" in inspect.signature(forecaster.evaluate).parameters
     assert {"load", "forecast", "train", "evaluate"} <= set(forecaster.__all__) <= set(dir(forecaster))
     with pytest.raises(AttributeError):
         forecaster.no_such_name  # noqa: B018
@@ -190,8 +191,23 @@ def test_importing_the_config_loads_neither_torch_nor_mlflow() -> None:
 
 def test_the_api_names_do_not_depend_on_what_was_imported_first() -> None:
     code = (
-        "import forecaster.job, forecaster\n"  # job imports the train and evaluate modules first
-        "from forecaster import evaluate as ev\n"
-        "print(callable(forecaster.train), callable(ev), ev.score.__module__, forecaster.load.__module__)"
+        "import forecaster.run.steps, forecaster\n"  # imports the fit and backtest modules first
+        "print(forecaster.train.__module__, forecaster.evaluate.__module__, forecaster.load.__module__)"
     )
-    assert run_python(code) == "True True forecaster.evaluate forecaster.api"
+    assert run_python(code) == "forecaster.api forecaster.api forecaster.api"
+
+
+def test_the_flat_layout_import_paths_still_work_with_a_warning() -> None:
+    code = (
+        "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "import forecaster.model.predictor as new\n"
+        "try:\n    import forecaster.predict\nexcept DeprecationWarning as w:\n    print(w)\n"
+        "warnings.simplefilter('ignore', DeprecationWarning)\n"
+        "from forecaster.tracking import load_forecaster\n"
+        "from forecaster.predict import Forecaster\n"
+        "print(Forecaster is new.Forecaster, load_forecaster.__module__, callable(__import__('forecaster').train))"
+    )
+    assert run_python(code).splitlines() == [
+        "forecaster.predict moved to forecaster.model.predictor; the old path goes in 0.3",
+        "True forecaster.registry.tracking True",
+    ]

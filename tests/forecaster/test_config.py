@@ -11,8 +11,8 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from forecaster.cli import app
 from forecaster.config import ENCODER_STEPS, SHORTCUTS, DataConfig, ModelConfig, TrainConfig, TrainingConfig, describe
+from forecaster.interface.cli import app
 from pipelines.settings import load_settings
 
 # A setting with no shortcut flag and no mention outside config.py and the fit loop that reads it:

@@ -36,7 +36,7 @@ def one_error_line(args: list[str]) -> str:
     """`forecaster ARGS` in process: exit code 2 and exactly one line, an `error:` line; returns it."""
     from typer.testing import CliRunner
 
-    from forecaster.cli import app
+    from forecaster.interface.cli import app
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output

@@ -11,8 +11,8 @@ import pytest
 from e2e_support import ar1_ohlc
 from mlflow.tracking import MlflowClient
 
-from forecaster import tracking
 from forecaster.errors import DataError, ForecasterError
+from forecaster.registry import tracking
 from pipelines import promote, retrain
 from pipelines.settings import RetrainSettings
 

@@ -10,7 +10,7 @@ import pytest
 from e2e_support import PG_HOST, PG_PORT, PgDatabase
 from mlflow.tracking import MlflowClient
 
-from forecaster import tracking
+from forecaster.registry import tracking
 from pipelines import retrain
 from pipelines.lock import lock_target
 from pipelines.settings import RetrainSettings

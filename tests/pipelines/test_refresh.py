@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from factories import random_ohlc, to_csv
 
-import forecaster.yahoo
+import forecaster.data.yahoo
+from forecaster.data.yahoo import Span
 from forecaster.errors import DataError, SourceError
-from forecaster.yahoo import Span
 from pipelines.refresh import STORE_FILE, refresh_data
 from pipelines.settings import RetrainSettings, load_settings
 
@@ -51,7 +51,7 @@ def test_a_source_failing_twice_then_answering_is_asked_exactly_three_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     yahoo = FlakyYahoo(failures=2)
-    monkeypatch.setattr(forecaster.yahoo, "_download", yahoo)
+    monkeypatch.setattr(forecaster.data.yahoo, "_download", yahoo)
     sleeps: list[float] = []
 
     with caplog.at_level(logging.WARNING):
@@ -69,7 +69,7 @@ def test_retries_are_not_stacked_a_dead_source_is_asked_retries_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     yahoo = FlakyYahoo(failures=100)
-    monkeypatch.setattr(forecaster.yahoo, "_download", yahoo)
+    monkeypatch.setattr(forecaster.data.yahoo, "_download", yahoo)
     sleeps: list[float] = []
 
     with pytest.raises(SourceError, match="AAA.*after 3 attempt\\(s\\).*Too Many Requests"):
@@ -130,7 +130,7 @@ def test_changed_stored_bars_are_refused_naming_ticker_and_dates_unless_overwrit
     assert load_settings(None, ["--overwrite-bars"]).overwrite_bars is True
     assert store.read_bytes() == before
 
-    with caplog.at_level(logging.WARNING, logger="forecaster.storage"):
+    with caplog.at_level(logging.WARNING, logger="forecaster.data.storage"):
         frame, _ = refresh_data(settings.model_copy(update={"overwrite_bars": True}), sleep=no_sleep)
     assert "overwriting" in caplog.text and "ticker BBB" in caplog.text
     assert frame.loc[(frame["ticker"] == "BBB") & (frame["date"] == bars.at[i, "date"]), "close"].item() == (
@@ -169,9 +169,9 @@ def test_the_yfinance_cache_is_the_folder_the_service_reads_when_cache_dir_is_se
 ) -> None:
     """compose gives the scheduler the api's FORECASTER_CACHE_DIR: bars the retrain fetched are
     the api's offline fallback, read the way the service reads them."""
-    from forecaster.sources import cached_bars
+    from forecaster.data.sources import cached_bars
 
-    monkeypatch.setattr(forecaster.yahoo, "_download", FlakyYahoo(failures=0))
+    monkeypatch.setattr(forecaster.data.yahoo, "_download", FlakyYahoo(failures=0))
     shared = tmp_path / "cache"
     refresh_data(yfinance_settings(tmp_path, cache_dir=str(shared)), sleep=no_sleep)
     cached = cached_bars(shared, "AAA")
@@ -182,9 +182,9 @@ def test_the_yfinance_cache_is_the_folder_the_service_reads_when_cache_dir_is_se
 def test_without_cache_dir_the_yfinance_cache_stays_under_the_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from forecaster.sources import cached_bars
+    from forecaster.data.sources import cached_bars
 
-    monkeypatch.setattr(forecaster.yahoo, "_download", FlakyYahoo(failures=0))
+    monkeypatch.setattr(forecaster.data.yahoo, "_download", FlakyYahoo(failures=0))
     refresh_data(yfinance_settings(tmp_path), sleep=no_sleep)
     cached = cached_bars(tmp_path / "data" / "yfinance", "AAA")
     assert cached is not None and len(cached) == DAYS

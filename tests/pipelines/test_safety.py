@@ -25,8 +25,8 @@ from e2e_support import (
 )
 from typer.testing import CliRunner
 
-from forecaster import tracking
 from forecaster.errors import ForecasterError
+from forecaster.registry import tracking
 from pipelines import promote, retrain
 from pipelines.lock import lock_target
 from pipelines.settings import RetrainSettings
@@ -138,7 +138,7 @@ def test_rollback_waits_a_bounded_time_for_the_lock_then_fails_changing_nothing(
 def test_rollback_command_is_one_error_line_while_a_retrain_holds_the_lock(
     mlflow_store: MlflowStore, lock_holder: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from forecaster.cli import app
+    from forecaster.interface.cli import app
 
     with_champion_and_previous(tmp_path)
     monkeypatch.setenv("FORECASTER_RETRAIN_ROLLBACK_WAIT_S", "0.2")

@@ -78,7 +78,7 @@ def test_tickers_from_the_environment_are_a_comma_list_or_a_json_list(text: str,
 
 
 def test_print_config_shows_json_list_tickers_as_symbols(clean_env: pytest.MonkeyPatch) -> None:
-    from forecaster.cli import app
+    from forecaster.interface.cli import app
 
     clean_env.setenv("FORECASTER_RETRAIN_TICKERS", '["AAPL","MSFT"]')
     result = CliRunner().invoke(app, ["retrain", "--print-config"])

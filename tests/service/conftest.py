@@ -24,9 +24,9 @@ import torch
 import uvicorn
 from factories import random_ohlc
 
-from forecaster import tracking
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
-from forecaster.tracked import RunResult, tracked_training
+from forecaster.registry import tracking
+from forecaster.run.tracked import RunResult, tracked_training
 from service.main import create_app
 from service.settings import Settings
 

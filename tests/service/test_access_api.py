@@ -7,7 +7,7 @@ import time
 import mlflow
 import pytest
 
-from forecaster import tracking
+from forecaster.registry import tracking
 
 KEY_DETAIL = "X-API-Key header: missing or wrong API key"
 

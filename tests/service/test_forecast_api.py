@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecaster import tracking
+from forecaster.registry import tracking
 
 
 def points(response_json, index=0):

@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 import torch
 
-from forecaster import tracking
-from forecaster.artifact import load_bundle, save_bundle
-from forecaster.calibration import Calibration
 from forecaster.config import ARCHES, MODES, DataConfig, ModelConfig
-from forecaster.models import build_model
-from forecaster.predict import Forecaster
-from forecaster.pyfunc_model import ForecasterPyfunc
-from forecaster.scaling import WindowTransform
+from forecaster.model.artifact import load_bundle, save_bundle
+from forecaster.model.calibration import Calibration
+from forecaster.model.networks import build_model
+from forecaster.model.predictor import Forecaster
+from forecaster.model.scaling import WindowTransform
+from forecaster.registry import tracking
+from forecaster.registry.pyfunc_model import ForecasterPyfunc
 
 DATA = DataConfig(lookback=24, horizon=3)
 OPTION_SETS: dict[str, dict[str, Any]] = {

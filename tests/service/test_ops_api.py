@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from forecaster import tracking
+from forecaster.registry import tracking
 
 
 def metric(client, sample_name: str, **labels: str) -> float:

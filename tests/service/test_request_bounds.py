@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from forecaster.calendar import CALENDAR_START
-from forecaster.predict import MAX_PRICE, MIN_PRICE
+from forecaster.data.calendar import CALENDAR_START
+from forecaster.model.predictor import MAX_PRICE, MIN_PRICE
 
 
 def edited(history: list[dict[str, Any]], index: int, **changes: Any) -> list[dict[str, Any]]:

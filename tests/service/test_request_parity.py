@@ -7,8 +7,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from forecaster import tracking
 from forecaster.config import quantile_column
+from forecaster.registry import tracking
 
 
 def quantiles_of(body, index=0) -> np.ndarray:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster import tracking
 from forecaster.errors import DataError
-from forecaster.predict import MAX_PRICE, MIN_PRICE, Forecaster
+from forecaster.model.predictor import MAX_PRICE, MIN_PRICE, Forecaster
+from forecaster.registry import tracking
 
 
 @pytest.fixture(scope="module")

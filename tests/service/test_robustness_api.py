@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from test_ops_api import metric
 
-from forecaster import tracking
 from forecaster.errors import ModelNotFoundError, SourceError
+from forecaster.registry import tracking
 from service.batching import MicroBatcher
 from service.errors import RegistryTimeout, ServiceUnavailable
 from service.main import create_app

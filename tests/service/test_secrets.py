@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forecaster.tracking import redact
+from forecaster.errors import redact
 
 SECRET = "s3cret"
 FORECASTER = str(Path(sys.executable).parent / "forecaster")

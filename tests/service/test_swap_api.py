@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from traffic import Traffic
 
-from forecaster import tracking
+from forecaster.registry import tracking
 
 NAME = "svc_swap"  # its own registered model, so moving its alias leaves svc@champion alone
 SWAP_TIMEOUT_S = 15.0

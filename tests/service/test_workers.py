@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from traffic import Traffic
 from uvicorn.config import STARTUP_FAILURE
 
-from forecaster import tracking
+from forecaster.registry import tracking
 from service.settings import Settings
 from service.workers import (
     MULTIPROC_ENV,

@@ -1,0 +1,7 @@
+"""MLflow models-from-code entry: this file is stored with each logged model and executed
+at load time, so the model is rebuilt from its bundle and nothing is unpickled."""
+
+from forecaster.pyfunc_model import ForecasterPyfunc
+from mlflow.models import set_model
+
+set_model(ForecasterPyfunc())
