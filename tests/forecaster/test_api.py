@@ -209,5 +209,5 @@ def test_the_flat_layout_import_paths_still_work_with_a_warning() -> None:
     )
     assert run_python(code).splitlines() == [
         "forecaster.predict moved to forecaster.model.predictor; the old path goes in 0.3",
-        "True forecaster.registry.tracking True",
+        "True forecaster.registry.loading True",
     ]

@@ -1,0 +1,120 @@
+"""The MLflow store: which URI (explicit, env or the embedded SQLite file), how its clients are
+bounded (timeouts, retries) and how its failures become one error line.
+
+Embedded default (no MLFLOW_TRACKING_URI): a SQLite file ``mlruns/mlflow.db`` under the
+working directory with artifacts beside it in ``mlruns/artifacts``, so ``mlflow ui
+--backend-store-uri sqlite:///mlruns/mlflow.db`` shows everything with no server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import mlflow
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.store.db import utils as mlflow_db_utils
+from sqlalchemy.exc import SQLAlchemyError
+
+from forecaster.errors import RegistryUnavailableError, one_line, redact
+
+STORE_ERROR_CHARS = 500  # a store error in one line at most this long: driver output, whole SQL statements
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOCAL_STORE = Path("mlruns")
+
+# SQLAlchemy 2 reads postgresql:// as the psycopg (3) driver and knows no postgres://; the
+# PostgreSQL driver installed with forecaster (and in the MLflow image) is psycopg2.
+POSTGRES_DRIVER_SCHEME = "postgresql+psycopg2://"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", POSTGRES_DRIVER_SCHEME)
+
+# MLflow's HTTP client defaults (120 s timeout, 7 retries with exponential backoff) keep a caller
+# waiting minutes on a dead server. These bound every registry call of the CLI, the pipeline and
+# the service to seconds; an environment variable of the same name still wins. PGCONNECT_TIMEOUT
+# (libpq) bounds the connect to a PostgreSQL store the same way.
+STORE_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "PGCONNECT_TIMEOUT": "10",
+}
+# What a store client raises when the store is down or failing (not: "no such model").
+STORE_ERRORS = (MlflowException, requests.RequestException, OSError, SQLAlchemyError)
+
+
+def store_uri(uri: str) -> str:
+    """A store URI as SQLAlchemy needs it here: a PostgreSQL URI without a driver gets psycopg2's."""
+    for scheme in POSTGRES_SCHEMES[:2]:
+        if uri.startswith(scheme):
+            return POSTGRES_DRIVER_SCHEME + uri.removeprefix(scheme)
+    return uri
+
+
+def resolve_tracking_uri(explicit: str | None = None) -> str:
+    """The tracking URI: explicit, else MLFLOW_TRACKING_URI, else the embedded SQLite store;
+    a PostgreSQL one with the installed driver named (`store_uri`)."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return store_uri(uri)
+    LOCAL_STORE.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Point MLflow (tracking and registry) at one store with bounded HTTP timeouts and retries;
+    returns the URI used."""
+    for name, value in STORE_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    # MLflow retries creating a SQL store's engine 10 times with doubling sleeps (about 100 s on
+    # a dead database) and has no setting for it: the same retry count as its HTTP client.
+    retries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    mlflow_db_utils.MAX_RETRY_COUNT = min(mlflow_db_utils.MAX_RETRY_COUNT, retries + 1)
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+@contextmanager
+def registry_errors(action: str) -> Iterator[None]:
+    """MLflow client failures (server down or answering errors) -> RegistryUnavailableError
+    naming the action and the store, so callers print one line instead of a client traceback."""
+    try:
+        yield
+    except STORE_ERRORS as exc:
+        raise RegistryUnavailableError(
+            redact(f"tracking: {action} failed at {mlflow.get_tracking_uri()}: {one_line(exc, STORE_ERROR_CHARS)}")
+        ) from exc
+
+
+def registry_call(func: F) -> F:
+    """`func` with its store failures as RegistryUnavailableError naming it (`registry_errors`)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with registry_errors(func.__name__):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_not_found(exc: MlflowException) -> bool:
+    """Whether the store's error says the thing asked for does not exist (not: the store failed)."""
+    code = getattr(exc, "error_code", "")
+    text = str(exc).lower()
+    return (
+        code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+        or "not found" in text
+        or "does not exist" in text
+    )
+
+
+def unavailable(what: str, exc: BaseException) -> RegistryUnavailableError:
+    """The store failed while doing `what`: one redacted line (a SQL store puts its statement in the text)."""
+    return RegistryUnavailableError(redact(f"registry: {what}: {one_line(exc, STORE_ERROR_CHARS)}"))
