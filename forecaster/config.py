@@ -150,7 +150,12 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """The fit loop: optimiser, schedule, early stopping, seed and device."""
 
-    epochs: int = Field(10, ge=1, description="most epochs (early stopping may end sooner)")
+    epochs: int = Field(
+        10,
+        ge=0,
+        description="most epochs (early stopping may end sooner); 0: no training, the untrained network is "
+        "the EWMA-volatility random walk (a servable baseline model)",
+    )
     batch_size: int = Field(512, ge=1, description="windows per optimiser step")
     lr: float = Field(1e-3, gt=0.0, description="peak learning rate (AdamW)")
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine decay floor, as a share of lr")

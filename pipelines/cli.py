@@ -74,6 +74,7 @@ def register(app: typer.Typer) -> None:
                     "reason": report.decision.reason,
                     "champion_before": report.champion_before,
                     "champion_after": report.champion_after,
+                    "baseline_version": report.baseline_version,
                 }
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,10 @@ CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 # the rule that rejected a challenger, as recorded in the gate_rule tag
 RULE_NAIVE, RULE_COVERAGE, RULE_SPL, RULE_CHAMPION = "naive", "coverage", "spl_vs_ewma", "champion"
 RULE_FAILED = "run_failed"  # no gate was reached: a step of the run failed
+RULE_NONFINITE = "non_finite"  # the challenger's holdout figures hold NaN or inf: its forecasts are not numbers
+# How a registry without a champion gets one (gate_first_champion tag): the challenger when it is not
+# significantly worse than naive and ewma at any step, else the EWMA baseline model.
+FIRST_BY_DM, FIRST_BASELINE = "not_worse_by_dm", "ewma_baseline"
 # forecaster.evaluation.scoring names each central band's empirical coverage coverage_{nominal %:g}
 BAND_KEY = re.compile(r"coverage_(\d+(?:\.\d+)?)")
 # coverage is a share of origins; without this slack 0.77 vs 0.80 would miss a 0.03 tolerance by 3e-17
@@ -62,11 +66,13 @@ class Decision:
     spl: float | None = None
     ewma_spl: float | None = None
     coverage_tolerance: float | None = None
+    first: str = ""  # how a registry without a champion got this one (FIRST_*); empty otherwise
 
     def tags(self) -> dict[str, str]:
         """The decision as tags for the run and the model version."""
         return {
             **verdict_tags(self.promote, self.reason, self.rule),
+            **({"gate_first_champion": self.first} if self.first else {}),
             "gate_metric": self.metric,
             "gate_challenger": f"{self.challenger:.6g}",
             "gate_champion": _text(self.champion),
@@ -119,6 +125,7 @@ def band_coverage(model: dict[str, list[float]]) -> dict[str, float]:
 def decide(challenger: Metrics, champion: Metrics | None, rules: GateRules) -> Decision:
     """Promote only if, on the same holdout, the challenger (in this order):
 
+    0. forecasts numbers: every figure of its holdout metrics is finite (a NaN model never serves);
     1. beats naive on ``rules.metric`` (mean over the steps both models forecast);
     2. serves calibrated bands: every central band's coverage within ``coverage_tolerance`` of nominal;
     3. has a scaled pinball loss (SPL) not worse than ewma's (when ``require_spl_vs_ewma``);
@@ -142,6 +149,16 @@ def decide(challenger: Metrics, champion: Metrics | None, rules: GateRules) -> D
     def verdict(promote: bool, reason: str, rule: str = "") -> Decision:
         return replace(figures, promote=promote, reason=reason, rule=rule)
 
+    broken = sorted(
+        f"{name}.{key}"
+        for name, block in challenger.items()
+        if name.startswith("model")
+        for key, values in block.items()
+        if not np.all(np.isfinite(values))
+    )
+    if broken:
+        shown = ", ".join(broken[:4]) + (f" and {len(broken) - 4} more" if len(broken) > 4 else "")
+        return verdict(False, f"the challenger's holdout figures are not finite ({shown})", RULE_NONFINITE)
     if not ours < naive:
         return verdict(False, f"{metric} {ours:.4f} does not beat naive {naive:.4f}", RULE_NAIVE)
     off = {
@@ -171,6 +188,32 @@ def decide(challenger: Metrics, champion: Metrics | None, rules: GateRules) -> D
         False,
         f"{metric} {ours:.4f} does not beat champion {theirs:.4f} by {margin:.1%} (needs < {needed:.4f})",
         RULE_CHAMPION,
+    )
+
+
+def first_champion(decision: Decision, significance: dict[str, dict[str, Any]]) -> Decision:
+    """On a registry without a champion, a challenger the gate rejected still serves if no step of
+    its holdout is significantly worse (Diebold-Mariano at 5%) than naive on absolute error or than
+    ewma on pinball loss: a first model that is as good as the baselines beats having none. A
+    challenger whose forecasts are not finite never does. Otherwise the decision stands (the
+    pipeline then serves the EWMA baseline model; see pipelines.retrain)."""
+    if decision.promote or decision.champion is not None or decision.rule == RULE_NONFINITE:
+        return decision
+    worse = {
+        key: [h + 1 for h, verdict in enumerate(test.get("verdict", [])) if verdict == "worse"]
+        for key, test in significance.items()
+    }
+    tested = {"model_vs_naive", "model_vs_ewma"} <= set(significance)
+    if not tested or any(worse.values()):
+        found = "; ".join(f"{key} worse at steps {steps}" for key, steps in worse.items() if steps)
+        return replace(decision, reason=f"{decision.reason}; no champion yet and {found or 'no DM test'}")
+    return replace(
+        decision,
+        promote=True,
+        rule="",
+        first=FIRST_BY_DM,
+        reason=f"no champion yet: {decision.reason}, but no step is significantly worse than naive or ewma "
+        "(Diebold-Mariano, 5%), so it serves until a challenger beats it",
     )
 
 

@@ -39,6 +39,7 @@ class RetrainReport:
     decision: promote.Decision
     champion_before: str | None
     champion_after: str | None
+    baseline_version: str | None = None  # the EWMA baseline registered as the first champion, if it was
 
 
 def store_lock(settings: RetrainSettings) -> LockTarget:
@@ -116,7 +117,8 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
 
         step = "evaluate"
         log.info("step 3/5: evaluate challenger and champion on the holdout from %s", f"{holdout:%Y-%m-%d}")
-        challenger_metrics = holdout_metrics(result.outcome.forecaster, frame, holdout)
+        challenger_backtest = holdout_backtest(result.outcome.forecaster, frame, holdout)
+        challenger_metrics = evaluate.score(challenger_backtest)
         champion_metrics = None
         if champion_before is not None:
             try:
@@ -124,7 +126,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
             except ModelNotFoundError:
                 champion = None
             if champion is not None:
-                champion_metrics = holdout_metrics(champion, frame, holdout)
+                champion_metrics = evaluate.score(holdout_backtest(champion, frame, holdout))
 
         step = "gate"
         rules = promote.GateRules.from_settings(settings)
@@ -136,6 +138,8 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
             "required" if rules.require_spl_vs_ewma else "not required",
         )
         decision = promote.decide(challenger_metrics, champion_metrics, rules)
+        if champion_before is None:
+            decision = promote.first_champion(decision, evaluate.significance(challenger_backtest))
 
         step = "record"
         log.info("step 5/5: record the decision")
@@ -158,7 +162,44 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
     log.info(
         "%s: version %s %s: %s", name, result.version, "PROMOTED" if decision.promote else "rejected", decision.reason
     )
-    return RetrainReport(result.run_id, result.version, decision, champion_before, champion_after)
+    baseline = None
+    if champion_after is None:  # a first run whose challenger could not serve: the baseline does
+        baseline = champion_after = serve_baseline(settings, frame, origin, decision)
+    return RetrainReport(result.run_id, result.version, decision, champion_before, champion_after, baseline)
+
+
+def serve_baseline(settings: RetrainSettings, frame: pd.DataFrame, origin: str, rejected: promote.Decision) -> str:
+    """Register the EWMA baseline (the untrained network: train.epochs 0, the random walk with EWMA
+    quantiles) and make it champion, so the service has a model from the first run on; every later
+    challenger must beat it through the usual gate. Returns its version."""
+    name, config = settings.model_name, settings.training
+    log.warning("%s has no champion and the challenger cannot be one: registering the EWMA baseline", name)
+    result = tracked_training(
+        frame,
+        origin,
+        config.data,
+        config.model,
+        config.train.model_copy(update={"epochs": 0}),
+        register_as=name,
+        run_name="retrain-ewma-baseline",
+        extra_tags={**pipeline_tags(name), "baseline": "ewma"},
+    )
+    if result.version is None:
+        raise ForecasterError(f"{name}: the EWMA baseline was not registered")
+    reason = (
+        f"no champion yet and the challenger was rejected ({rejected.reason}): the EWMA-volatility random walk "
+        "serves until a challenger beats it"
+    )
+    tags = {**promote.verdict_tags(True, reason, ""), "gate_first_champion": promote.FIRST_BASELINE}
+    try:
+        tracking.tag_run(result.run_id, tags)
+        tracking.set_version_tags(name, result.version, tags)
+        tracking.set_alias(name, promote.CHAMPION, result.version)
+    except Exception as exc:
+        mark_failed(name, result.run_id, result.version, f"baseline step failed: {one_line(exc)}", decided=False)
+        raise
+    log.info("%s: the EWMA baseline, version %s, is champion", name, result.version)
+    return result.version
 
 
 def check_holdout(frame: pd.DataFrame, data: DataConfig) -> None:
@@ -195,9 +236,9 @@ def mark_failed(name: str, run_id: str, version: str | None, reason: str, decide
         log.warning("could not record the failure on run %s: %s", run_id, exc)
 
 
-def holdout_metrics(forecaster: Any, frame: Any, holdout: Any) -> dict[str, dict[str, list[float]]]:
-    backtest = evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date=holdout)
-    return evaluate.score(backtest)
+def holdout_backtest(forecaster: Any, frame: Any, holdout: Any) -> evaluate.Backtest:
+    """A model's rolling-origin backtest on the holdout, beside the baselines (scored by the caller)."""
+    return evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date=holdout)
 
 
 def decision_record(

@@ -54,7 +54,10 @@ def loss_figure(history: list[EpochStats]) -> Figure:
     ax.plot(epochs, [s.val_loss for s in history], marker="o", label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("pinball loss")
-    ax.legend()
+    if history:
+        ax.legend()
+    else:  # train.epochs 0: the untrained baseline network
+        ax.text(0.5, 0.5, "no training (train.epochs 0): the EWMA random-walk baseline", ha="center", va="center")
     fig.tight_layout()
     return fig
 

@@ -122,6 +122,10 @@ def fit(
 
     result = FitResult(model=network, device=str(device))
     best_state = copy.deepcopy(network.state_dict())
+    if train_config.epochs == 0:  # the network as built: its head forecasts the random walk (the EWMA baseline)
+        result.best_val_loss = evaluate_loss(network, monitor, model_config.network_levels, device, group)
+        network.eval()
+        return result
     bad_epochs, step, lr = 0, 0, learning_rate(0, total_steps, train_config)
     for epoch in range(1, train_config.epochs + 1):
         started = time.perf_counter()

@@ -152,7 +152,10 @@ def run_training(
     model, members = fit_members(model_config, train_config, windows, tracker, hooks)
     distributed.finish()  # under torchrun: every rank's last collective is behind it
     device = torch.device(members[0].device)
-    calibration = calibrate(model, model_config, windows.val, device)
+    if train_config.epochs == 0:  # the untrained network is the EWMA baseline: served as it is, not recalibrated
+        calibration = Calibration.identity(data_config.horizon, len(model_config.network_levels))
+    else:
+        calibration = calibrate(model, model_config, windows.val, device)
     full_meta = {
         "train_config": to_dict(train_config),
         "val_start": f"{windows.split.val_start:%Y-%m-%d}",

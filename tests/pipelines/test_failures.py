@@ -64,7 +64,7 @@ def test_a_step_failing_after_registration_marks_the_run_failed_and_the_version_
     def no_origins(*args: Any) -> Any:
         raise DataError("evaluate: no forecast origins")
 
-    monkeypatch.setattr(retrain, "holdout_metrics", no_origins)
+    monkeypatch.setattr(retrain, "holdout_backtest", no_origins)
     with pytest.raises(DataError, match="no forecast origins"):
         retrain.run_locked(tiny_settings(tmp_path, mlflow_store))
     (run,) = pipeline_runs()

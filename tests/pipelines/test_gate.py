@@ -247,7 +247,7 @@ def test_settings_reject_bad_values_and_missing_config(tmp_path: Path, clean_env
     from forecaster.errors import ForecasterError
 
     with pytest.raises(ValidationError, match="epochs"):
-        load_settings(None, ["--epochs", "0"])
+        load_settings(None, ["--epochs", "-1"])
     with pytest.raises(ValidationError, match="on_busy"):
         load_settings(None, ["--on-busy", "queue"])
     with pytest.raises(ForecasterError, match="missing.yaml': No such file or directory"):

@@ -162,3 +162,24 @@ def test_training_on_the_cpu_takes_the_configured_thread_count(tmp_path: Path) -
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", ["n-to-1", "seq2seq"])
+def test_zero_epochs_give_the_untrained_network_which_is_the_ewma_random_walk(tmp_path: Path, mode: str) -> None:
+    """train.epochs 0: no step is taken and the bundle is not recalibrated, so the model is the random
+    walk with Gaussian quantiles in units of the window's EWMA volatility: its median is the last
+    close (MAE = naive's) and its pinball loss that of the ewma baseline (same EWMA up to its window)."""
+    model = ModelConfig(arch="gru", mode=mode, hidden_size=8, num_layers=1, dropout=0.0)
+    outcome = run_training(
+        random_ohlc(tickers=("AAA", "BBB", "CCC"), days=400, seed=2),
+        DataConfig(lookback=60, horizon=3),
+        model,
+        TrainConfig(epochs=0, device="cpu"),
+        tmp_path / "bundle",
+    )
+
+    assert outcome.fit.history == [] and outcome.fit.best_epoch == 0 and math.isfinite(outcome.fit.best_val_loss)
+    assert not outcome.calibration.offsets.any() and (outcome.calibration.shrink == 1.0).all()
+    metrics = outcome.metrics
+    np.testing.assert_allclose(metrics["model"]["mae"], metrics["naive"]["mae"], rtol=1e-6)
+    np.testing.assert_allclose(metrics["model"]["spl"], metrics["ewma"]["spl"], rtol=0.01)
