@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pipelines.settings import RetrainSettings
 
 log = logging.getLogger(__name__)
-CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+CHAMPION, PREVIOUS, CHALLENGER = tracking.CHAMPION, tracking.PREVIOUS, tracking.CHALLENGER  # the registry's names
 # the rule that rejected a challenger, as recorded in the gate_rule tag
 RULE_NAIVE, RULE_COVERAGE, RULE_SPL, RULE_CHAMPION = "naive", "coverage", "spl_vs_ewma", "champion"
 RULE_FAILED = "run_failed"  # no gate was reached: a step of the run failed
@@ -228,13 +228,11 @@ def _quality(coverage: dict[str, float], rules: GateRules, spl: float | None, ew
     return text
 
 
-def apply(name: str, version: str, decision: Decision, champion_version: str | None) -> None:
-    """Move aliases: promoted -> champion (old champion -> previous); else -> challenger.
-    Every move is read back (tracking.set_alias): a mismatch is an error, not a log line."""
+def apply(name: str, version: str, decision: Decision) -> None:
+    """Move aliases: promoted -> champion (old champion -> previous, tracking.make_champion); else ->
+    challenger. Every move is read back (tracking.set_alias): a mismatch is an error, not a log line."""
     if decision.promote:
-        if champion_version is not None:
-            tracking.set_alias(name, PREVIOUS, champion_version)
-        tracking.set_alias(name, CHAMPION, version)
+        tracking.make_champion(name, version)
         log.info("promoted %s version %s to %s (%s)", name, version, CHAMPION, decision.reason)
     else:
         tracking.set_alias(name, CHALLENGER, version)

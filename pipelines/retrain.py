@@ -148,7 +148,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
         tracking.log_run_metrics(result.run_id, decision.metrics())
         tracking.set_version_tags(name, result.version, record)
         step = "promote"
-        promote.apply(name, result.version, decision, champion_before)
+        promote.apply(name, result.version, decision)
         champion_after = tracking.alias_version(name, promote.CHAMPION)
     except Exception as exc:
         mark_failed(
@@ -194,7 +194,7 @@ def serve_baseline(settings: RetrainSettings, frame: pd.DataFrame, origin: str, 
     try:
         tracking.tag_run(result.run_id, tags)
         tracking.set_version_tags(name, result.version, tags)
-        tracking.set_alias(name, promote.CHAMPION, result.version)
+        tracking.make_champion(name, result.version)
     except Exception as exc:
         mark_failed(name, result.run_id, result.version, f"baseline step failed: {one_line(exc)}", decided=False)
         raise

@@ -3,15 +3,15 @@
 
 Each name is owned by the module it comes from (store: the store URI and its errors; runs:
 experiments and runs; names: alias names and name rules; versions: registered versions and
-aliases; logged_model: logging a bundle as a pyfunc model; loading: the one loader). Callers look
-names up here at call time, so a test that patches ``tracking.resolve_version`` patches what the
-service calls.
+aliases; logged_model: logging a bundle as a pyfunc model; references: the forms a model
+reference takes; loading: the one loader). Callers look names up here at call time, so a test
+that patches ``tracking.resolve_version`` patches what the service calls.
 """
 
 from __future__ import annotations
 
 from forecaster.errors import redact
-from forecaster.registry.loading import load_forecaster, parse_model_uri
+from forecaster.registry.loading import ModelSource, bundle_folder, load_forecaster, parse_model_uri
 from forecaster.registry.logged_model import (
     BUNDLE_ARTIFACT,
     PACKAGE_DIR,
@@ -21,6 +21,7 @@ from forecaster.registry.logged_model import (
     log_model,
 )
 from forecaster.registry.names import CHALLENGER, CHAMPION, PREVIOUS, check_names
+from forecaster.registry.references import FORMS, Reference, parse_reference
 from forecaster.registry.runs import (
     EXPERIMENT,
     EXPERIMENT_KIND,
@@ -55,6 +56,7 @@ from forecaster.registry.versions import (
     alias_version,
     delete_alias,
     describe_version,
+    make_champion,
     model_registered,
     resolve_version,
     set_alias,
@@ -66,6 +68,7 @@ __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "EXPERIMENT",
+    "FORMS",
     "EXPERIMENT_KIND",
     "EXPERIMENT_KIND_TAG",
     "FAILURE_TAG",
@@ -84,7 +87,10 @@ __all__ = [
     "STORE_ERROR_CHARS",
     "MlflowTracker",
     "ModelRef",
+    "ModelSource",
+    "Reference",
     "alias_version",
+    "bundle_folder",
     "check_names",
     "configure",
     "delete_alias",
@@ -93,12 +99,14 @@ __all__ = [
     "ensure_experiment",
     "example_input",
     "fail_run",
+    "make_champion",
     "fail_running_runs",
     "load_forecaster",
     "log_model",
     "log_run_metrics",
     "model_registered",
     "parse_model_uri",
+    "parse_reference",
     "redact",
     "registry_errors",
     "resolve_tracking_uri",

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from forecaster.errors import ForecasterError, ModelNotFoundError
+from forecaster.registry.names import CHAMPION, PREVIOUS
 from forecaster.registry.store import STORE_ERRORS, is_not_found, registry_call, unavailable
 
 # Registry versions are sequential integers; the backends store them in a 32-bit column (PostgreSQL
@@ -85,6 +86,17 @@ def set_alias(name: str, alias: str, version: str) -> None:
         raise ForecasterError(
             f"registry: alias '{alias}' of model '{name}' points at version {found} after it was set to {version}"
         )
+
+
+def make_champion(name: str, version: str) -> str | None:
+    """`champion` -> `version`, the version it held kept as `previous` (so a rollback has somewhere
+    to go); the one way every caller (the gate, `train --alias champion`) moves the champion.
+    Returns the version that was champion, or None."""
+    before = alias_version(name, CHAMPION)
+    if before is not None and before != str(version):
+        set_alias(name, PREVIOUS, before)
+    set_alias(name, CHAMPION, version)
+    return before
 
 
 @registry_call

@@ -184,7 +184,9 @@ def tracked_training(
                     **{f"test_{k}": f"{v:.6g}" for k, v in evaluate.summary(outcome.metrics).items()},
                 },
             )
-            if alias:
+            if alias == tracking.CHAMPION:  # the champion it replaces stays `previous`: rollback works
+                tracking.make_champion(register_as, version)
+            elif alias:
                 tracking.set_alias(register_as, alias, version)
         description = run_description(source, frame, outcome)
         tracking.describe_run(tracker.run_id, description)

@@ -142,3 +142,23 @@ def test_a_later_challenger_faces_the_baseline_champion_through_the_usual_gate(
     assert second is not None and second.champion_before == first.baseline_version
     assert seen and seen[0] is not None and "model" in seen[0]  # the baseline's holdout figures were compared
     assert second.baseline_version is None  # a champion exists: no second baseline
+
+
+def test_train_alias_champion_keeps_the_old_champion_as_previous_so_rollback_works(
+    tmp_path: Path, mlflow_store: MlflowStore
+) -> None:
+    from factories import random_ohlc
+
+    import forecaster
+
+    tiny = {"data.lookback": 10, "data.horizon": 2, "train.epochs": 1, "model.hidden_size": 8, "train.device": "cpu"}
+    bars = random_ohlc(days=120, seed=5)
+    first = forecaster.train(bars, register_as="kept", alias="champion", **tiny)
+    second = forecaster.train(bars, register_as="kept", alias="champion", **tiny)
+
+    assert (tracking.alias_version("kept", "champion"), tracking.alias_version("kept", "previous")) == (
+        second.version,
+        first.version,
+    )
+    assert promote.rollback("kept") == (second.version, first.version)
+    assert tracking.alias_version("kept", "champion") == first.version

@@ -246,10 +246,22 @@ def test_the_lock_database_connection_attempt_is_bounded(monkeypatch: pytest.Mon
 
 @pytest.fixture()
 def registry_answers_version_99(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The store accepts every alias move but then answers another version (a concurrent writer)."""
+    """The store accepts every alias move but then answers another version for that alias (a concurrent
+    writer); an alias not moved yet reads as it is."""
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", lambda self, name, alias: _Version("99"))
+    moved: set[str] = set()
+    real_set, real_get = MlflowClient.set_registered_model_alias, MlflowClient.get_model_version_by_alias
+
+    def set_alias(self: Any, name: str, alias: str, version: str) -> None:
+        moved.add(alias)
+        real_set(self, name, alias, version)
+
+    def get_alias(self: Any, name: str, alias: str) -> Any:
+        return _Version("99") if alias in moved else real_get(self, name, alias)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", set_alias)
+    monkeypatch.setattr(MlflowClient, "get_model_version_by_alias", get_alias)
 
 
 class _Version:
@@ -270,7 +282,7 @@ def test_apply_fails_naming_alias_expected_and_found_when_the_move_does_not_hold
 ) -> None:
     registered_versions(1, tmp_path)
     with pytest.raises(ForecasterError, match=rf"alias '{alias}' of model 'safe' points at version 99 .* set to 1"):
-        promote.apply(MODEL, "1", decision(promoted), None)
+        promote.apply(MODEL, "1", decision(promoted))
 
 
 def test_rollback_fails_when_the_champion_move_does_not_hold(mlflow_store: MlflowStore, tmp_path: Path) -> None:
@@ -292,8 +304,8 @@ def test_rollback_fails_when_the_champion_move_does_not_hold(mlflow_store: Mlflo
 
 def test_apply_moves_and_verifies_champion_and_previous(mlflow_store: MlflowStore, tmp_path: Path) -> None:
     registered_versions(2, tmp_path)
-    promote.apply(MODEL, "1", decision(True), None)
-    promote.apply(MODEL, "2", decision(True), "1")
+    promote.apply(MODEL, "1", decision(True))
+    promote.apply(MODEL, "2", decision(True))
     assert aliases() == {"champion": "2", "previous": "1"}
 
 
