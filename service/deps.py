@@ -14,7 +14,7 @@ from fastapi.security import APIKeyHeader
 
 from service.history import HistoryProvider
 from service.metrics import ServiceMetrics
-from service.model_store import ModelStore
+from service.models.store import ModelStore
 from service.settings import Settings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)

@@ -24,7 +24,7 @@ from service.history import HistoryProvider
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, RequestLogMiddleware
-from service.model_store import ModelStore
+from service.models.store import ModelStore
 from service.routes import admin, forecast, health, models
 from service.schemas import ErrorDetail, ValidationErrorDetail
 from service.settings import Settings, get_settings

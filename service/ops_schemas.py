@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.model_store import LoadFailure
+from service.models.failures import LoadFailure
 from service.schemas import LoadedModelInfo
 
 

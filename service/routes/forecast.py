@@ -68,6 +68,10 @@ def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]
     openapi_extra=REQUEST_BODY_DOC,
     responses={
         404: {"description": "Unknown model, alias or version"},
+        409: {
+            "description": "The version cannot serve: its artifact cannot be loaded, or it answered non-finite "
+            "numbers for this request; the detail names version and cause"
+        },
         413: {"description": "Body too large"},
         422: {"description": "Invalid request; `detail` names the field, `errors` lists each field at fault"},
         503: {
@@ -101,7 +105,8 @@ async def forecast(
         raise InvalidField("horizon", f"horizon: {horizon} is larger than the model's horizon {forecaster.horizon}")
 
     windows, sources, stale = await series_windows(body, forecaster, history)
-    quantiles = await loaded.batcher.submit(np.stack([w.values for w in windows]))  # -> (N, H, Q) prices
+    names = [item.field.rstrip(".") for item in body.series]  # how a series that got NaN is named (409)
+    quantiles = await loaded.forecast(np.stack([w.values for w in windows]), names)  # -> (N, H, Q) prices
     levels, median = forecaster.quantiles, forecaster.median_index
     rows_all = quantiles[:, :horizon].tolist()  # one conversion to Python floats per request, not per number
     forecasts = []

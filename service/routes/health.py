@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.deps import MetricsDep, SettingsDep, StoreDep
-from service.model_store import ModelStore
+from service.models.store import ModelStore
+from service.models.warmup import probe_window, unusable
 from service.ops_schemas import ReadyStatus, failed_info
 from service.settings import Settings
 
@@ -35,7 +35,7 @@ def _status(settings: Settings, store: ModelStore, version: str | None, detail: 
         version=version,
         registry="unknown" if store.registry_up is None else ("up" if store.registry_up else "down"),
         last_refresh=store.last_refresh,
-        failed=failed_info(store.failures.get(store.default_key)),
+        failed=failed_info(store.failed.get(store.default_key)),
         detail=detail,
     )
 
@@ -54,21 +54,23 @@ def _not_ready(settings: Settings, status: ReadyStatus) -> JSONResponse:
     responses={503: {"model": ReadyStatus, "description": "The default model is not loaded or fails a probe"}},
 )
 async def ready(settings: SettingsDep, store: StoreDep) -> JSONResponse:
-    """200 when the default model is loaded and answers a forecast; else 503 with Retry-After.
-    A registry outage alone keeps it 200 (the loaded model serves) and shows as `registry: down`."""
+    """200 when the default model is loaded and its probe forecast is finite and ordered; else 503
+    with Retry-After. A registry outage alone keeps it 200 (the loaded model serves) and shows as
+    `registry: down`; evidence older than the registry bound is refreshed in the background."""
+    store.check_registry()
     loaded = store.models.get(store.default_key)
     label = store.label(store.default_key)
     if loaded is None:
         reason = store.default_error or "the model is still loading"
         return _not_ready(settings, _status(settings, store, None, f"{label}: {reason}"))
-    probe = np.ones((1, loaded.forecaster.lookback, 4), dtype=np.float32)
     try:
-        result = await loaded.batcher.submit(probe)
+        result = await loaded.batcher.submit(probe_window(loaded.forecaster.lookback))
     except Exception:  # noqa: BLE001 - a model that cannot forecast is not ready; the cause goes to the log
         log.exception("readiness probe of %s version %s failed", label, loaded.ref.version)
         return _not_ready(settings, _status(settings, store, loaded.ref.version, f"{label}: the probe forecast failed"))
-    if not np.isfinite(result).all():
-        detail = f"{label}: the model answered non-finite values"
+    problem = unusable(result, loaded.forecaster.quantiles)
+    if problem is not None:
+        detail = f"{label}: the probe forecast has {problem}"
         return _not_ready(settings, _status(settings, store, loaded.ref.version, detail))
     return JSONResponse(_status(settings, store, loaded.ref.version, None).model_dump(mode="json"))
 

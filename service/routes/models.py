@@ -29,7 +29,7 @@ async def list_models(store: StoreDep) -> list[ModelStatus]:
                 quantiles=list(config.quantiles),
                 device=str(loaded.forecaster.device),
                 loaded_at=loaded.loaded_at,
-                failed=failed_info(store.failures.get(key)),
+                failed=failed_info(store.failed.get(key)),
             )
         )
     return out

@@ -29,7 +29,7 @@ from service.batching import MicroBatcher
 from service.errors import RegistryTimeout, ServiceUnavailable
 from service.main import create_app
 from service.metrics import ServiceMetrics
-from service.model_store import ModelStore
+from service.models.store import ModelStore
 
 BROKEN = "svc_broken"  # its own registered model: versions made from copies of svc/1, then damaged
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
