@@ -10,6 +10,7 @@ quotes a URI, a password or an exception text from the store: only our own wordi
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,6 +77,17 @@ def field_path(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def field_loc(path: str) -> tuple[str | int, ...]:
+    """'series[0].history[3].close' -> ('body', 'series', 0, 'history', 3, 'close'): the inverse of
+    field_path, for the errors found after parsing (InvalidField), which name their field by path."""
+    if path == "body":
+        return ("body",)
+    return ("body", *(name or int(index) for name, index in _STEP.findall(path)))
+
+
 def error_field(error: Mapping[str, Any]) -> str:
     """The field a validation error names; the body itself when it is not JSON (pydantic's loc
     then holds the character position, not a field)."""
@@ -93,13 +105,22 @@ def validation_message(error: Mapping[str, Any]) -> str:
     return f"{where}: {message}"
 
 
-def invalid_request(problems: Sequence[tuple[str, str]]) -> JSONResponse:
-    """The one 422 body: `detail` joins the first ten messages; `errors` lists every problem as
-    the field at fault and its message (README "Serve", schemas.ValidationErrorDetail)."""
-    messages = [message for _, message in problems]
-    more = f"; and {len(messages) - 10} more" if len(messages) > 10 else ""
-    errors = [{"field": field, "message": message} for field, message in problems]
-    return JSONResponse(status_code=422, content={"detail": "; ".join(messages[:10]) + more, "errors": errors})
+def invalid_request(problems: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    """The one 422 body, FastAPI's own shape: `detail` lists every problem as `{loc, msg, type}`,
+    `loc` the path to the field at fault (`["body", "series", 1, "history"]`), `msg` the human
+    message, which names the field first (README "Serve", schemas.ValidationErrorDetail)."""
+    return JSONResponse(status_code=422, content={"detail": list(problems)})
+
+
+def _problem(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One of pydantic's (or fastpath's) errors as the 422 lists it: no `input` (a whole history
+    could come back) and no `ctx` (its values need not be JSON); the message is ours."""
+    loc = [part if isinstance(part, int) else str(part) for part in error.get("loc", ("body",))]
+    return {"loc": loc, "msg": validation_message(error), "type": str(error.get("type", "value_error"))}
+
+
+def invalid_field(field: str, message: str) -> dict[str, Any]:
+    return {"loc": list(field_loc(field)), "msg": message, "type": "value_error"}
 
 
 def _count(request: Request, kind: str) -> None:
@@ -114,12 +135,12 @@ def _unavailable(request: Request, detail: str) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return invalid_request([(error_field(e), validation_message(e)) for e in exc.errors()])
+        return invalid_request([_problem(e) for e in exc.errors()])
 
     @app.exception_handler(DataError)
     async def bad_data(_: Request, exc: DataError) -> JSONResponse:
         # the routes name the field of every DataError they expect (InvalidField); any other is the body's
-        return invalid_request([(exc.field if isinstance(exc, InvalidField) else "body", str(exc))])
+        return invalid_request([invalid_field(exc.field if isinstance(exc, InvalidField) else "body", str(exc))])
 
     @app.exception_handler(ModelNotFoundError)
     async def not_found(_: Request, exc: ModelNotFoundError) -> JSONResponse:

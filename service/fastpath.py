@@ -77,10 +77,16 @@ def is_json(content_type: str | None) -> bool:
 
 def parse_body(raw: bytes, content_type: str | None = "application/json") -> ParsedRequest:
     """The request a body holds. Raises RequestValidationError, as FastAPI would, for a body that
-    is not JSON (or not declared JSON) or breaks the schema."""
-    if is_json(content_type):
+    is not JSON (or not declared JSON), names a key twice in one object, or breaks the schema."""
+    # orjson keeps the last of a repeated key without a word, so the fast path takes only bodies
+    # that show they repeat none: with no backslash (no escape can spell a key a second way), every
+    # key ends in a literal `":` and no string holds a quote, so `":` occurs once per key exactly
+    # when each key was written once (and directly followed by its colon: `"a" : 1` goes slow too).
+    if is_json(content_type) and b"\\" not in raw:
         try:
-            return _fast(orjson.loads(raw))
+            parsed, keys = _fast(orjson.loads(raw))
+            if raw.count(b'":') == keys:
+                return parsed
         except (orjson.JSONDecodeError, _NotFast, KeyError, OverflowError, TypeError, ValueError):
             pass
     return _slow(raw, is_json(content_type))
@@ -94,8 +100,9 @@ def _slow(raw: bytes, declared_json: bool = True) -> ParsedRequest:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     decoded: Any = raw
     if declared_json:
+        twice: list[bool] = []
         try:
-            decoded = json.loads(raw)
+            decoded = json.loads(raw, object_pairs_hook=lambda pairs: _object(pairs, twice))
         except json.JSONDecodeError as exc:
             raise _not_json(exc.msg, exc.pos) from exc
         except UnicodeDecodeError as exc:  # not text at all: named like any other JSON error, a 422
@@ -104,6 +111,8 @@ def _slow(raw: bytes, declared_json: bool = True) -> ParsedRequest:
             raise _not_json("arrays or objects nested too deeply") from exc
         except ValueError as exc:  # the only other: an integer over sys.get_int_max_str_digits()
             raise _not_json(f"a number longer than {sys.get_int_max_str_digits()} digits") from exc
+        if twice:
+            raise _repeated_key(decoded)
     try:
         body = ForecastRequest.model_validate(decoded)
     except ValidationError as exc:
@@ -123,6 +132,38 @@ def _slow(raw: bytes, declared_json: bool = True) -> ParsedRequest:
             prices = np.array([[b.open, b.high, b.low, b.close] for b in item.history], dtype=np.float64)
             series.append(SeriesBody(name, field, prices, item.history[-1].date))
     return ParsedRequest(body.model, body.alias, body.version, body.horizon, many, series)
+
+
+class _Twice(dict[str, Any]):
+    """A decoded JSON object that named `key` more than once (JSON keeps the last; we refuse it)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]], key: str) -> None:
+        super().__init__(pairs)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]], twice: list[bool]) -> dict[str, Any]:
+    """The stdlib decoder's object hook: a dict, or a _Twice (noted in `twice`) for a repeated key."""
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    seen: set[str] = set()
+    twice.append(True)
+    return _Twice(pairs, next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+
+
+def _repeated_key(decoded: Any) -> RequestValidationError:
+    """The 422 for the first object (depth first) that named a key twice, at that key's path."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(decoded, ("body",))]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, _Twice):
+            where = (*loc, value.key)
+            message = "given more than once in one object (each key at most once)"  # the 422 names the field
+            return RequestValidationError([{"type": "value_error", "loc": where, "msg": message, "input": None}])
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        stack.extend((child, (*loc, key)) for key, child in reversed(list(items)))
+    raise AssertionError("a repeated key was noted but not found")  # the hook saw one: unreachable
 
 
 def _not_json(reason: str, position: int = 0) -> RequestValidationError:
@@ -150,6 +191,13 @@ def _optional(value: Any, kind: type) -> Any:
     return value
 
 
+def _name(value: Any) -> str | None:
+    """A model or alias: absent, or a non-empty string ("" would silently mean the default)."""
+    if value is not None and (type(value) is not str or not value):
+        raise _NotFast
+    return value
+
+
 def _positive(value: Any) -> int | None:
     if value is not None and (type(value) is not int or value < 1):
         raise _NotFast
@@ -163,28 +211,32 @@ def _ticker(value: Any) -> str:
     return value
 
 
-def _fast(body: Any) -> ParsedRequest:
+def _fast(body: Any) -> tuple[ParsedRequest, int]:
+    """The request and the number of object keys it holds (parse_body's check for repeated keys)."""
     if type(body) is not dict or not body.keys() <= REQUEST_KEYS:
         raise _NotFast
-    alias, version = _optional(body.get("alias"), str), _positive(body.get("version"))
+    alias, version = _name(body.get("alias")), _positive(body.get("version"))
     given = [name for name in ("history", "ticker", "series") if body.get(name) is not None]
     if len(given) != 1 or (alias is not None and version is not None):
         raise _NotFast
-    envelope = (_optional(body.get("model"), str), alias, version, _positive(body.get("horizon")))
+    envelope = (_name(body.get("model")), alias, version, _positive(body.get("horizon")))
     if given == ["ticker"]:
         ticker = _ticker(body["ticker"])
-        return ParsedRequest(*envelope, False, [SeriesBody(ticker, "", ticker=ticker)])
+        return ParsedRequest(*envelope, False, [SeriesBody(ticker, "", ticker=ticker)]), len(body)
     if given == ["history"]:
-        return ParsedRequest(*envelope, False, _histories([("series", "", body["history"])]))
+        series, keys = _histories([("series", "", body["history"])])
+        return ParsedRequest(*envelope, False, series), len(body) + keys
     items = body["series"]
     if type(items) is not list or not items:
         raise _NotFast
     histories: list[tuple[str, str, Any]] = []
     tickers: dict[int, SeriesBody] = {}
     ids: set[str] = set()
+    keys = len(body)
     for index, item in enumerate(items):
         if type(item) is not dict or not item.keys() <= SERIES_KEYS:
             raise _NotFast
+        keys += len(item)
         id_ = _optional(item.get("id"), str)
         if id_ is not None and (len(id_) > ID_MAX_LENGTH or id_ in ids):
             raise _NotFast
@@ -198,13 +250,15 @@ def _fast(body: Any) -> ParsedRequest:
             tickers[index] = SeriesBody(id_ or symbol, f"series[{index}].", ticker=symbol)
         else:
             histories.append((id_ or str(index), f"series[{index}].", history))
-    checked = iter(_histories(histories))
-    return ParsedRequest(*envelope, True, [tickers[i] if i in tickers else next(checked) for i in range(len(items))])
+    series, bar_keys = _histories(histories)
+    checked = iter(series)
+    many = [tickers[i] if i in tickers else next(checked) for i in range(len(items))]
+    return ParsedRequest(*envelope, True, many), keys + bar_keys
 
 
-def _add_columns(history: Any, columns: list[list[Any]]) -> int:
+def _add_columns(history: Any, columns: list[list[Any]]) -> tuple[int, int]:
     """Append the bars of a list or columnar history to the five `columns` (date, open, high, low,
-    close), unchecked; returns how many bars it had."""
+    close), unchecked; returns how many bars and how many object keys it had."""
     if type(history) is dict:
         if history.keys() != BAR_KEYS:
             raise _NotFast
@@ -218,7 +272,8 @@ def _add_columns(history: Any, columns: list[list[Any]]) -> int:
         given = list(zip(*map(_BAR_VALUES, history), strict=True))
     for column, values in zip(columns, given, strict=True):
         column.extend(values)
-    return len(given[0]) if given else 0
+    bars = len(given[0]) if given else 0
+    return bars, len(BAR_FIELDS) * (1 if type(history) is dict else bars)
 
 
 def _iso_days(dates: list[Any]) -> np.ndarray:
@@ -244,12 +299,14 @@ def _iso_days(dates: list[Any]) -> np.ndarray:
     return first.astype("datetime64[D]") + (day - 1)
 
 
-def _histories(items: list[tuple[str, str, Any]]) -> list[SeriesBody]:
-    """Every history of a request checked at once: their bars concatenated, rules column-wise."""
+def _histories(items: list[tuple[str, str, Any]]) -> tuple[list[SeriesBody], int]:
+    """Every history of a request checked at once: their bars concatenated, rules column-wise;
+    with the number of object keys the histories held."""
     if not items:
-        return []
+        return [], 0
     columns: list[list[Any]] = [[] for _ in BAR_FIELDS]
-    lengths = [_add_columns(history, columns) for _, _, history in items]
+    counts = [_add_columns(history, columns) for _, _, history in items]
+    lengths = [bars for bars, _ in counts]
     if min(lengths) == 0:
         raise _NotFast
     days = _iso_days(columns[0])
@@ -279,4 +336,4 @@ def _histories(items: list[tuple[str, str, Any]]) -> list[SeriesBody]:
     return [
         SeriesBody(id_, field, ohlc[stop - length : stop], last)
         for (id_, field, _), stop, length, last in zip(items, ends.tolist(), lengths, last_days, strict=True)
-    ]
+    ], sum(keys for _, keys in counts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -47,6 +48,30 @@ Price = Annotated[
     not_bool("float_type"),
 ]
 Count = Annotated[int, Field(ge=1), not_bool("int_type")]  # a whole number from 1
+# A model or alias named in a request: never "" (it would silently mean the default one).
+Name = Annotated[str, Field(min_length=1)]
+VERSION_DIGITS = re.compile(r"[1-9][0-9]*")
+
+
+def version_number(value: Any) -> Any:
+    """A registry version is an identifier, not a quantity: a JSON integer, or its digits as text
+    (MLflow writes versions as strings, as this service's answers do); never `1.0`, `" 1"`, `"01"`
+    or `true`, which pydantic's lax mode would read as 1."""
+    if isinstance(value, bool | float):
+        raise PydanticKnownError("int_type")
+    if isinstance(value, str):
+        if not VERSION_DIGITS.fullmatch(value):
+            raise ValueError(f"{value!r} is not a version number (a whole number from 1, or its digits as text)")
+        return int(value)
+    return value
+
+
+VersionText = Annotated[str, Field(pattern=f"^{VERSION_DIGITS.pattern}$")]
+Version = Annotated[
+    int,
+    Field(ge=1),
+    BeforeValidator(version_number, json_schema_input_type=Annotated[int, Field(ge=1)] | VersionText),
+]
 
 
 def ticker_symbol(value: str) -> str:
@@ -184,9 +209,9 @@ class SeriesIn(Strict):
 
 
 class ForecastRequest(Strict):
-    model: str | None = Field(None, description="Registered model name (default: the service's)")
-    alias: str | None = Field(None, description="Registry alias (default champion); excludes 'version'")
-    version: Count | None = Field(None, description="Registry version; excludes 'alias'")
+    model: Name | None = Field(None, description="Registered model name (default: the service's)")
+    alias: Name | None = Field(None, description="Registry alias (default champion); excludes 'version'")
+    version: Version | None = Field(None, description="Registry version; excludes 'alias'")
     horizon: Count | None = Field(None, description="Steps to return (default: the model's horizon)")
     history: HistoryIn | None = Field(None, description=HISTORY_DESCRIPTION)
     ticker: Ticker | None = None
@@ -255,18 +280,22 @@ class LoadedModelInfo(ModelInfo):
 
 
 class ErrorDetail(BaseModel):
-    detail: str = Field(description="what went wrong, in words (a 422's names the field first)")
+    detail: str = Field(description="what went wrong, in words")
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="the field at fault (`series[1].history[17].close`); `body` for the body itself")
-    message: str = Field(description="what is wrong with it, starting with the field")
+    loc: list[str | int] = Field(
+        description='where: `body`, then the path to the field at fault (`["body", "series", 1, "history", 17, '
+        '"close"]`); `["body", position]` for a body that is not JSON'
+    )
+    msg: str = Field(description="what is wrong, in words, naming the field first (`series[1].history[17].close: ...`)")
+    type: str = Field(description="the kind of problem (pydantic's error types, `value_error` for the service's rules)")
 
 
-class ValidationErrorDetail(ErrorDetail):
-    """Every 422: `detail` joins the first ten messages, `errors` lists each problem."""
+class ValidationErrorDetail(BaseModel):
+    """Every 422, in FastAPI's shape: `detail` lists each problem, in the order found."""
 
-    errors: list[FieldError] = Field(min_length=1, description="each problem, in the order found")
+    detail: list[FieldError] = Field(min_length=1, description="each problem, in the order found")
 
 
 def _example_history(days: int = 120, end: str = "2024-06-28") -> list[dict[str, object]]:

@@ -110,8 +110,9 @@ def test_forecast_ticker_reads_the_data_file(client, registry, same_points):
 def test_forecast_unknown_ticker_is_422_naming_it(client, assert_unchanged):
     response = client.post("/forecast", json={"ticker": "ZZZQ"})
     assert response.status_code == 422
-    assert "ticker 'ZZZQ'" in response.json()["detail"]
-    assert "not in the service's data source" in response.json()["detail"]
+    [error] = response.json()["detail"]  # FastAPI's 422 shape: [{loc, msg, type}]
+    assert error["loc"] == ["body", "ticker"]
+    assert "ticker 'ZZZQ'" in error["msg"] and "not in the service's data source" in error["msg"]
     assert_unchanged()
 
 

@@ -79,7 +79,7 @@ def test_edge_input_is_422_naming_the_field_and_the_connection_still_serves(conn
     build, expected = EDGES[case]
     status, body = post(connection, build(history))
     assert status == 422, body
-    assert body["detail"].startswith(expected), body
+    assert body["detail"][0]["msg"].startswith(expected), body
     socket = connection.sock
     status, body = post(connection, {"history": history})
     assert status == 200, body

@@ -64,18 +64,24 @@ def test_the_documented_series_limit_is_the_one_enforced(client, registry, histo
     (array,) = [v for v in body["properties"]["series"]["anyOf"] if v.get("type") == "array"]
     most = array["maxItems"]
     response = client.post("/forecast", json={"series": [{"history": history[:1]}] * (most + 1)})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "series", response.text
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "series"], response.text
 
 
-def test_422_is_documented_with_its_errors_list_as_sent(client):
+def test_422_is_documented_in_fastapi_s_shape_as_sent(client):
     spec = client.get("/openapi.json").json()
     forecast_422 = spec["paths"]["/forecast"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     assert forecast_422 == {"$ref": "#/components/schemas/ValidationErrorDetail"}
     invalid = component(spec, "ValidationErrorDetail")
-    assert set(invalid["required"]) == {"detail", "errors"}
-    item = invalid["properties"]["errors"]["items"]["$ref"].rsplit("/", 1)[1]
-    assert set(component(spec, item)["required"]) == {"field", "message"}
+    assert invalid["required"] == ["detail"]
+    item = invalid["properties"]["detail"]["items"]["$ref"].rsplit("/", 1)[1]
+    assert set(component(spec, item)["required"]) == {"loc", "msg", "type"}  # FastAPI's ValidationError
     response = client.post("/forecast", json={"horizon": 0, "ticker": "AAA"})
     assert response.status_code == 422
     assert set(response.json()) == set(invalid["properties"])
-    assert set(response.json()["errors"][0]) == set(component(spec, item)["properties"])
+    [error] = response.json()["detail"]
+    assert set(error) == set(component(spec, item)["properties"])
+    assert error == {
+        "loc": ["body", "horizon"],
+        "msg": "horizon: Input should be greater than or equal to 1",
+        "type": "greater_than_equal",
+    }

@@ -113,7 +113,7 @@ def test_columnar_history_errors_name_the_bar_or_the_columns(client, history, ca
     build, expected = CASES[case]
     response = client.post("/forecast", json={"series": [{"history": history}, {"history": build(columns(history))}]})
     assert response.status_code == 422, response.text
-    assert response.json()["detail"].startswith(f"series[1].{expected}"), response.json()
+    assert response.json()["detail"][0]["msg"].startswith(f"series[1].{expected}"), response.json()
 
 
 def test_short_history_before_an_unknown_ticker_is_named_first(client, history):
@@ -121,10 +121,10 @@ def test_short_history_before_an_unknown_ticker_is_named_first(client, history):
     body = {"series": [{"history": history}, {"history": history[:3]}, {"ticker": "NOPE"}]}
     response = client.post("/forecast", json=body)
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("series[1].history: 3 bars")
+    assert response.json()["detail"][0]["msg"].startswith("series[1].history: 3 bars")
     response = client.post("/forecast", json={"series": [{"ticker": "NOPE"}, {"history": history[:3]}]})
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("series[0].ticker: ticker 'NOPE'")
+    assert response.json()["detail"][0]["msg"].startswith("series[0].ticker: ticker 'NOPE'")
 
 
 def test_bad_bodies_raise_fastapi_s_validation_errors():
@@ -191,4 +191,4 @@ def test_iso_days_reads_only_canonical_calendar_dates():
 def test_a_body_not_declared_json_is_refused_as_fastapi_does(client, history, headers):
     response = client.post("/forecast", content=json.dumps({"history": history}).encode(), headers=headers)
     assert response.status_code == 422, response.text
-    assert response.json()["detail"].startswith("body: Input should be a valid dictionary"), response.json()
+    assert response.json()["detail"][0]["msg"].startswith("body: Input should be a valid dictionary"), response.json()

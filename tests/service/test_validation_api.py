@@ -8,6 +8,8 @@ import json
 import pytest
 from test_ops_api import metric
 
+from service.errors import error_field, field_path
+
 
 def edited(history, index, **changes):
     bars = copy.deepcopy(history)
@@ -17,6 +19,15 @@ def edited(history, index, **changes):
 
 def raw_json(body) -> bytes:
     return json.dumps(body).encode()  # allow_nan: NaN / Infinity go out as JS literals
+
+
+def messages(response) -> list[str]:
+    """The human messages of a 422 (FastAPI's shape: `detail: [{loc, msg, type}]`)."""
+    return [error["msg"] for error in response.json()["detail"]]
+
+
+def fields(response) -> list[str]:
+    return [error_field(error) for error in response.json()["detail"]]
 
 
 CASES = {
@@ -92,6 +103,11 @@ CASES = {
     ),
     "bool_horizon": (lambda h: {"history": h, "horizon": True}, "horizon: Input should be a valid integer"),
     "bool_version": (lambda h: {"history": h, "version": True}, "version: Input should be a valid integer"),
+    "empty_model": (lambda h: {"history": h, "model": ""}, "model: String should have at least 1 character"),
+    "empty_alias": (lambda h: {"history": h, "alias": ""}, "alias: String should have at least 1 character"),
+    "version_padded": (lambda h: {"history": h, "version": " 1"}, "version: ' 1' is not a version number"),
+    "version_float": (lambda h: {"history": h, "version": 1.0}, "version: Input should be a valid integer"),
+    "version_leading_zero": (lambda h: {"ticker": "AAA", "version": "01"}, "version: '01' is not a version number"),
     "duplicate_id": (
         lambda h: {"series": [{"id": "a", "history": h}, {"id": "b", "ticker": "AAA"}, {"id": "a", "ticker": "BBB"}]},
         "series[2].id: 'a' is already the id of series[0]",
@@ -104,12 +120,12 @@ def test_forecast_rejects_bad_input_with_422_naming_the_field(client, history, a
     build, expected = CASES[case]
     response = client.post("/forecast", content=raw_json(build(history)), headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
-    assert expected in response.json()["detail"], response.json()
-    # every 422 lists its problems, each naming its field first, as the detail does
-    errors = response.json()["errors"]
-    assert errors and all(set(e) == {"field", "message"} for e in errors), errors
-    assert all(e["message"].startswith(f"{e['field']}:") or e["field"] == "body" for e in errors), errors
-    assert response.json()["detail"].startswith(errors[0]["message"])
+    assert expected in messages(response)[0], response.json()
+    # every 422 is FastAPI's list of {loc, msg, type}, each message naming its field (loc) first
+    errors = response.json()["detail"]
+    assert errors and all(set(e) == {"loc", "msg", "type"} for e in errors), errors
+    assert all(e["loc"][0] == "body" for e in errors), errors
+    assert all(e["msg"].startswith(f"{field_path(e['loc'])}:") or e["loc"] == ["body"] for e in errors), errors
     assert_unchanged()
 
 
@@ -128,14 +144,15 @@ def test_422s_found_after_parsing_name_their_field_in_errors(client, history, ca
     build, _ = CASES[case]
     response = client.post("/forecast", content=raw_json(build(history)), headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
-    assert [e["field"] for e in response.json()["errors"]] == [field], response.json()
+    assert fields(response) == [field], response.json()
 
 
 def test_unknown_ticker_is_422_naming_the_ticker_field(client, history):
     response = client.post("/forecast", json={"series": [{"history": history}, {"ticker": "NOPE"}]})
     assert response.status_code == 422, response.text
-    assert response.json()["errors"] == [{"field": "series[1].ticker", "message": response.json()["detail"]}]
-    assert response.json()["detail"].startswith("series[1].ticker: ticker 'NOPE' is not in")
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body", "series", 1, "ticker"], "value_error")
+    assert error["msg"].startswith("series[1].ticker: ticker 'NOPE' is not in")
 
 
 @pytest.mark.parametrize(
@@ -150,17 +167,19 @@ def test_unknown_ticker_is_422_naming_the_ticker_field(client, history):
 def test_bodies_the_json_decoders_cannot_read_are_422_naming_the_body(client, assert_unchanged, body, reason):
     response = client.post("/forecast", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
-    assert response.json()["detail"].startswith("body: not valid JSON"), response.json()
-    assert reason in response.json()["detail"]
-    assert [e["field"] for e in response.json()["errors"]] == ["body"]
+    [error] = response.json()["detail"]
+    assert error["msg"].startswith("body: not valid JSON"), error
+    assert reason in error["msg"]
+    assert error["type"] == "json_invalid" and error["loc"][0] == "body" and fields(response) == ["body"]
     assert_unchanged()
 
 
 def test_forecast_rejects_unparseable_json(client, assert_unchanged):
     response = client.post("/forecast", content=b"{bad", headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
-    assert response.json()["detail"].startswith("body: not valid JSON")
-    assert [e["field"] for e in response.json()["errors"]] == ["body"]  # not the parser's position
+    assert messages(response)[0].startswith("body: not valid JSON")
+    assert fields(response) == ["body"]  # the body; FastAPI's loc also has the parser's position
+    assert response.json()["detail"][0]["loc"] == ["body", 1]
     assert_unchanged()
 
 
@@ -170,8 +189,7 @@ def test_forecast_validation_errors_list_each_field(client, history):
         "/forecast", content=raw_json({"history": bad, "horizon": 0}), headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
-    fields = {e["field"] for e in response.json()["errors"]}
-    assert {"history[1].close", "history[2].open", "horizon"} <= fields
+    assert {"history[1].close", "history[2].open", "horizon"} <= set(fields(response))
 
 
 def test_forecast_rejects_body_over_limit_with_413(client, history, assert_unchanged):
@@ -200,3 +218,38 @@ def test_forecast_rejects_streamed_body_over_limit_with_413(client, history, ass
     assert "larger than the limit of 100000 bytes" in response.json()["detail"]
     assert metric(client, "forecaster_requests_total", **refused) == before + 1
     assert_unchanged()
+
+
+def with_key_twice(body: bytes, key: bytes, value: bytes) -> bytes:
+    """`body` with `"key": value` added before its first `"key":` (JSON keeps the last; we refuse it)."""
+    at = body.index(b'"' + key + b'":')
+    return body[:at] + b'"' + key + b'": ' + value + b", " + body[at:]
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        (lambda raw: with_key_twice(raw, b"horizon", b"3"), "horizon"),
+        (lambda raw: with_key_twice(raw, b"open", b"1.0"), "history[0].open"),  # the first bar's open
+        (lambda raw: raw.replace(b'"horizon": 2', b'"horizon": 2, "horizon": 2'), "horizon"),  # even the same value
+        (lambda raw: raw.replace(b'"horizon": 2', b'"horizon": 2, "hori\\u007aon": 2'), "horizon"),  # escaped
+    ],
+)
+def test_a_key_given_twice_in_one_object_is_422_naming_it(client, history, assert_unchanged, where, field):
+    raw = where(json.dumps({"horizon": 2, "history": history}).encode())
+    response = client.post("/forecast", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error_field(error) == field, error
+    assert error["msg"] == f"{field}: given more than once in one object (each key at most once)"
+    assert_unchanged()
+
+
+def test_a_key_given_twice_in_a_columnar_history_or_a_series_is_named(client, history):
+    columns = {k: [b[k] for b in history] for k in history[0]}
+    raw = json.dumps({"series": [{"ticker": "AAA"}, {"id": "x", "history": columns}]}).encode()
+    for key, field in ((b"close", "series[1].history.close"), (b"id", "series[1].id")):
+        body = with_key_twice(raw, key, b"[]" if key == b"close" else b'"y"')
+        response = client.post("/forecast", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert [error_field(e) for e in response.json()["detail"]] == [field]
