@@ -74,6 +74,8 @@ def run_on_schedule(
 ) -> int:
     """Block and run `job` on the trigger; a failed run is logged and the next starts clean.
     Returns the number of runs when `max_runs` ends the loop."""
+    # APScheduler's own INFO lines ("Added job ...", "Running job ...") repeat what ours say, in its terms
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=timezone)
     runs = {"count": 0}
     enough = threading.Event()
@@ -88,7 +90,9 @@ def run_on_schedule(
     scheduler.add_listener(finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
     trigger = cron_trigger(expression, timezone)
     first = {"next_run_time": dt.datetime.now(trigger.timezone)} if run_on_start else {}
-    scheduler.add_job(job, trigger, id="retrain", max_instances=1, coalesce=True, misfire_grace_time=300, **first)
+    scheduler.add_job(
+        job, trigger, id="retrain", name="retrain", max_instances=1, coalesce=True, misfire_grace_time=300, **first
+    )
     log.info(
         "retraining scheduled: '%s' (%s); next run at %s",
         expression,
