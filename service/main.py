@@ -1,5 +1,5 @@
 """The FastAPI app: settings, model store and poller in the lifespan; routers; error mapping;
-documented error statuses; Swagger UI served from local files."""
+documented error statuses; Swagger UI, ReDoc and the landing page (service.pages) served offline."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from fastapi_offline import FastAPIOffline
 
 from forecaster import __version__
 from forecaster.errors import redact
 from forecaster.registry import tracking
+from service import pages
 from service.errors import install_error_handlers
 from service.history import HistoryProvider
 from service.logs import configure_logging
@@ -32,7 +30,6 @@ from service.workers import WorkerHeaderMiddleware, worker_exit
 
 log = logging.getLogger(__name__)
 
-DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, from the swagger-ui-bundle package: /docs works offline
 # Statuses any operation may answer beside its own, documented once here for every route.
 COMMON_ERRORS = {"500": "Unexpected error; the detail names the request id (also in X-Request-ID)"}
 BODY_ERRORS = {
@@ -72,19 +69,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.wait({poller}, timeout=5.0)  # bounded: shutdown never hangs on the poller
             worker_exit()  # with several workers: this one's model version leaves /metrics
 
-    app = FastAPI(
+    # /docs (Swagger UI 5) and /redoc from files inside fastapi-offline: no CDN, reads OpenAPI 3.1
+    app = FastAPIOffline(
         title="forecaster",
         version=__version__,
         lifespan=lifespan,
         description="Daily stock forecasts with prediction intervals from MLflow-registered models.",
-        docs_url=None,
-        redoc_url=None,
+        static_url=pages.DOCS_ASSETS,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.history = HistoryProvider(settings)
     install_error_handlers(app)
-    for router in (forecast.router, models.router, health.router, admin.router):
+    for router in (forecast.router, models.router, health.router, admin.router, pages.router):
         app.include_router(router)
     install_docs(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -94,19 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def install_docs(app: FastAPI) -> None:
-    """/docs from local Swagger UI files and an OpenAPI document whose every error status has
-    the error schema (a `detail` string), so clients and schema fuzzers can check answers."""
-    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} - API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
-        )
+    """The OpenAPI document that /docs and /redoc show: every error status has the error schema
+    (a `detail` string), so clients and schema fuzzers can check answers."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
