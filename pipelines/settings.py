@@ -27,12 +27,11 @@ from pydantic_settings import (
 )
 
 from forecaster.config import SHORTCUTS, TrainingConfig
+from forecaster.data.rules import check_ticker
 from forecaster.interface.overrides import CLI_OPTIONS, cli_values, expand_shortcuts, read_yaml
 from pipelines.schedule import cron_trigger
 
 ENV_PREFIX = "FORECASTER_RETRAIN_"
-# characters no ticker symbol holds: what is left of a list written in another syntax ('["A"', "A B")
-TICKER_REFUSED = "\"'[](){},;/\\"
 TICKERS_EXPECTED = 'expected A,B or a JSON list of symbols such as ["A","B"]'
 
 
@@ -77,6 +76,11 @@ class RetrainSettings(BaseSettings):
     lock_file: str | None = Field(
         None, description="file lock path when no database lock is used; default derived from the tracking store"
     )
+    lock_dir: str | None = Field(
+        None,
+        description="folder of derived lock files (server and file stores); default <temp dir>/forecaster-locks, "
+        "shared by every user of the machine",
+    )
     on_busy: Literal["skip", "wait"] = Field("skip", description="when another run holds the lock")
     rollback_wait_s: float = Field(60.0, ge=0.0, description="how long rollback waits for a running retrain's lock")
     retries: int = Field(3, ge=1, description="attempts of the data refresh")
@@ -94,19 +98,24 @@ class RetrainSettings(BaseSettings):
             return value
         if value.strip().startswith("["):
             try:
-                return json.loads(value)
+                items = json.loads(value)
             except json.JSONDecodeError:
                 raise ValueError(TICKERS_EXPECTED) from None
+            # spaces around an item are the list's layout, as around the commas of A, B
+            return [t.strip() if isinstance(t, str) else t for t in items] if isinstance(items, list) else items
         return [t.strip() for t in value.split(",") if t.strip()]
 
     @field_validator("tickers")
     @classmethod
     def _ticker_symbols(cls, value: list[str]) -> list[str]:
-        symbols = [t.strip() for t in value]
-        for raw, symbol in zip(value, symbols, strict=True):
-            if not symbol or any(c.isspace() or c in TICKER_REFUSED for c in symbol):
-                raise ValueError(f"{raw!r} is not a ticker symbol; {TICKERS_EXPECTED}")
-        return symbols
+        # the one ticker rule (forecaster.data.rules): what is left of a list written in another
+        # syntax ('["A"', "A B", "A;B") is no symbol
+        for symbol in value:
+            try:
+                check_ticker(symbol)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; {TICKERS_EXPECTED}") from None
+        return value
 
     @property
     def yfinance_cache_dir(self) -> Path:

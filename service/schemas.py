@@ -13,7 +13,7 @@ from pydantic_core import PydanticKnownError
 from pydantic_core.core_schema import ErrorType
 
 from forecaster.data.calendar import CALENDAR_START
-from forecaster.data.rules import ohlc_breaks
+from forecaster.data.rules import TICKER_MAX_LENGTH, check_ticker, latest_bar_day, ohlc_breaks, parse_day
 from forecaster.model.predictor import MAX_PRICE, MIN_PRICE
 
 # Where a forecast's history came from: the request itself, or the service's ticker source
@@ -75,15 +75,23 @@ Version = Annotated[
 
 
 def ticker_symbol(value: str) -> str:
-    """The value when it is a ticker yfinance and the data files can hold; ValueError naming it otherwise."""
-    # yfinance refuses these (and a file's tickers never have them): a clear 422, not its ValueError.
-    if value != value.strip() or any(c.isspace() or c in "/\\" for c in value) or value.startswith("."):
-        raise ValueError(f"'{value}' is not a ticker symbol (no spaces or slashes, no leading dot)")
+    """The value when it is a ticker symbol by the library's one rule (forecaster.data.rules.check_ticker,
+    the rule of files, yfinance and the retrain settings too); ValueError naming it otherwise."""
+    return check_ticker(value)
+
+
+def iso_day(value: Any) -> Any:
+    """A bar's date by the library's one date parser (forecaster.data.rules.parse_day): ISO text
+    YYYY-MM-DD (a time is dropped); never epoch seconds (`"1577836800"`, `1577836800`), which
+    pydantic's lax mode would read as 2020-01-01."""
+    if isinstance(value, str):
+        return parse_day(value).date()
+    if isinstance(value, int | float):
+        raise ValueError(f"expected a date YYYY-MM-DD, got the number {value!r}")
     return value
 
 
 ID_MAX_LENGTH = 64
-TICKER_MAX_LENGTH = 32
 Ticker = Annotated[
     str,
     Field(min_length=1, max_length=TICKER_MAX_LENGTH, description="a ticker of the service's data source"),
@@ -96,7 +104,7 @@ class Strict(BaseModel):
 
 
 class Bar(Strict):
-    date: dt.date
+    date: Annotated[dt.date, BeforeValidator(iso_day, json_schema_input_type=dt.date)]
     open: Price
     high: Price
     low: Price
@@ -109,7 +117,7 @@ class Bar(Strict):
         client east of the server may already have today's bar)."""
         if value < CALENDAR_START:
             raise ValueError(f"{value} is before {CALENDAR_START}, the first day of the service's calendars")
-        latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+        latest = latest_bar_day()
         if value > latest:
             raise ValueError(f"{value} is in the future (bars are observed prices; the latest accepted is {latest})")
         return value

@@ -6,19 +6,27 @@ A failing yfinance request is asked again by the one retry policy (forecaster.da
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
+from forecaster.data.files import DEFAULT_LIMITS, ReadLimits, read_ohlc_file, read_ohlc_path
 from forecaster.data.retry import DEFAULT_RETRY, RetryPolicy
-from forecaster.data.validate import load_sample, parse_day, read_ohlc_path, validate_ohlc
+from forecaster.data.rules import parse_day
+from forecaster.data.validate import validate_ohlc
 from forecaster.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SOURCES: tuple[str, ...] = ("sample", "file", "yfinance")
+SAMPLE_FILE = "ohlcv.csv.gz"
 
 
+def load_sample() -> pd.DataFrame:
+    """The bundled real market sample (see forecaster/data/sample_data/README.md), validated."""
+    with resources.as_file(resources.files("forecaster.data.sample_data") / SAMPLE_FILE) as path:
+        return validate_ohlc(read_ohlc_file(path))
 
 
 def load_source(
@@ -34,6 +42,7 @@ def load_source(
     retry: RetryPolicy = DEFAULT_RETRY,
     overwrite: bool = False,
     splits: str = "warn",
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> tuple[pd.DataFrame, str]:
     """Load and validate bars; returns (frame, a description of the source for tracking).
 
@@ -42,6 +51,7 @@ def load_source(
     retry: how yfinance is asked again after a failure (files and the sample are not retried).
     overwrite: yfinance only: let new bars replace cached ones that differ (otherwise a DataError).
     bad_rows, splits: files only, see `data.validate_ohlc` (the sample and yfinance bars are clean).
+    limits: files only: the largest file read (rows, bytes, cell length; `data.files.ReadLimits`).
     """
     first = parse_day(start, "start") if start else None  # checked before anything is read or fetched
     last = parse_day(end, "end") if end else None
@@ -54,7 +64,7 @@ def load_source(
     if source == "file":
         if path is None:
             raise DataError("data: source 'file' needs a path (--data PATH; data_path in the retrain settings)")
-        frame = validate_ohlc(read_ohlc_path(path), bad_rows=bad_rows, splits=splits, date_format=date_format)
+        frame = validate_ohlc(read_ohlc_path(path, limits), bad_rows=bad_rows, splits=splits, date_format=date_format)
         origin = str(Path(path).resolve())
     elif source == "sample":
         frame, origin = load_sample(), "forecaster/data/sample_data/ohlcv.csv.gz"

@@ -1,171 +1,58 @@
-"""Load and validate daily OHLC(V) bars as one tidy long frame, and cut it by date.
+"""Validate daily OHLC(V) bars as one tidy long frame: every rule of forecaster.data.rules, row by row.
 
 The frame every other module receives: columns ``date, ticker, open, high, low, close
-[, volume]``, ``date`` as datetime64 (no time part), sorted by ticker then date, one row per
-(ticker, date), every price finite and positive, high/low consistent with open/close.
+[, volume]``, ``date`` as datetime64 (no time part, not after tomorrow), sorted by ticker then date,
+one row per (ticker, date), every ticker a symbol by `rules.check_ticker` and spelled one way,
+every price a finite number in [MIN_PRICE, MAX_PRICE], high/low consistent with open/close.
 Dates given as text must be ISO (``YYYY-MM-DD``, optionally with a time) unless a format is
 declared: a day-first file read as month-first would swap day and month without a sound.
+Reading files lives in forecaster.data.files, stock splits in forecaster.data.stock_splits, the
+calendar cut in forecaster.data.date_split (their names are importable from here, as before).
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import logging
-import re
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from forecaster.config import BAD_ROWS, FEATURES, SPLITS, check_choice
-from forecaster.data.rules import OHLC_RULES, ohlc_breaks
+from forecaster.data.date_split import DateSplit, split_by_date
+from forecaster.data.files import REQUIRED_COLUMNS, ROW_SOURCES, lowercase_columns, read_ohlc_file, read_ohlc_path
+from forecaster.data.rules import (
+    ISO_DATE,
+    MAX_LISTED_ISSUES,
+    MAX_PRICE,
+    MIN_PRICE,
+    OHLC_RULES,
+    accepted_prices,
+    case_clashes,
+    latest_bar_day,
+    ohlc_breaks,
+    parse_day,
+    ticker_problem,
+)
+from forecaster.data.stock_splits import find_split_jumps, handle_split_jumps
 from forecaster.errors import DataError, one_line
 
+__all__ = [  # the frame's rules, and the names callers imported from here before the split
+    "DateSplit",
+    "find_split_jumps",
+    "in_ticker_date_order",
+    "parse_dates",
+    "parse_day",
+    "read_ohlc_file",
+    "read_ohlc_path",
+    "require_rows",
+    "row_problems",
+    "split_by_date",
+    "validate_ohlc",
+]
+
 log = logging.getLogger(__name__)
-
-REQUIRED_COLUMNS: tuple[str, ...] = ("date", "ticker", *FEATURES)
-SAMPLE_FILE = "ohlcv.csv.gz"
-DATA_SUFFIXES: tuple[str, ...] = (".csv", ".gz", ".parquet", ".pq")
-ROW_SOURCES = "forecaster_row_sources"  # frame.attrs key: where each file of a folder starts
-# An ISO date, optionally followed by an ISO time and offset; group 1 is the (local) date, which is
-# all a daily bar keeps, so offsets need no conversion.
-ISO_DATE = r"^(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
-# Ratios of common stock splits (and their reverses); a close-to-open jump this close to one
-# of them is far more likely an unadjusted split than a market move.
-SPLIT_RATIOS: tuple[float, ...] = (2.0, 3.0, 1.5, 4.0, 5.0, 7.0, 10.0, 20.0)
-SPLIT_TOLERANCE = 0.03
-MAX_LISTED_ISSUES = 5
-
-
-def read_ohlc_file(path: str | Path) -> pd.DataFrame:
-    """Read a long-format CSV (optionally gzipped) or Parquet file; headers are case-insensitive.
-
-    Anything that is not a readable table with the required columns (a truncated archive, binary
-    garbage, text that is not UTF-8, an empty file) is a one-line DataError naming the file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"data: file '{path}' does not exist")
-    suffixes = "".join(path.suffixes).lower()
-    try:
-        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"data: cannot read '{path}': not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV"
-        ) from exc
-    except (EOFError, zlib.error) as exc:
-        raise DataError(f"data: cannot read '{path}': truncated or corrupt archive ({one_line(exc)})") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"data: cannot read '{path}': the file is empty") from exc
-    except (OSError, ValueError, ImportError, pa.ArrowException) as exc:  # ParserError is a ValueError
-        raise DataError(f"data: cannot read '{path}': {one_line(exc)}") from exc
-    frame.columns = _lowercase_columns(frame.columns, f"'{path}'")
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        found = [str(c)[:30] for c in frame.columns[:10]]
-        raise DataError(
-            f"data: '{path}' is not an OHLC table: missing column(s) {missing}; found {found} "
-            f"(expected a header {','.join(REQUIRED_COLUMNS)}[,volume])"
-        )
-    if frame.empty:
-        raise DataError(f"data: '{path}' has a header but no rows")
-    return frame
-
-
-def read_ohlc_path(path: str | Path) -> pd.DataFrame:
-    """One file, or every CSV/Parquet file of a folder (sorted by name) as one frame."""
-    path = Path(path)
-    if not path.is_dir():
-        return read_ohlc_file(path)
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
-    if not files:
-        raise DataError(f"data: folder '{path}' holds no CSV or Parquet file")
-    frames = [read_ohlc_file(p) for p in files]
-    frame = pd.concat(frames, ignore_index=True)
-    # where each file's rows start, so that validation names a bad row by its file and row there
-    starts = np.cumsum([0] + [len(f) for f in frames[:-1]]).tolist()
-    frame.attrs[ROW_SOURCES] = list(zip(starts, [p.name for p in files], strict=True))
-    return frame
-
-
-def _lowercase_columns(columns: pd.Index, where: str) -> list[str]:
-    """Stripped lower-case names; two that differ only in case (close, Close) would be ambiguous."""
-    names = [str(c).strip().lower() for c in columns]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        variants = [str(c) for c in columns if str(c).strip().lower() in clashes]
-        raise DataError(f"data: columns {variants} in {where} are the same name in another case; keep one of each")
-    return names
-
-
-def load_sample() -> pd.DataFrame:
-    """The bundled real market sample (see forecaster/data/sample_data/README.md), validated."""
-    with resources.as_file(resources.files("forecaster.data.sample_data") / SAMPLE_FILE) as path:
-        return validate_ohlc(read_ohlc_file(path))
-
-
-def parse_day(value: object, name: str) -> pd.Timestamp:
-    """One date given as an option (``--from``, ``--as-of``, ``start``): ISO text ``YYYY-MM-DD``
-    (optionally with a time, dropped) or a date/timestamp, as a midnight Timestamp; anything else
-    (``01/02/2013``, which is ambiguous, ``yesterday``, ``2013-13-01``, empty) is a ValueError
-    naming `name`."""
-    if isinstance(value, (pd.Timestamp, dt.date, np.datetime64)):
-        stamp = pd.Timestamp(value)
-    else:
-        match = re.match(ISO_DATE, str(value).strip())
-        try:
-            stamp = pd.Timestamp(match.group(1)) if match else pd.NaT
-        except ValueError:  # 2013-13-01: the right layout, not a calendar date
-            raise ValueError(f"{name}: {value!r} is not a calendar date") from None
-    if pd.isna(stamp):
-        raise ValueError(f"{name}: expected a date YYYY-MM-DD, got {value!r}")
-    return stamp.tz_localize(None).normalize() if stamp.tz is not None else stamp.normalize()
-
-
-def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
-    """Dates as datetime64 without time or time zone; NaT where a cell is not a date.
-
-    datetime64 columns (Parquet) are taken as they are. Text must be ISO ``YYYY-MM-DD``
-    (optionally with a time and offset; the local date is kept) unless ``date_format`` (strptime
-    codes, e.g. ``%d/%m/%Y``) declares the layout; anything else is NaT, never a guess.
-    """
-    if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
-    else:
-        text = values.astype("string").str.strip()
-        try:
-            if date_format is None:
-                parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-                # plain dates take the fast path above; only cells with a time part need the regex
-                rest = parsed.isna() & text.notna()
-                if rest.any():
-                    day = text[rest].str.extract(ISO_DATE, expand=False)
-                    parsed[rest] = pd.to_datetime(day, format="%Y-%m-%d", errors="coerce")
-            else:
-                parsed = pd.to_datetime(text, format=date_format, errors="coerce")
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"date_format: cannot read dates with {date_format!r}: {one_line(exc)}") from exc
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_localize(None)  # keep the wall-clock date the source gave
-    return parsed.dt.normalize()
-
-
-def _date_hint(date_format: str | None) -> str:
-    if date_format is not None:
-        return f" (dates must match date_format {date_format!r})"
-    return (
-        " (dates must be ISO YYYY-MM-DD, optionally with a time; for another layout pass a date format, "
-        "e.g. date_format='%d/%m/%Y' or --date-format '%d/%m/%Y')"
-    )
 
 
 def validate_ohlc(
@@ -179,13 +66,18 @@ def validate_ohlc(
 
     bad_rows: ``fail`` raises a DataError naming ticker and date of the first bad rows;
     ``drop`` removes them and logs a warning with the count. Nothing is changed silently.
+    A bad row: a price that is no finite number in [MIN_PRICE, MAX_PRICE], high/low inconsistent
+    with open/close, a date that does not parse or is after tomorrow (UTC), a ticker that is not a
+    symbol (`rules.check_ticker`), a repeated (ticker, date).
+    Tickers: spaces around one are stripped with a warning counting them; one ticker spelled in
+    two cases (AAPL, aapl) is an error even with ``drop`` (which spelling is meant is not known).
     min_rows: tickers with fewer rows are an error (``fail``) or dropped with a warning.
     splits: what to do with jumps that look like unadjusted splits: ``warn``, ``fail`` or
     ``adjust`` (back-adjust earlier prices by the split ratio, logged per ticker and date).
     date_format: the layout of text dates (strptime codes, e.g. ``%d/%m/%Y``); None = ISO only.
     A column where no date parses is an error even with ``drop``: the layout is wrong, not the rows.
     """
-    frame = frame.set_axis(_lowercase_columns(frame.columns, "the data"), axis=1)
+    frame = frame.set_axis(lowercase_columns(frame.columns, "the data"), axis=1)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"data: missing column(s) {missing}; found {list(frame.columns)}")
@@ -198,13 +90,20 @@ def validate_ohlc(
     if not frame.index.is_unique:  # e.g. pd.concat of frames: messages name rows by their position then
         frame = frame.reset_index(drop=True)
     raw = frame.copy(deep=False)  # the cells as read, for messages; shares the data until frame's change
-    frame["ticker"] = frame["ticker"].astype("string").str.strip()
+    frame["ticker"] = _stripped_tickers(frame["ticker"])
     frame["date"] = parse_dates(frame["date"], date_format)
     for column in (*FEATURES, *(["volume"] if "volume" in frame.columns else [])):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
 
     codes, names = pd.factorize(frame["ticker"], sort=True)  # once: sorted codes number the sorted names
-    reasons, bad = _row_problems(frame, raw, codes)
+    names = np.asarray(names, dtype=object)
+    clashes = case_clashes(n for n in names if ticker_problem(n) is None)
+    if clashes:
+        listing = "; ".join(" and ".join(repr(n) for n in group) for group in clashes[:MAX_LISTED_ISSUES])
+        raise DataError(
+            f"data: one ticker spelled in two cases would be two series: {listing}; write each ticker one way"
+        )
+    reasons, bad = _row_problems(frame, raw, codes, names)
     if bad.any():
         problems = _describe(frame, raw, reasons[bad])
         if reasons[bad].str.contains("date: unparseable", regex=False).any():
@@ -216,14 +115,31 @@ def validate_ohlc(
 
     frame, codes = _sort_rows(frame, codes)
     frame["ticker"] = frame["ticker"].astype(str)
-    frame, codes = _check_min_rows(frame, codes, np.asarray(names, dtype=object), min_rows, bad_rows)
-    frame = _handle_split_jumps(frame, splits, codes)
+    frame, codes = _check_min_rows(frame, codes, names, min_rows, bad_rows)
+    frame = handle_split_jumps(frame, splits, codes)
     if frame.empty:
         raise DataError("data: no valid rows left")
     # the rows are sorted and renumbered: where they came from no longer applies (a new dict: the
     # caller's frame keeps its own)
     frame.attrs = {k: v for k, v in frame.attrs.items() if k != ROW_SOURCES}
     return frame
+
+
+def _stripped_tickers(tickers: pd.Series) -> pd.Series:
+    """Ticker cells as text without the spaces around them (a CSV written with ', ' between cells),
+    with a warning counting the cells changed; what is left is held to `rules.check_ticker`."""
+    text = tickers.astype("string")
+    stripped = text.str.strip()
+    padded = (text != stripped).fillna(False).to_numpy(dtype=bool)
+    if padded.any():
+        example = text[padded].iloc[0]
+        log.warning(
+            "stripped the spaces around %d ticker cell(s) (e.g. %r -> %r); a ticker is one symbol",
+            int(padded.sum()),
+            example,
+            example.strip(),
+        )
+    return stripped
 
 
 def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Series:
@@ -237,28 +153,42 @@ def row_problems(frame: pd.DataFrame, raw: pd.DataFrame | None = None) -> pd.Ser
 
 
 def _row_problems(
-    frame: pd.DataFrame, raw: pd.DataFrame | None, codes: np.ndarray | None = None
+    frame: pd.DataFrame, raw: pd.DataFrame | None, codes: np.ndarray | None = None, names: np.ndarray | None = None
 ) -> tuple[pd.Series, np.ndarray]:
     """`row_problems`, and the rows with a problem as a boolean array (comparing every reason of a
     large frame with '' cost a tenth of its validation). codes: each row's ticker as an integer
-    (-1 for a missing one), when the caller has them."""
+    (-1 for a missing one) numbering `names`, when the caller has them."""
     raw = frame if raw is None else raw
     reasons = pd.Series("", index=frame.index, dtype=object)
     flagged = np.zeros(len(frame), dtype=bool)
 
-    def flag(mask: pd.Series, text: str | Callable[[pd.Series], pd.Series]) -> None:
+    def flag(mask: pd.Series | np.ndarray, text: str | Callable[[pd.Series], pd.Series]) -> None:
         """Add a reason to the flagged rows; a callable builds the text for those rows only (building
         it for every row of a clean frame cost most of the validation time of a large file)."""
-        mask = mask.fillna(False).astype(bool)
+        mask = (mask if isinstance(mask, pd.Series) else pd.Series(mask, index=frame.index)).fillna(False).astype(bool)
         if mask.any():
             add = text(mask) if callable(text) else text
             reasons[mask] = reasons[mask] + np.where(reasons[mask] == "", "", "; ") + add
             flagged[mask.to_numpy()] = True
 
     if "ticker" in frame.columns:
+        if codes is None or names is None:
+            codes, found = pd.factorize(frame["ticker"])
+            names = np.asarray(found, dtype=object)
         flag(frame["ticker"].isna() | (frame["ticker"] == ""), "ticker is empty")
+        # the symbol rule once per distinct ticker, not per row
+        why = {code: problem for code, name in enumerate(names) if name != "" and (problem := ticker_problem(name))}
+        if why:
+            text = np.array([f"ticker: {n!r} is not a ticker symbol: {why.get(c, '')}" for c, n in enumerate(names)])
+            rows = codes
+            flag(np.isin(rows, list(why)), lambda m: pd.Series(text[rows[m.to_numpy()]], index=m.index[m]))
     if "date" in frame.columns:
         flag(frame["date"].isna(), lambda m: "date: unparseable " + _shown(raw.loc[m, "date"], 30))
+        latest = latest_bar_day()
+        flag(
+            frame["date"] > pd.Timestamp(latest),
+            f"date: after tomorrow (bars are observed prices; the latest accepted is {latest}, by the UTC date)",
+        )
     for column in FEATURES:
         values = frame[column]
 
@@ -268,8 +198,14 @@ def _row_problems(
         def not_positive(m: pd.Series, c: str = column, v: pd.Series = values) -> pd.Series:
             return f"{c}: not positive (" + v[m].astype(str) + ")"
 
-        flag(~np.isfinite(values), not_finite)
-        flag(np.isfinite(values) & (values <= 0), not_positive)
+        def out_of_range(m: pd.Series, c: str = column, v: pd.Series = values) -> pd.Series:
+            bounds = f"({MIN_PRICE:g} to {MAX_PRICE:g})"
+            return f"{c}: " + v[m].map("{:g}".format) + f" is outside the accepted prices {bounds}"
+
+        finite = np.isfinite(values)
+        flag(~finite, not_finite)
+        flag(finite & (values <= 0), not_positive)
+        flag((values > 0) & finite & ~accepted_prices(values), out_of_range)
     if "volume" in frame.columns:
         flag(frame["volume"] < 0, "volume: negative")
         missing = frame["volume"].isna()
@@ -282,8 +218,7 @@ def _row_problems(
     for rule in ("high_below_top", "low_above_bottom"):  # high below low breaks one of these too
         flag(prices_ok & breaks[rule], OHLC_RULES[rule])
     if "ticker" in frame.columns and "date" in frame.columns:
-        if codes is None:
-            codes = pd.factorize(frame["ticker"])[0]
+        assert codes is not None
         dup = pd.Series(_repeated_keys(codes, frame["date"]), index=frame.index) & frame["date"].notna()
         flag(dup, "duplicate (ticker, date)")
     return reasons, flagged
@@ -372,90 +307,38 @@ def require_rows(frame: pd.DataFrame, min_rows: int, bad_rows: str = "fail") -> 
     return _check_min_rows(frame, codes, np.asarray(names, dtype=object), min_rows, bad_rows)[0]
 
 
-def find_split_jumps(frame: pd.DataFrame, codes: np.ndarray | None = None) -> pd.DataFrame:
-    """Rows whose open jumped from the previous close by about a stock-split ratio.
+def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
+    """Dates as datetime64 without time or time zone; NaT where a cell is not a date.
 
-    frame: each ticker's rows in date order; codes: each row's ticker as an integer, -1 for none
-    (computed when not given). Returns columns ticker, date, ratio (previous close / open, >1 for a
-    forward split).
+    datetime64 columns (Parquet) are taken as they are. Text must be ISO ``YYYY-MM-DD``
+    (optionally with a time and offset; the local date is kept) unless ``date_format`` (strptime
+    codes, e.g. ``%d/%m/%Y``) declares the layout; anything else is NaT, never a guess.
     """
-    if codes is None:
-        codes = pd.factorize(frame["ticker"])[0]
-    close = frame["close"].to_numpy(dtype=np.float64)
-    # each row's previous close of the same ticker (NaN on its first row): rows grouped by ticker,
-    # in their order within each ticker, unless they already come ticker by ticker
-    order = None if (np.diff(codes) >= 0).all() else np.argsort(codes, kind="stable")
-    grouped, closes = (codes, close) if order is None else (codes[order], close[order])
-    previous = np.full(len(frame), np.nan)
-    same = (grouped[1:] == grouped[:-1]) & (grouped[1:] >= 0)
-    previous[1:][same] = closes[:-1][same]
-    if order is not None:
-        previous[order] = previous.copy()
-    ratio = previous / frame["open"].to_numpy(dtype=np.float64)
-    # the few ratios inside a (slightly widened) band around a target, found in one sorted lookup,
-    # then held to the rule itself: |ratio / target - 1| < SPLIT_TOLERANCE for some target
-    targets = np.sort([t for r in SPLIT_RATIOS for t in (r, 1.0 / r)])
-    edges = np.stack([targets * (1 - SPLIT_TOLERANCE) * (1 - 1e-9), targets * (1 + SPLIT_TOLERANCE) * (1 + 1e-9)])
-    bounds = edges.T.ravel()  # lo, hi of each target in turn
-    assert (np.diff(bounds) > 0).all(), "split bands must not overlap for the lookup below"
-    candidates = np.flatnonzero(np.searchsorted(bounds, ratio) % 2 == 1)  # NaN sorts past every edge
-    near = np.zeros(len(frame), dtype=bool)
-    near[candidates] = (np.abs(ratio[candidates, None] / targets - 1.0) < SPLIT_TOLERANCE).any(axis=1)
-    hits = frame.loc[near, ["ticker", "date"]].copy()
-    hits["ratio"] = ratio[near]
-    return hits.reset_index(drop=True)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        text = values.astype("string").str.strip()
+        try:
+            if date_format is None:
+                parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+                # plain dates take the fast path above; only cells with a time part need the regex
+                rest = parsed.isna() & text.notna()
+                if rest.any():
+                    day = text[rest].str.extract(ISO_DATE, expand=False)
+                    parsed[rest] = pd.to_datetime(day, format="%Y-%m-%d", errors="coerce")
+            else:
+                parsed = pd.to_datetime(text, format=date_format, errors="coerce")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"date_format: cannot read dates with {date_format!r}: {one_line(exc)}") from exc
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)  # keep the wall-clock date the source gave
+    return parsed.dt.normalize()
 
 
-def _handle_split_jumps(frame: pd.DataFrame, splits: str, codes: np.ndarray) -> pd.DataFrame:
-    jumps = find_split_jumps(frame, codes)
-    if jumps.empty:
-        return frame
-    listing = "; ".join(
-        f"ticker {row.ticker} date {row.date:%Y-%m-%d} ratio {row.ratio:.3f}"
-        for row in jumps.head(MAX_LISTED_ISSUES).itertuples()
+def _date_hint(date_format: str | None) -> str:
+    if date_format is not None:
+        return f" (dates must match date_format {date_format!r})"
+    return (
+        " (dates must be ISO YYYY-MM-DD, optionally with a time; for another layout pass a date format, "
+        "e.g. date_format='%d/%m/%Y' or --date-format '%d/%m/%Y')"
     )
-    if splits == "fail":
-        raise DataError(f"data: {len(jumps)} jump(s) look like unadjusted stock splits: {listing}")
-    if splits == "warn":
-        log.warning(
-            "%d jump(s) look like unadjusted splits (pass adjusted prices, or --splits adjust: data.splits in the "
-            "training settings): %s",
-            len(jumps),
-            listing,
-        )
-        return frame
-    frame = frame.copy()
-    for row in jumps.itertuples():
-        snapped = min((r for r in SPLIT_RATIOS for r in (r, 1.0 / r)), key=lambda r: abs(row.ratio / r - 1))
-        earlier = (frame["ticker"] == row.ticker) & (frame["date"] < row.date)
-        frame.loc[earlier, list(FEATURES)] /= snapped
-        if "volume" in frame.columns:
-            frame.loc[earlier, "volume"] *= snapped
-    log.warning("back-adjusted %d split(s): %s", len(jumps), listing)
-    return frame
-
-
-@dataclass(frozen=True)
-class DateSplit:
-    """One calendar cut for every ticker: train < val_start <= validation < test_start <= test."""
-
-    val_start: pd.Timestamp
-    test_start: pd.Timestamp
-
-    def label(self, dates: np.ndarray) -> np.ndarray:
-        """0 train, 1 validation, 2 test for each date."""
-        dates = pd.DatetimeIndex(dates).values
-        return (dates >= self.val_start.to_datetime64()).astype(np.int8) + (
-            dates >= self.test_start.to_datetime64()
-        ).astype(np.int8)
-
-
-def split_by_date(frame: pd.DataFrame, val_fraction: float, test_fraction: float) -> DateSplit:
-    """Cut the union of all trading dates so the last fractions go to validation and test."""
-    dates = np.sort(frame["date"].unique())
-    if len(dates) < 3:
-        raise DataError(f"data: need at least 3 distinct dates to split, got {len(dates)}")
-    n = len(dates)
-    test_at = min(n - 1, int(round(n * (1.0 - test_fraction)))) if test_fraction > 0 else n - 1
-    val_at = min(test_at, int(round(n * (1.0 - test_fraction - val_fraction))))
-    return DateSplit(pd.Timestamp(dates[val_at]), pd.Timestamp(dates[test_at]))

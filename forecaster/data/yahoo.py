@@ -26,9 +26,11 @@ import yfinance as yf
 from yfinance.data import YfData
 
 from forecaster.config import FEATURES
+from forecaster.data.files import read_ohlc_file
 from forecaster.data.retry import DEFAULT_RETRY, RetryPolicy
+from forecaster.data.rules import check_ticker, parse_day
 from forecaster.data.storage import BarsChangedError, find_revisions, merge_bars, write_table_atomically
-from forecaster.data.validate import parse_day, read_ohlc_file, validate_ohlc
+from forecaster.data.validate import validate_ohlc
 from forecaster.errors import DataError, SourceError
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,9 @@ def fetch_yahoo(
     Raises SourceError naming the tickers with no bars after the last attempt (unknown or delisted
     symbol, rate limit, network); DataError when Yahoo's bars break the frame's rules.
     """
-    names = _normalize_tickers(tickers)
-    first = _as_date(start, "start")
-    last = _as_date(end, "end") if end is not None else date.today() - ONE_DAY
+    names = yahoo_symbols(tickers)
+    first = parse_day(start, "start").date()
+    last = parse_day(end, "end").date() if end is not None else date.today() - ONE_DAY
     if last < first:
         raise ValueError(f"end: expected a date on or after start {first}, got {last}")
 
@@ -307,7 +309,7 @@ def _ticker_bars(raw: pd.DataFrame | None, ticker: str, n_asked: int) -> pd.Data
 
 def cached_bars(cache_dir: Path, ticker: str) -> pd.DataFrame | None:
     """What the cache holds for a ticker (no request), or None: the offline fallback."""
-    return _read_cache(cache_dir, ticker.strip().upper())
+    return _read_cache(cache_dir, check_ticker(ticker, "ticker").upper())
 
 
 def _read_cache(cache_dir: Path, ticker: str) -> pd.DataFrame | None:
@@ -334,18 +336,16 @@ def _has_weekday(first: date, last: date) -> bool:
     return first <= last and len(pd.bdate_range(first, last)) > 0
 
 
-def _normalize_tickers(tickers: list[str]) -> list[str]:
+def yahoo_symbols(tickers: list[str]) -> list[str]:
+    """The symbols to ask Yahoo for: each held to the one ticker rule (`rules.check_ticker`), in
+    upper case (Yahoo's symbols are, and a cache file is named by them; a change is logged), each once."""
     if isinstance(tickers, str) or not tickers:
         raise ValueError(f"tickers: expected a non-empty list of symbols, got {tickers!r}")
     names: list[str] = []
     for raw in tickers:
-        name = str(raw).strip().upper()
-        if not name or any(c in name for c in "/\\") or name.startswith("."):
-            raise ValueError(f"tickers: '{raw}' is not a ticker symbol")
+        name = check_ticker(raw, "tickers").upper()
+        if name != raw:
+            log.warning("yahoo: ticker %r asked for as %r (Yahoo's symbols are upper case)", raw, name)
         if name not in names:
             names.append(name)
     return names
-
-
-def _as_date(value: str | date, field: str) -> date:
-    return parse_day(value, field).date()

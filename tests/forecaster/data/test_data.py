@@ -1,6 +1,7 @@
 """forecaster.data.validate: every bad row is refused with its ticker and date, or dropped with a
 counted warning; files load whatever their header case; dates are ISO unless a format is
-declared (never guessed); an unreadable file is one error naming it; split jumps are found and removed."""
+declared (never guessed); an unreadable file is one error naming it. Stock splits: test_stock_splits.py;
+prices, dates and sizes out of bounds: test_bounds.py; tickers: test_tickers.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from factories import random_ohlc, to_csv
 
 from forecaster.data.sources import load_source
 from forecaster.data.validate import (
-    find_split_jumps,
     parse_day,
     read_ohlc_file,
     read_ohlc_path,
@@ -217,65 +217,6 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         read_ohlc_file(tmp_path / "nope.csv")
 
 
-def with_split(frame: pd.DataFrame, ticker: str, day: int, ratio: float) -> tuple[pd.DataFrame, pd.Timestamp]:
-    """Unadjust: multiply the ticker's prices before `day` by `ratio` (a ratio:1 split on that day)."""
-    frame = frame.copy()
-    rows = frame.index[frame["ticker"] == ticker]
-    frame.loc[rows[:day], PRICES] *= ratio
-    return frame, pd.Timestamp(frame.at[rows[day], "date"])
-
-
-def test_find_split_jumps_detects_a_two_for_one_split() -> None:
-    frame, split_day = with_split(good_frame(), "BBB", 12, 2.0)
-    jumps = find_split_jumps(frame)
-    assert len(jumps) == 1
-    assert jumps.at[0, "ticker"] == "BBB" and jumps.at[0, "date"] == split_day
-    assert jumps.at[0, "ratio"] == pytest.approx(2.0, rel=0.03)
-    assert find_split_jumps(good_frame()).empty
-
-
-@pytest.mark.parametrize("ratio", [2.0 * 1.029, 2.0 * 0.971, 1 / 20 * 1.02, 3.0, 1.5 * 0.98, 10.0, 1 / 7])
-def test_a_jump_within_3_percent_of_a_split_ratio_is_found(ratio: float) -> None:
-    frame = good_frame()
-    i = row_of(frame, "AAA", 12)
-    frame.at[i, "open"] = frame.at[i - 1, "close"] / ratio
-    jumps = find_split_jumps(frame)
-    assert jumps[["ticker", "date"]].values.tolist() == [["AAA", frame.at[i, "date"]]]
-    assert jumps.at[0, "ratio"] == pytest.approx(ratio)
-
-
-@pytest.mark.parametrize("ratio", [2.0 * 1.031, 2.0 * 0.969, 2.5, 1.2, 1 / 20 * 1.04, float("nan")])
-def test_a_jump_further_from_every_split_ratio_is_not(ratio: float) -> None:
-    frame = good_frame()
-    i = row_of(frame, "AAA", 12)
-    frame.at[i, "open"] = frame.at[i - 1, "close"] / ratio
-    assert find_split_jumps(frame).empty
-
-
-def test_splits_adjust_removes_the_jump_and_keeps_later_prices(caplog: pytest.LogCaptureFixture) -> None:
-    original = good_frame()
-    frame, split_day = with_split(original, "BBB", 12, 2.0)
-    with caplog.at_level(logging.WARNING, logger="forecaster.data.validate"):
-        adjusted = validate_ohlc(frame, splits="adjust")
-    assert f"ticker BBB date {split_day:%Y-%m-%d}" in caplog.text
-    assert find_split_jumps(adjusted).empty
-    closes = adjusted.loc[adjusted["ticker"] == "BBB", "close"].to_numpy()
-    assert np.abs(np.diff(np.log(closes))).max() < 0.1  # no jump left
-    # the bars from the split on are untouched; earlier bars are back on the same scale (÷ 2 ± 3%)
-    after = (adjusted["ticker"] == "BBB") & (adjusted["date"] >= split_day)
-    pd.testing.assert_frame_equal(adjusted[after], original[after])
-    before = (adjusted["ticker"] == "BBB") & (adjusted["date"] < split_day)
-    np.testing.assert_allclose(adjusted.loc[before, PRICES], original.loc[before, PRICES], rtol=0.03)
-    pd.testing.assert_frame_equal(adjusted[adjusted["ticker"] == "AAA"], original[original["ticker"] == "AAA"])
-
-
-def test_splits_fail_names_ticker_and_date() -> None:
-    frame, split_day = with_split(good_frame(), "AAA", 5, 2.0)
-    expected = f"unadjusted stock splits: ticker AAA date {split_day:%Y-%m-%d} ratio (1\\.9|2\\.0)"
-    with pytest.raises(DataError, match=expected):
-        validate_ohlc(frame, splits="fail")
-
-
 # ---------------------------------------------------------------- dates: ISO or declared, never guessed
 
 
@@ -421,14 +362,6 @@ def test_validation_leaves_the_callers_frame_as_it_was() -> None:
     before = frame.copy()
     validate_ohlc(frame, bad_rows="drop", splits="adjust")
     pd.testing.assert_frame_equal(frame, before)
-
-
-def test_split_jumps_are_found_per_ticker_whatever_the_order_of_the_tickers_rows() -> None:
-    frame, split_day = with_split(good_frame(), "BBB", 12, 2.0)
-    interleaved = frame.sort_values(["date", "ticker"], kind="stable")  # AAA, BBB, AAA, BBB, ...
-    jumps = find_split_jumps(interleaved)
-    assert jumps[["ticker", "date"]].values.tolist() == [["BBB", split_day]]
-    assert jumps.at[0, "ratio"] == find_split_jumps(frame).at[0, "ratio"]
 
 
 @pytest.mark.parametrize(
