@@ -45,7 +45,7 @@ class RetrainReport:
 def store_lock(settings: RetrainSettings) -> LockTarget:
     """The lock of this model on the configured tracking store (pointing MLflow at the store)."""
     uri = tracking.configure(settings.tracking_uri)
-    return lock_target(settings.model_name, uri, settings.lock_database_url, settings.lock_file)
+    return lock_target(settings.model_name, uri, settings.lock_database_url, settings.lock_file, settings.lock_dir)
 
 
 def run_locked(settings: RetrainSettings) -> RetrainReport | None:

@@ -5,6 +5,8 @@ file lock held by another process, a PostgreSQL advisory lock, lock paths keyed 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,16 @@ from pathlib import Path
 import pytest
 
 from forecaster.config import ModelConfig
-from pipelines.lock import LockTarget, database_url, lock_key, lock_target, pipeline_lock
+from pipelines import lock as lock_module
+from pipelines.lock import (
+    LockTarget,
+    database_url,
+    lock_key,
+    lock_target,
+    pipeline_lock,
+    shared_lock_dir,
+    store_key,
+)
 from pipelines.promote import RULE_CHAMPION, RULE_COVERAGE, RULE_NAIVE, RULE_SPL, GateRules, decide
 from pipelines.schedule import cron_trigger
 from pipelines.settings import RetrainSettings, load_settings
@@ -404,20 +415,127 @@ def test_sqlite_lock_file_sits_beside_the_database_from_any_working_directory(
     assert lock_target("a/b c", f"sqlite:///{db}", None, None).path == db.with_name("mlflow.db.retrain-a_b_c.lock")
 
 
-def test_server_and_file_store_locks_live_in_the_state_dir_keyed_by_the_store(
+def test_server_and_file_store_locks_live_in_the_lock_dir_keyed_by_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    locks = tmp_path / "state" / "forecaster" / "locks"
-    server = lock_target("m", "http://user:pw@mlflow:5000", None, None).path
-    assert server is not None and server.parent == locks and server.name.startswith("retrain-m-")
-    assert lock_target("m", "http://user:other@mlflow:5000/", None, None).path == server, "password-free key"
-    assert lock_target("m", "http://mlflow2:5000", None, None).path != server
+    locks = str(tmp_path / "locks")
+    server = lock_target("m", "http://user:pw@mlflow:5000", None, None, locks).path
+    assert server is not None and server.parent == tmp_path / "locks" and server.name.startswith("retrain-m-")
+    assert lock_target("m", "http://user:other@mlflow:5000/", None, None, locks).path == server, "password-free key"
+    assert lock_target("m", "http://mlflow2:5000", None, None, locks).path != server
     (tmp_path / "a").mkdir()
     monkeypatch.chdir(tmp_path / "a")
-    file_store = lock_target("m", "../mlruns", None, None).path
-    assert file_store == lock_target("m", (tmp_path / "mlruns").as_uri(), None, None).path
-    assert file_store is not None and file_store.parent == locks
+    file_store = lock_target("m", "../mlruns", None, None, locks).path
+    assert file_store == lock_target("m", (tmp_path / "mlruns").as_uri(), None, None, locks).path
+    assert file_store is not None and file_store.parent == tmp_path / "locks"
+
+
+def test_the_default_lock_dir_is_machine_wide_not_per_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone-else")
+    monkeypatch.setenv("XDG_STATE_HOME", "/elsewhere")
+    path = lock_target("m", "http://mlflow:5000", None, None).path
+    assert path is not None and path.parent == shared_lock_dir()
+
+
+@pytest.fixture()
+def resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Host lookups answered from a table (no DNS in tests): this machine is 'box' at 10.0.0.9."""
+    table = {
+        "localhost": ["127.0.0.1", "::1"],
+        "box": ["10.0.0.9"],
+        socket.gethostname(): ["10.0.0.9"],
+        "mlflow": ["10.0.0.5"],
+        "mlflow.internal": ["10.0.0.5"],
+    }
+    monkeypatch.setattr(lock_module, "_lookup", lambda host: table.get(host, []) if not _is_ip(host) else [host])
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "http://127.0.0.1:5000",
+        "http://localhost:5000",
+        "HTTP://127.0.0.1:5000",
+        "http://LOCALHOST:5000/",
+        "http://box:5000",
+        "http://10.0.0.9:5000",
+        "http://user:secret@localhost:5000",
+    ],
+)
+def test_every_spelling_of_one_tracking_server_is_one_lock(resolver: None, spelling: str, tmp_path: Path) -> None:
+    reference = lock_target("m", "http://127.0.0.1:5000", None, None, str(tmp_path)).path
+    assert lock_target("m", spelling, None, None, str(tmp_path)).path == reference
+
+
+def test_default_ports_names_and_their_address_are_one_store_and_other_servers_are_not(resolver: None) -> None:
+    assert store_key("http://mlflow") == store_key("http://mlflow:80") == store_key("http://10.0.0.5:80/")
+    assert store_key("https://mlflow.internal") == store_key("https://mlflow:443") == "https://10.0.0.5:443"
+    assert store_key("http://mlflow:5000") != store_key("http://mlflow:5001")
+    assert store_key("http://mlflow:5000") != store_key("https://mlflow:5000")
+    assert store_key("http://unknown-host:5000") == "http://unknown-host:5000"  # unresolved: the name itself
+    assert "secret" not in store_key("http://u:secret@mlflow:5000")
+
+
+def test_a_host_that_does_not_resolve_in_time_keys_by_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def stuck(*args: object, **kwargs: object) -> object:
+        release.wait(30)
+        raise OSError("gave up")
+
+    monkeypatch.setattr(lock_module, "RESOLVE_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(lock_module.socket, "getaddrinfo", stuck)
+    try:
+        assert store_key("http://Slow-Host:5000") == "http://slow-host:5000"
+    finally:
+        release.set()
+
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="needs root to run a process as another user")
+def test_another_user_on_the_machine_meets_the_same_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import tempfile
+
+    runner = shutil.which("setpriv")
+    if runner is None:
+        pytest.skip("setpriv is not installed")
+    top = Path(tempfile.mkdtemp(prefix="forecaster-lock-test-"))  # pytest's tmp_path is private to root
+    top.chmod(0o755)
+    folder = top / "shared-locks"
+    monkeypatch.setattr(lock_module, "shared_lock_dir", lambda: folder)
+    target = lock_target("m", "http://127.0.0.1:5000", None, None)
+    assert target.path is not None
+    probe = (
+        "import sys; from filelock import FileLock, Timeout\n"
+        "try:\n    FileLock(sys.argv[1]).acquire(timeout=0); print('acquired')\n"
+        "except Timeout:\n    print('held')\n"
+    )
+    with pipeline_lock("m", target, timeout_s=0) as held:
+        assert held
+        assert oct(folder.stat().st_mode & 0o7777) == oct(0o1777) and target.path.stat().st_mode & 0o666 == 0o666
+        other = subprocess.run(
+            [runner, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", probe, str(target.path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    shutil.rmtree(top)
+    assert other.stdout.strip() == "held", other.stderr
 
 
 def test_lock_file_setting_overrides_the_derived_path(tmp_path: Path) -> None:

@@ -323,7 +323,7 @@ def test_two_retrains_from_different_directories_on_one_sqlite_store_run_one_at_
     uri = f"sqlite:///{store}"
     csv = tmp_path / "bars.csv"
     ar1_ohlc(tickers=2, days=300).to_csv(csv, index=False)
-    env = base_env(MLFLOW_TRACKING_URI=uri, XDG_STATE_HOME=str(tmp_path / "state"))
+    env = base_env(MLFLOW_TRACKING_URI=uri, FORECASTER_RETRAIN_LOCK_DIR=str(tmp_path / "locks"))
     common = {
         "model_name": MODEL,
         "source": "file",

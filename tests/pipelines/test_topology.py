@@ -55,7 +55,7 @@ class Topology:
     @property
     def env(self) -> dict[str, str]:
         # lock files derived from the tracking server's URI go to a state dir of this test, not ~
-        return base_env(MLFLOW_TRACKING_URI=self.mlflow.uri, XDG_STATE_HOME=str(self.root / "state"))
+        return base_env(MLFLOW_TRACKING_URI=self.mlflow.uri, FORECASTER_RETRAIN_LOCK_DIR=str(self.root / "locks"))
 
     def retrain_command(self, **overrides: Any) -> list[str]:
         settings: dict[str, Any] = {
