@@ -19,6 +19,7 @@ from forecaster.registry import tracking
 from service import pages
 from service.errors import install_error_handlers
 from service.history import HistoryProvider
+from service.ledger import open_ledger
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.middleware import BodyLimitMiddleware, RequestLogMiddleware
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         poller = asyncio.create_task(store.poll_forever())
         app.state.poller = poller
+        app.state.ledger = open_ledger(settings, uri, metrics.registry)  # answers recorded off the request path
         try:
             yield
         finally:
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # calls run in daemon threads that the interpreter does not join.
             poller.cancel()
             await store.close()  # also tells the poller to stop, should the cancel be lost
+            await asyncio.to_thread(app.state.ledger.close)  # writes what is queued, bounded
             await asyncio.wait({poller}, timeout=5.0)  # bounded: shutdown never hangs on the poller
             worker_exit()  # with several workers: this one's model version leaves /metrics
 

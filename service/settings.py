@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(
         10, ge=0, description="`forecaster serve`: longest SIGTERM waits for requests in flight"
     )
+    ledger: Literal["on", "off"] = Field("on", description="Record every answered forecast in the ledger")
+    ledger_uri: str | None = Field(
+        None, description="Ledger database (SQLite or PostgreSQL); default ledger.db beside the MLflow store"
+    )
 
     # Checked here, at startup, by the library's own rules: a value they refuse would otherwise
     # give a service that starts and then fails every forecast (exchange) or never gets ready (device).
@@ -87,6 +91,15 @@ class Settings(BaseSettings):
     @classmethod
     def _exchange(cls, value: str) -> str:
         return check_exchange(value)
+
+    @field_validator("ledger_uri")
+    @classmethod
+    def _ledger_uri(cls, value: str | None) -> str | None:
+        from forecaster.monitor.store import check_uri  # a ledger URI it cannot use fails at startup
+
+        if value is not None:
+            check_uri(value)
+        return value
 
     @field_validator("device")
     @classmethod

@@ -23,6 +23,7 @@ RANK = {
     "forecaster.evaluation": 3,
     "forecaster.registry": 4,
     "forecaster.run": 5,
+    "forecaster.monitor": 5,  # the ledger, scoring, report: beside run, never importing it
     "forecaster.api": 6,
     "forecaster.interface": 7,
 }
@@ -205,6 +206,8 @@ SERVICE_MAY_IMPORT = {
     "forecaster.config",
     "forecaster.interface",
     "forecaster.interface.console",
+    "forecaster.monitor.schema",  # the forecast ledger's rows and store (service/ledger.py)
+    "forecaster.monitor.store",
 }
 
 

@@ -139,6 +139,7 @@ async def forecast(
         "levels": list(levels),
         "forecasts": forecasts,
     }
+    request.app.state.ledger.record(content, body.series, windows)  # queued: written off the request path
     # Built by hand and encoded by orjson for speed (no second validation of the response); tests
     # check it against ForecastResponse.
     return Response(orjson.dumps(content), media_type="application/json")

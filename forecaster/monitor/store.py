@@ -1,0 +1,172 @@
+"""Where the ledger lives: its URI (default a SQLite file beside the MLflow store), the engine with
+bounded waits, the schema created (and later migrated) by the product, and appends.
+
+SQLite runs in WAL mode, so readers (scoring, reports) never block the service's writer and
+several service workers can append to one file; PostgreSQL connects and runs every statement
+under a timeout. A store that cannot be reached or written raises LedgerError, one line, its
+password redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from forecaster.errors import ForecasterError, one_line, redact
+from forecaster.monitor.schema import SCHEMA_VERSION, forecasts, meta, metadata
+
+log = logging.getLogger(__name__)
+
+LEDGER_URI_ENV = "FORECASTER_LEDGER_URI"  # the service's setting `ledger_uri` and the CLI's --ledger-uri
+LEDGER_FILE = "ledger.db"
+TIMEOUT_S = 5.0  # longest wait for a connection, a lock or a statement
+ERROR_CHARS = 400  # driver errors quote whole statements: one line at most this long
+
+
+class LedgerError(ForecasterError, ValueError):
+    """The ledger store cannot be reached, created or written; names the store (password redacted)."""
+
+
+def default_uri(tracking_uri: str | None = None) -> str:
+    """The ledger beside the MLflow store: ``ledger.db`` in the folder of a SQLite tracking store,
+    else in the embedded store's folder (``mlruns/``) under the working directory."""
+    from forecaster.registry.tracking import LOCAL_STORE, resolve_tracking_uri
+
+    tracking = resolve_tracking_uri(tracking_uri)
+    prefix = "sqlite:///"
+    if tracking.startswith(prefix) and tracking != prefix + ":memory:":
+        folder = Path(tracking.removeprefix(prefix).split("?", 1)[0]).parent
+    else:
+        folder = LOCAL_STORE
+    return f"{prefix}{(folder / LEDGER_FILE).resolve()}"
+
+
+def resolve_uri(explicit: str | None, tracking_uri: str | None = None) -> str:
+    """The ledger URI: explicit (a PostgreSQL one with the installed driver named), else the default."""
+    from forecaster.registry.tracking import store_uri
+
+    return store_uri(explicit) if explicit else default_uri(tracking_uri)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def check_uri(uri: str) -> sa.URL:
+    """The parsed URI of a ledger this product can keep (SQLite or PostgreSQL), else a LedgerError
+    (a ValueError too) naming it, password redacted."""
+    try:
+        url = sa.make_url(uri)
+    except sa.exc.ArgumentError:
+        raise LedgerError(f"ledger: '{redact(uri)}' is not a database URI ({LEDGER_URI_ENV})") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise LedgerError(f"ledger: '{redact(uri)}' is neither SQLite nor PostgreSQL ({LEDGER_URI_ENV})")
+    return url
+
+
+def make_engine(uri: str, timeout_s: float = TIMEOUT_S) -> Engine:
+    """An engine for the ledger whose every wait is bounded by `timeout_s`."""
+    url = check_uri(uri)
+    options: dict[str, Any] = {"json_serializer": _json, "json_deserializer": orjson.loads}
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": timeout_s}, **options)
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers and writers of other processes do not block
+            cursor.execute("PRAGMA synchronous=NORMAL")  # WAL's safe setting: no fsync per commit
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    engine = sa.create_engine(
+        url, connect_args={"connect_timeout": max(1, round(timeout_s))}, pool_pre_ping=True, **options
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _postgres(connection: Any, _: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute(f"SET statement_timeout = {int(timeout_s * 1000)}")
+        cursor.close()
+        connection.commit()
+
+    return engine
+
+
+def insert_ignoring_duplicates(connection: Connection, table: sa.Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect (two writers of one row: the first wins)."""
+    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+class LedgerStore:
+    """One ledger database: schema on first use, appends, and connections for readers."""
+
+    def __init__(self, uri: str, timeout_s: float = TIMEOUT_S) -> None:
+        self.uri = resolve_uri(uri)
+        self.engine = make_engine(self.uri, timeout_s)
+        self._ready = False
+
+    @property
+    def name(self) -> str:
+        """The URI fit for a log line (password redacted)."""
+        return redact(self.uri)
+
+    @contextmanager
+    def connect(self, action: str) -> Iterator[Connection]:
+        """A connection in a transaction, committed on success; a store failure (or a file that
+        cannot be made) is a LedgerError saying what was being done."""
+        try:
+            database = self.engine.url.database
+            if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)  # as MLflow's embedded store does
+            with self.engine.begin() as connection:
+                yield connection
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise LedgerError(f"ledger {self.name}: {action} failed: {one_line(exc, ERROR_CHARS)}") from exc
+
+    def ensure_schema(self) -> None:
+        """Create the tables if they are missing and check the schema version; a ledger written by a
+        newer release is refused (its tables may mean more than this one knows)."""
+        if self._ready:
+            return
+        for attempt in (1, 2):
+            try:
+                with self.connect("creating the schema") as connection:
+                    metadata.create_all(connection, checkfirst=True)
+                    connection.execute(
+                        insert_ignoring_duplicates(connection, meta),
+                        {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    )
+                    found = connection.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+                break
+            except LedgerError:
+                if attempt == 2:  # another process created the same tables at the same moment: once more
+                    raise
+        if found is None or int(found) > SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger {self.name}: schema version {found}, this forecaster knows versions up to {SCHEMA_VERSION} "
+                "(upgrade forecaster to use this ledger)"
+            )
+        self._ready = True
+
+    def append(self, rows: list[dict[str, Any]]) -> int:
+        """Insert ledger_forecasts rows (ForecastRecord.rows) in one transaction; returns their count."""
+        if not rows:
+            return 0
+        self.ensure_schema()
+        with self.connect(f"writing {len(rows)} forecast rows") as connection:
+            connection.execute(forecasts.insert(), rows)
+        return len(rows)
+
+    def close(self) -> None:
+        self.engine.dispose()
