@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from service.settings import Settings
+        from service.timeouts import http_protocol
         from service.workers import APP_FACTORY, run_workers, settings_env, shared_metrics_dir
 
         given = {name: value for name, value in ctx.params.items() if name in FLAG_SETTINGS and value is not None}
@@ -93,7 +94,8 @@ def register(app: typer.Typer) -> None:
             "access_log": False,  # the service writes its own access line (service.middleware)
             "timeout_graceful_shutdown": settings.shutdown_grace_s,
             "loop": "uvloop",
-            "http": "httptools",
+            # httptools with a deadline for a request's headers (service.timeouts); the body's is the app's
+            "http": http_protocol(settings.request_header_timeout_s),
         }
         if settings.workers == 1:
             from service.main import create_app

@@ -60,7 +60,7 @@ def public_reason(exc: BaseException) -> str:
     if isinstance(exc, ModelNotFoundError | ModelLoadError | RegistryTimeout):
         return redact(str(exc))
     if isinstance(exc, RegistryUnavailableError):
-        return "registry: unavailable (the models already loaded keep serving)"
+        return "registry: unavailable"  # also said while no model is loaded: no claim that any serves
     return "internal error while loading the model"
 
 

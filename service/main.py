@@ -87,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (forecast.router, models.router, health.router, admin.router, pages.router):
         app.include_router(router)
     install_docs(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.request_body_timeout_s
+    )
     app.add_middleware(RequestLogMiddleware, metrics=metrics)  # sees every answer, even a 500
     app.add_middleware(WorkerHeaderMiddleware)  # X-Worker on every answer, the catch-all 500 included
     return app

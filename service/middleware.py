@@ -1,8 +1,9 @@
 """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): the request's log line, metrics and
-catch-all; the body size limit."""
+catch-all; the body's size and time limits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -23,11 +24,15 @@ _CALLER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class BodyLimitMiddleware:
-    """413 for a body over `max_bytes`, by Content-Length or while streaming."""
+    """413 for a body over `max_bytes`, by Content-Length or while streaming; 408 (and the
+    connection closed) for a body not received within `timeout_s` of its headers, whether it
+    stalls (`Content-Length: 100` and nothing sent) or trickles. A route that never reads its
+    body is not timed here: uvicorn's keep-alive timeout closes the connection after the answer."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -36,15 +41,23 @@ class BodyLimitMiddleware:
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await self._reject(send)
-        received = 0
+        received, complete = 0, False
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body, receive() waits for a disconnect: not a read to bound
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _SlowBody(self.timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise _TooLarge(self.max_bytes)
+                complete = not message.get("more_body", False)
             return message
 
         try:
@@ -58,6 +71,15 @@ class BodyLimitMiddleware:
 
 def _limit_detail(max_bytes: int) -> str:
     return f"request body is larger than the limit of {max_bytes} bytes"
+
+
+class _SlowBody(HTTPException):
+    """Raised from receive() when the body's deadline passes: answered 408 by FastAPI's handler for
+    HTTPExceptions, with `Connection: close`, since the rest of the body may still come."""
+
+    def __init__(self, timeout_s: float) -> None:
+        detail = f"request body not received within {timeout_s:g} s of its headers"
+        super().__init__(status_code=408, detail=detail, headers={"Connection": "close"})
 
 
 class _TooLarge(HTTPException):

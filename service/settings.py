@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     )
     max_series: int = Field(256, ge=1, description="Most series in one request")
     max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest request body accepted")
+    request_header_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        description="`forecaster serve`: longest a client may take to send a request's headers, from connecting "
+        "(or from its first byte, on a kept-alive connection); then the connection is closed, with a 408 when part "
+        "of a request came",
+    )
+    request_body_timeout_s: float = Field(
+        30.0, gt=0.0, description="Longest a request body may take to arrive after its headers; then 408, and closed"
+    )
     api_key: SecretStr | None = Field(None, description="Key for /forecast (optional) and /admin (required)")
     data_source: Literal["yfinance", "file", "sample"] = Field("sample", description="Where ticker histories come from")
     data_path: str | None = Field(None, description="CSV/Parquet file when data_source=file")
