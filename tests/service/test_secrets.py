@@ -51,7 +51,7 @@ def test_no_answer_header_or_log_line_carries_the_store_password(serve_app, free
             time.sleep(0.05)
         answers.append(ready)
         assert ready.status_code == 503
-        assert ready.json()["detail"] == "svc@champion: registry: unavailable (the models already loaded keep serving)"
+        assert ready.json()["detail"] == "svc@champion: registry: unavailable"  # no claim that a model serves
         for method, path, body in [
             ("POST", "/forecast", {"history": history}),
             ("POST", "/forecast", {"history": history, "model": "other"}),
