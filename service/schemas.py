@@ -72,30 +72,6 @@ Version = Annotated[
     Field(ge=1),
     BeforeValidator(version_number, json_schema_input_type=Annotated[int, Field(ge=1)] | VersionText),
 ]
-# A model or alias named in a request: never "" (it would silently mean the default one).
-Name = Annotated[str, Field(min_length=1)]
-VERSION_DIGITS = re.compile(r"[1-9][0-9]*")
-
-
-def version_number(value: Any) -> Any:
-    """A registry version is an identifier, not a quantity: a JSON integer, or its digits as text
-    (MLflow writes versions as strings, as this service's answers do); never `1.0`, `" 1"`, `"01"`
-    or `true`, which pydantic's lax mode would read as 1."""
-    if isinstance(value, bool | float):
-        raise PydanticKnownError("int_type")
-    if isinstance(value, str):
-        if not VERSION_DIGITS.fullmatch(value):
-            raise ValueError(f"{value!r} is not a version number (a whole number from 1, or its digits as text)")
-        return int(value)
-    return value
-
-
-VersionText = Annotated[str, Field(pattern=f"^{VERSION_DIGITS.pattern}$")]
-Version = Annotated[
-    int,
-    Field(ge=1),
-    BeforeValidator(version_number, json_schema_input_type=Annotated[int, Field(ge=1)] | VersionText),
-]
 
 
 def ticker_symbol(value: str) -> str:
