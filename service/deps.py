@@ -49,6 +49,13 @@ async def require_key_if_configured(request: Request, key: Annotated[str | None,
         )
 
 
+async def require_key_for_status(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
+    """/models and /metrics ask for the key (when one is set) only with FORECASTER_PROTECT_STATUS_ROUTES:
+    by default a Prometheus on the private network scrapes them without it (README "Serve")."""
+    if request.app.state.settings.protect_status_routes:
+        await require_key_if_configured(request, key)
+
+
 async def require_admin_key(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
     settings: Settings = request.app.state.settings
     if settings.api_key is None:
@@ -66,4 +73,5 @@ StoreDep = Annotated[ModelStore, Depends(get_store)]
 HistoryDep = Annotated[HistoryProvider, Depends(get_history)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ApiKeyDep = Depends(require_key_if_configured)
+StatusKeyDep = Depends(require_key_for_status)
 AdminKeyDep = Depends(require_admin_key)

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         30.0, gt=0.0, description="Longest a request body may take to arrive after its headers; then 408, and closed"
     )
     api_key: SecretStr | None = Field(None, description="Key for /forecast (optional) and /admin (required)")
+    protect_status_routes: bool = Field(
+        False,
+        description="With api_key set, /models and /metrics ask for it too; false (the default): they answer "
+        "without it, for a Prometheus on the private network",
+    )
     data_source: Literal["yfinance", "file", "sample"] = Field("sample", description="Where ticker histories come from")
     data_path: str | None = Field(None, description="CSV/Parquet file when data_source=file")
     cache_dir: str = Field(".forecaster/cache", description="yfinance cache folder")

@@ -11,7 +11,7 @@ import logging
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from service.deps import MetricsDep, SettingsDep, StoreDep
+from service.deps import MetricsDep, SettingsDep, StatusKeyDep, StoreDep
 from service.models.store import ModelStore
 from service.models.warmup import probe_window, unusable
 from service.ops_schemas import ReadyStatus, failed_info
@@ -75,7 +75,7 @@ async def ready(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     return JSONResponse(_status(settings, store, loaded.ref.version, None).model_dump(mode="json"))
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[StatusKeyDep])  # key: protect_status_routes
 async def prometheus(metrics: MetricsDep) -> Response:
     body, content_type = metrics.render()  # one worker's registry, or the sum over workers
     return Response(body, media_type=content_type)

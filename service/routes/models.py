@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import StoreDep
+from service.deps import StatusKeyDep, StoreDep
 from service.ops_schemas import ModelStatus, failed_info
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], dependencies=[StatusKeyDep])  # key: protect_status_routes
 
 
 @router.get("", response_model=list[ModelStatus])

@@ -1,4 +1,5 @@
-"""API key on /forecast and /admin; 503 with Retry-After while no model can be loaded."""
+"""API key on /forecast, /admin and (when protected) /models and /metrics; 503 with Retry-After
+while no model can be loaded."""
 
 from __future__ import annotations
 
@@ -35,6 +36,32 @@ def test_forecast_with_the_key_is_200(keyed, history, baseline, same_forecast):
 def test_health_and_ready_need_no_key(keyed):
     assert keyed.get("/health").status_code == 200
     assert keyed.get("/ready").status_code == 200
+
+
+def test_models_and_metrics_need_no_key_by_default(keyed):
+    assert keyed.get("/models").status_code == 200
+    assert keyed.get("/metrics").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def keyed_status(serve_app):
+    with serve_app(api_key="s3cret", protect_status_routes=True) as http:
+        yield http
+
+
+@pytest.mark.parametrize("path", ["/models", "/metrics"])
+def test_models_and_metrics_need_the_key_when_protected(keyed_status, path):
+    for headers in ({}, {"X-API-Key": "wrong"}):
+        response = keyed_status.get(path, headers=headers)
+        assert response.status_code == 401, (path, headers)
+        assert response.json()["detail"] == KEY_DETAIL
+    assert keyed_status.get(path, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert keyed_status.get("/ready").status_code == keyed_status.get("/health").status_code == 200  # never keyed
+
+
+def test_protect_status_routes_without_a_key_protects_nothing(serve_app):
+    with serve_app(protect_status_routes=True) as http:
+        assert http.get("/models").status_code == http.get("/metrics").status_code == 200
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}])
