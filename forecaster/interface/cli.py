@@ -19,9 +19,11 @@ from forecaster.config import BAD_ROWS, SPLITS, TrainingConfig, check_choice
 from forecaster.data.calendar import DEFAULT_EXCHANGE
 from forecaster.errors import redact
 from forecaster.interface.console import console, friendly_errors, parse_list, setup_logging
+from forecaster.interface.monitor import monitor_app
 from forecaster.interface.overrides import resolve_training, settings_help, shortcut_help, to_yaml
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Global LSTM/GRU stock forecaster.")
+app.add_typer(monitor_app, name="monitor")  # the forecast ledger's commands (forecaster/interface/monitor.py)
 log = logging.getLogger("forecaster")
 DATE_FORMAT_HELP = "Layout of the file's dates when not ISO YYYY-MM-DD, in strptime codes, e.g. %d/%m/%Y"
 BAD_ROWS_HELP = f"Bad rows and too-short tickers: {' or '.join(BAD_ROWS)} (drop: left out with a warning)"
