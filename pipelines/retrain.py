@@ -16,7 +16,7 @@ from forecaster.data.windows import Panel
 from forecaster.errors import DataError, ForecasterError, ModelNotFoundError, one_line
 from forecaster.evaluation import backtest as evaluate
 from forecaster.registry import tracking
-from forecaster.run.steps import evaluate_frame
+from forecaster.run.steps import TrainOutcome, evaluate_frame, predict_fn
 from forecaster.run.tracked import code_version, tracked_training
 from pipelines import promote
 from pipelines.lock import LockTarget, lock_target, pipeline_lock
@@ -117,7 +117,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
 
         step = "evaluate"
         log.info("step 3/5: evaluate challenger and champion on the holdout from %s", f"{holdout:%Y-%m-%d}")
-        challenger_backtest = holdout_backtest(result.outcome.forecaster, frame, holdout)
+        challenger_backtest = holdout_backtest(result.outcome.forecaster, result.outcome, frame)
         challenger_metrics = evaluate.score(challenger_backtest)
         champion_metrics = None
         if champion_before is not None:
@@ -126,7 +126,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
             except ModelNotFoundError:
                 champion = None
             if champion is not None:
-                champion_metrics = evaluate.score(holdout_backtest(champion, frame, holdout))
+                champion_metrics = evaluate.score(holdout_backtest(champion, result.outcome, frame))
 
         step = "gate"
         rules = promote.GateRules.from_settings(settings)
@@ -236,8 +236,22 @@ def mark_failed(name: str, run_id: str, version: str | None, reason: str, decide
         log.warning("could not record the failure on run %s: %s", run_id, exc)
 
 
-def holdout_backtest(forecaster: Any, frame: Any, holdout: Any) -> evaluate.Backtest:
-    """A model's rolling-origin backtest on the holdout, beside the baselines (scored by the caller)."""
+def holdout_backtest(forecaster: Any, outcome: TrainOutcome, frame: pd.DataFrame) -> evaluate.Backtest:
+    """A model's rolling-origin backtest on the holdout: the training run's test origins (every
+    window whose targets lie in the test split). The challenger's is the one its run already made,
+    beside the baselines; another model (the champion) is scored on the same origins without fitting
+    the baselines again, when its windows fit in the run's (lookback no longer, same horizon), else
+    on the frame's origins from the holdout's first date."""
+    windows, backtest = outcome.windows, outcome.backtest
+    if backtest is not None and forecaster is outcome.forecaster:
+        return backtest
+    fits = forecaster.lookback <= outcome.forecaster.lookback and forecaster.horizon == outcome.forecaster.horizon
+    if backtest is not None and fits:
+        quantiles, levels = evaluate.model_quantiles(
+            predict_fn(forecaster), windows.panel, windows.test_origins, forecaster.lookback, forecaster.horizon
+        )
+        return evaluate.model_only(backtest, quantiles, levels)
+    holdout = windows.split.test_start
     return evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date=holdout)
 
 

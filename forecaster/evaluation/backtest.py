@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -118,11 +118,7 @@ def backtest(predict: PredictFn | None, panel: Panel, lookback: int, horizon: in
     quantiles: dict[str, np.ndarray] = {}
     levels = DEFAULT_LEVELS
     if predict is not None:
-        parts = [
-            predict(panel.gather(origins[i : i + CHUNK], lookback, horizon).X) for i in range(0, len(origins), CHUNK)
-        ]
-        quantiles["model"] = np.concatenate([q for q, _ in parts]).astype(np.float64)  # -> (N, H, Q)
-        levels = tuple(parts[0][1])
+        quantiles["model"], levels = model_quantiles(predict, panel, origins, lookback, horizon)
     quantiles["ewma"] = baselines.ewma_quantiles(panel, origins, horizon, levels)
     fits = baselines.garch_fits(panel, origins)
     quantiles["garch"] = baselines.garch_quantiles(panel, origins, horizon, levels, fits)
@@ -147,6 +143,26 @@ def backtest(predict: PredictFn | None, panel: Panel, lookback: int, horizon: in
         levels=levels,
         mase_scale=mase_scales(panel),
         target_dates=panel.dates[origins[:, None] + np.arange(1, horizon + 1)],
+    )
+
+
+def model_quantiles(
+    predict: PredictFn, panel: Panel, origins: np.ndarray, lookback: int, horizon: int
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A model's price quantiles [N,H,Q] (float64) at every origin, gathered CHUNK windows at a time,
+    and the levels they are at."""
+    parts = [predict(panel.gather(origins[i : i + CHUNK], lookback, horizon).X) for i in range(0, len(origins), CHUNK)]
+    return np.concatenate([q for q, _ in parts]).astype(np.float64), tuple(parts[0][1])
+
+
+def model_only(result: Backtest, quantiles: np.ndarray, levels: tuple[float, ...]) -> Backtest:
+    """Another model's forecasts on the same origins as `result`, without its baselines: what to
+    score a second model on the same rows without fitting the baselines again."""
+    return replace(
+        result,
+        forecasts={"model": quantiles[..., levels.index(MEDIAN)]},
+        quantiles={"model": quantiles},
+        levels=levels,
     )
 
 

@@ -7,7 +7,7 @@ validation -> bundle -> rolling-origin test backtest. The same inside an MLflow 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,19 +214,14 @@ def uncalibrated_metrics(
     forecaster: Forecaster, backtest: evaluate.Backtest, windows: SplitWindows
 ) -> dict[str, list[float]]:
     """The test metrics of the raw network on the same origins: what calibration changed."""
-    L, H, origins = forecaster.lookback, forecaster.horizon, windows.test_origins
-    raw = np.concatenate(
-        [
-            forecaster.predict(
-                windows.panel.gather(origins[i : i + evaluate.CHUNK], L, H).X, calibrated=False
-            ).quantiles
-            for i in range(0, len(origins), evaluate.CHUNK)
-        ]
+    raw, levels = evaluate.model_quantiles(
+        predict_fn(forecaster, calibrated=False),
+        windows.panel,
+        windows.test_origins,
+        forecaster.lookback,
+        forecaster.horizon,
     )
-    model = {"model": raw[..., forecaster.median_index]}
-    return evaluate.score(
-        replace(backtest, quantiles={**backtest.quantiles, "model": raw}, forecasts={**backtest.forecasts, **model})
-    )["model"]
+    return evaluate.score(evaluate.model_only(backtest, raw, levels))["model"]
 
 
 def predict_fn(forecaster: Forecaster, calibrated: bool = True) -> evaluate.PredictFn:
