@@ -1,12 +1,12 @@
 """Read files of bars: one CSV (plain or compressed) or Parquet file, or a folder of them, within size limits.
 
-A file is measured before it is parsed: a CSV is streamed through its decompressor once, counting
-bytes, rows and the longest cell, and refused as soon as one of `ReadLimits` is passed (a 310 KB
-gzip that inflates to 300 MB of 1 MB numbers is refused at its first long cell, in milliseconds,
-instead of taking minutes and gigabytes in the CSV parser); a Parquet file by its own metadata.
-Only then does pandas read it. The limits are far above any daily-bars file (20 million rows is 80
-years of 1,000 tickers) and can be raised per call (`read_ohlc_path(path, limits=...)`,
-`load_source(..., limits=...)`).
+A file is measured before it is parsed: a CSV is streamed through its decompressor once (a
+compressed file's text then goes to the parser from memory), counting bytes, rows and the longest
+cell, and refused as soon as one of `ReadLimits` is passed (a 310 KB gzip that inflates to 300 MB
+of 1 MB numbers is refused at its first long cell, in milliseconds, instead of taking minutes and
+gigabytes in the CSV parser); a Parquet file by its own metadata. Only then does pandas read it.
+The limits are far above any daily-bars file (20 million rows is 80 years of 1,000 tickers) and
+can be raised per call (`read_ohlc_path(path, limits=...)`, `load_source(..., limits=...)`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import io
 import lzma
 import zipfile
 import zlib
@@ -105,8 +106,12 @@ def _read(path: Path, limits: ReadLimits, folder: Path | None = None) -> tuple[p
     parquet = suffixes.endswith(".parquet") or suffixes.endswith(".pq")
     compression = COMPRESSIONS.get(path.suffix.lower())
     try:
-        size = _measure_parquet(path, limits, folder) if parquet else _measure_csv(path, compression, limits, folder)
-        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, compression=compression)
+        if parquet:
+            size = _measure_parquet(path, limits, folder)
+            frame = pd.read_parquet(path)
+        else:
+            size, text = _measure_csv(path, compression, limits, folder)
+            frame = pd.read_csv(path if text is None else text)
     except DataError:
         raise
     except UnicodeDecodeError as exc:
@@ -178,18 +183,23 @@ def _text_stream(path: Path, compression: str | None) -> Iterator[_Readable]:
             yield stream
 
 
-def _measure_csv(path: Path, compression: str | None, limits: ReadLimits, folder: Path | None) -> Measured:
-    """Stream the text once (never more than CHUNK_BYTES in memory), refusing it at the first limit
-    passed (bytes after decompression, rows: lines after the header, a cell's length: the characters
-    between two commas or line ends; a quoted cell holding commas counts in pieces, and the byte
-    limit still bounds it) or at the first byte that is not UTF-8."""
+def _measure_csv(
+    path: Path, compression: str | None, limits: ReadLimits, folder: Path | None
+) -> tuple[Measured, io.BytesIO | None]:
+    """Stream the text once, refusing it at the first limit passed (bytes after decompression, rows:
+    lines after the header, a cell's length: the characters between two commas or line ends; a
+    quoted cell holding commas counts in pieces, and the byte limit still bounds it) or at the first
+    byte that is not UTF-8. A plain file is read CHUNK_BYTES at a time and left on disk for the
+    parser; a compressed file's text is kept (at most max_bytes), so it is decompressed only once
+    (twice cost a 40 MB gzip a second)."""
     total = lines = 0
     run = 0  # characters since the last comma or line end, carried across chunks
-    text = codecs.getincrementaldecoder("utf-8")()  # binary garbage is named as such, not as a long cell
+    utf8 = codecs.getincrementaldecoder("utf-8")()  # binary garbage is named as such, not as a long cell
+    kept = io.BytesIO() if compression is not None else None
     with _text_stream(path, compression) as stream:
         while chunk := stream.read(CHUNK_BYTES):
             try:
-                text.decode(chunk)
+                utf8.decode(chunk)
             except UnicodeDecodeError as exc:  # where in the file, not in the chunk
                 raise UnicodeDecodeError(
                     exc.encoding, exc.object, total + exc.start, total + exc.end, exc.reason
@@ -208,10 +218,14 @@ def _measure_csv(path: Path, compression: str | None, limits: ReadLimits, folder
                     raise _too_large(path, f"a cell of more than {limits.max_cell_chars:,} characters", folder)
             if run > limits.max_cell_chars:
                 raise _too_large(path, f"a cell of more than {limits.max_cell_chars:,} characters", folder)
-            lines += int(np.count_nonzero(codes == _NEWLINE))
+            lines += chunk.count(b"\n")
             if lines - 1 > limits.max_rows:
                 raise _too_large(path, f"more than {limits.max_rows:,} rows", folder)
-    return Measured(rows=max(0, lines - 1), bytes=total)
+            if kept is not None:
+                kept.write(chunk)
+    if kept is not None:
+        kept.seek(0)
+    return Measured(rows=max(0, lines - 1), bytes=total), kept
 
 
 def _measure_parquet(path: Path, limits: ReadLimits, folder: Path | None) -> Measured:
