@@ -10,11 +10,12 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf 
 WORKDIR /app
 # torch first, from the CPU (or CUDA) index, so the project's range does not pull another build
 RUN pip install "torch==2.13.0" --index-url "$TORCH_INDEX"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY forecaster ./forecaster
 COPY service ./service
 COPY pipelines ./pipelines
-RUN pip install .
+# the versions the test suite passed with (pyproject.toml holds only compatible ranges)
+RUN pip install -c constraints.txt .
 
 RUN useradd --create-home app && mkdir -p /data && chown app /data
 USER app

@@ -388,8 +388,9 @@ def test_every_compose_variable_is_in_the_example_env_file(example_env: dict[str
 
 
 def pyproject_pin(package: str) -> str:
-    found = re.search(rf'"{re.escape(package)}==([^"]+)"', (ROOT / "pyproject.toml").read_text())
-    assert found, f"pyproject.toml must pin {package}"
+    """The tested version of `package`: its pin in constraints.txt (pyproject.toml holds ranges)."""
+    found = re.search(rf"^{re.escape(package)}==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M | re.I)
+    assert found, f"constraints.txt must pin {package}"
     return found.group(1)
 
 
