@@ -79,6 +79,11 @@ class DataConfig(Section):
         return self
 
     @property
+    def min_rows(self) -> int:
+        """Bars a ticker needs for one window with known targets: lookback of history + horizon after."""
+        return self.lookback + self.horizon
+
+    @property
     def encoder_steps(self) -> int:
         """T: the bars the recurrent encoder reads (seq_len, else ENCODER_STEPS within the lookback)."""
         return self.seq_len if self.seq_len is not None else min(ENCODER_STEPS, self.lookback - 1)

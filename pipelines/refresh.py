@@ -40,7 +40,7 @@ def refresh_data(settings: RetrainSettings, sleep: Callable[[float], None] = tim
     except BarsChangedError as exc:
         raise BarsChangedError(exc.changes, f"set {setting_hint('overwrite_bars', True)}") from None
     data = settings.training.data
-    frame = validate_ohlc(merged, min_rows=data.lookback + data.horizon)
+    frame = validate_ohlc(merged, min_rows=data.min_rows)
     write_table_atomically(frame, store)
     log.info(
         "data: %d rows, %d tickers, %s..%s stored in %s",

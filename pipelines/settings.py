@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from forecaster.config import SHORTCUTS, TrainingConfig
+from forecaster.data.retry import DEFAULT_RETRY
 from forecaster.data.rules import check_ticker
 from forecaster.interface.overrides import CLI_OPTIONS, cli_values, expand_shortcuts, read_yaml
 from pipelines.schedule import cron_trigger
@@ -83,8 +84,11 @@ class RetrainSettings(BaseSettings):
     )
     on_busy: Literal["skip", "wait"] = Field("skip", description="when another run holds the lock")
     rollback_wait_s: float = Field(60.0, ge=0.0, description="how long rollback waits for a running retrain's lock")
-    retries: int = Field(3, ge=1, description="attempts of the data refresh")
-    retry_backoff_s: float = Field(2.0, ge=0.0, description="first retry delay, doubled each attempt")
+    # the library's retry policy's own defaults (forecaster.data.retry): one owner of how often to ask again
+    retries: int = Field(DEFAULT_RETRY.attempts, ge=1, description="attempts of the data refresh")
+    retry_backoff_s: float = Field(
+        DEFAULT_RETRY.backoff_s, ge=0.0, description="first retry delay, doubled each attempt"
+    )
     date_format: str | None = Field(None, description="layout of the source files' dates when not ISO, e.g. %d/%m/%Y")
     overwrite_bars: bool = Field(
         False, description="let fresh bars replace stored ones that differ (a vendor's re-adjustment); logged"

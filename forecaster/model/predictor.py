@@ -79,6 +79,11 @@ class Forecaster:
         return self.bundle.data_config.horizon
 
     @property
+    def min_rows(self) -> int:
+        """Bars a ticker needs to be scored (evaluate): DataConfig.min_rows of the model's data."""
+        return self.bundle.data_config.min_rows
+
+    @property
     def quantiles(self) -> tuple[float, ...]:
         return self.bundle.model_config.quantiles
 

@@ -62,7 +62,7 @@ def split_windows(frame: pd.DataFrame, data_config: DataConfig, stride: int = 1)
     if len(train_o) == 0:
         raise DataError(
             f"data: no training windows before {split.val_start:%Y-%m-%d}; need more history than "
-            f"lookback + horizon = {L + H} rows per ticker in the training period"
+            f"lookback + horizon = {data_config.min_rows} rows per ticker in the training period"
         )
     transform = WindowTransform(lookback=L, seq_len=data_config.encoder_steps)
     train_o = train_o[::stride] if stride > 1 else train_o
@@ -194,7 +194,7 @@ def training_windows(frame: pd.DataFrame, data_config: DataConfig, train_config:
     frame = validate_ohlc(
         frame,
         bad_rows=data_config.bad_rows,
-        min_rows=data_config.lookback + data_config.horizon,
+        min_rows=data_config.min_rows,
         splits=data_config.splits,
     )
     return split_windows(frame, data_config, train_config.stride)

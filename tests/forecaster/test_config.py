@@ -114,3 +114,7 @@ def test_quantile_levels_are_validated_once() -> None:
         ModelConfig(quantiles=(0.5, 0.1))
     with pytest.raises(ValidationError, match="bidirectional"):
         ModelConfig(bidirectional=True, mode="seq2seq")
+
+
+def test_min_rows_is_lookback_plus_horizon_for_data_and_a_loaded_model() -> None:
+    assert DataConfig(lookback=30, horizon=4).min_rows == 34

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from forecaster.errors import ForecasterError
-from pipelines.settings import load_settings
+from pipelines.settings import RetrainSettings, load_settings
 
 BAD_CONFIGS = {
     "unclosed.yaml": ("model_name: [unclosed\n", "is not valid YAML"),
@@ -108,3 +108,10 @@ def test_yfinance_cache_dir_defaults_to_the_data_dir_and_can_be_shared(clean_env
     assert load_settings(None, ["--data-dir", "d"]).yfinance_cache_dir == Path("d") / "yfinance"
     clean_env.setenv("FORECASTER_RETRAIN_CACHE_DIR", "/data/cache")
     assert load_settings(None, ["--data-dir", "d"]).yfinance_cache_dir == Path("/data/cache")
+
+
+def test_the_refresh_retries_default_to_the_library_retry_policy(clean_env: pytest.MonkeyPatch) -> None:
+    from forecaster.data.retry import DEFAULT_RETRY
+
+    settings = RetrainSettings()
+    assert (settings.retries, settings.retry_backoff_s) == (DEFAULT_RETRY.attempts, DEFAULT_RETRY.backoff_s)
