@@ -116,5 +116,5 @@ def test_quantile_levels_are_validated_once() -> None:
         ModelConfig(bidirectional=True, mode="seq2seq")
 
 
-def test_min_rows_is_lookback_plus_horizon_for_data_and_a_loaded_model() -> None:
+def test_min_rows_is_lookback_plus_horizon() -> None:
     assert DataConfig(lookback=30, horizon=4).min_rows == 34
