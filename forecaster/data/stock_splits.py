@@ -11,6 +11,9 @@ within SPLIT_TOLERANCE of a factor is reported whatever the ticker. So for a sto
 2:1 split is reported from a ratio of 1.88 to 2.12; a real 9% move is near no factor; for a stock
 moving 0.2% a day the band stays 3% (2.062 is not reported); a 48% fall of a stock moving 8% a day
 (10 typical moves are 0.8 in log, more than log(1.92)) is reported only within 3% of a factor.
+Prices alone cannot tell a split from a real fall of the same size: AAPL's of 2000-09-29 (-52%, a
+ratio of 1.898, in the bundled sample) is reported as a possible 2:1 split. Bars adjusted at the
+source (the sample, yfinance's) are therefore not checked (`validate_ohlc(splits=None)`).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def validate_ohlc(
     frame: pd.DataFrame,
     bad_rows: str = "fail",
     min_rows: int = 1,
-    splits: str = "warn",
+    splits: str | None = "warn",
     date_format: str | None = None,
 ) -> pd.DataFrame:
     """Check every rule of the tidy frame and return a clean, sorted copy.
@@ -73,7 +73,9 @@ def validate_ohlc(
     two cases (AAPL, aapl) is an error even with ``drop`` (which spelling is meant is not known).
     min_rows: tickers with fewer rows are an error (``fail``) or dropped with a warning.
     splits: what to do with jumps that look like unadjusted splits: ``warn``, ``fail`` or
-    ``adjust`` (back-adjust earlier prices by the split ratio, logged per ticker and date).
+    ``adjust`` (back-adjust earlier prices by the split ratio, logged per ticker and date); None:
+    no check, for bars adjusted at the source (the bundled sample, yfinance's), where a check can only
+    take a real fall near a split factor for a split (AAPL 2000-09-29, -52%, a ratio of 1.898).
     date_format: the layout of text dates (strptime codes, e.g. ``%d/%m/%Y``); None = ISO only.
     A column where no date parses is an error even with ``drop``: the layout is wrong, not the rows.
     """
@@ -82,7 +84,8 @@ def validate_ohlc(
     if missing:
         raise DataError(f"data: missing column(s) {missing}; found {list(frame.columns)}")
     check_choice("bad_rows", bad_rows, BAD_ROWS)
-    check_choice("splits", splits, SPLITS)
+    if splits is not None:
+        check_choice("splits", splits, SPLITS)
     if frame.empty:
         raise DataError("data: no rows")
     keep = [*REQUIRED_COLUMNS] + (["volume"] if "volume" in frame.columns else [])
@@ -116,7 +119,8 @@ def validate_ohlc(
     frame, codes = _sort_rows(frame, codes)
     frame["ticker"] = frame["ticker"].astype(str)
     frame, codes = _check_min_rows(frame, codes, names, min_rows, bad_rows)
-    frame = handle_split_jumps(frame, splits, codes)
+    if splits is not None:
+        frame = handle_split_jumps(frame, splits, codes)
     if frame.empty:
         raise DataError("data: no valid rows left")
     # the rows are sorted and renumbered: where they came from no longer applies (a new dict: the

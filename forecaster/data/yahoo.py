@@ -11,6 +11,8 @@ With a cache folder each ticker's bars live in ``<cache_dir>/<TICKER>.parquet``;
 only from the last cached bar on. That one overlapping bar is how a re-adjustment is seen: Yahoo
 rescales the whole adjusted history after a split or dividend, so when the overlap moved by one
 factor the ticker's whole history is downloaded again rather than mixing two price bases.
+Yahoo's bars are split-adjusted (auto_adjust), so they are validated without a split check
+(``splits=None``), which could only take a real fall near a split factor (AAPL's of 2000-09-29) for one.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def fetch_yahoo(
             merged = merge_bars(old, new, overwrite=overwrite, what=where)
         except BarsChangedError as exc:  # the remedy as the library's callers spell it
             raise BarsChangedError(exc.changes, "pass overwrite=True (fetch_yahoo, load_source)") from None
-        frames[ticker] = validate_ohlc(merged)
+        frames[ticker] = validate_ohlc(merged, splits=None)
     if cache_dir is not None:  # only once every merge passed: a refused merge writes nothing
         for ticker in fetched:
             old = cached.get(ticker)
@@ -118,7 +120,7 @@ def fetch_yahoo(
     empty = [t for t in names if t not in set(result["ticker"])]
     if empty:
         raise DataError(f"yahoo: no bars for ticker(s) {empty} between {first} and {last}")
-    return validate_ohlc(result)
+    return validate_ohlc(result, splits=None)
 
 
 def _span_to_fetch(cache: pd.DataFrame | None, first: date, last: date) -> Span | None:
@@ -196,7 +198,7 @@ def _download(plan: dict[str, Span]) -> tuple[dict[str, pd.DataFrame], str]:
             bars = _ticker_bars(raw, ticker, len(group))
             bars = bars[(bars["date"] >= pd.Timestamp(start)) & (bars["date"] <= pd.Timestamp(last))]
             if not bars.empty:
-                out[ticker] = validate_ohlc(bars)
+                out[ticker] = validate_ohlc(bars, splits=None)
     return out, "; ".join(errors)
 
 
@@ -318,7 +320,7 @@ def _read_cache(cache_dir: Path, ticker: str) -> pd.DataFrame | None:
         return None
     raw = read_ohlc_file(path)
     try:
-        frame = validate_ohlc(raw)
+        frame = validate_ohlc(raw, splits=None)
     except DataError as exc:
         raise DataError(f"yahoo: cache file '{path}' for ticker {ticker} is invalid: {exc}") from exc
     frame.attrs = dict(raw.attrs)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from factories import random_ohlc
 
+from forecaster.data.sources import load_sample
 from forecaster.data.stock_splits import find_split_jumps
 from forecaster.data.validate import validate_ohlc
 from forecaster.errors import DataError
@@ -180,3 +181,16 @@ def test_split_jumps_are_found_per_ticker_whatever_the_order_of_the_tickers_rows
     jumps = find_split_jumps(interleaved)
     assert jumps[["ticker", "date"]].values.tolist() == [["BBB", split_day]]
     assert jumps.at[0, "ratio"] == find_split_jumps(frame).at[0, "ratio"]
+
+
+def test_bars_adjusted_at_the_source_get_no_split_check(caplog: pytest.LogCaptureFixture) -> None:
+    """The sample's AAPL fell 52% on 2000-09-29 (ratio 1.898): prices alone call it a 2:1 split, so
+    the sample (and yfinance's adjusted bars) are validated without the check, and load quietly."""
+    with caplog.at_level(logging.WARNING):
+        sample = load_sample()
+    assert "split" not in caplog.text
+    jumps = find_split_jumps(sample)
+    assert jumps[["ticker", "date", "factor"]].values.tolist() == [["AAPL", pd.Timestamp("2000-09-29"), 2.0]]
+    frame, _ = with_split(good_frame(), "AAA", 12, 2.0)
+    assert len(validate_ohlc(frame, splits=None)) == len(frame)  # left as it is, no warning
+    assert "split" not in caplog.text
