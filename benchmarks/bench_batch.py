@@ -75,7 +75,7 @@ def default_forecaster(folder: Path, seed: int) -> Forecaster:
     with torch.no_grad():
         for parameter in network.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))  # not the untrained all-zero head
-    path = save_bundle(folder / "bundle", network, config, data, WindowTransform(data.lookback, data.encoder_steps))
+    path = save_bundle(folder / "bundle", network, config, data, WindowTransform.for_data(data))
     return Forecaster(load_bundle(path), device="cpu")
 
 

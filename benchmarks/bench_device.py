@@ -171,7 +171,7 @@ def main() -> None:
         with torch.no_grad():
             for parameter in network.parameters():
                 parameter.add_(0.05 * torch.randn_like(parameter))  # not the untrained all-zero head
-        transform = WindowTransform(data.lookback, data.encoder_steps)
+        transform = WindowTransform.for_data(data)
         path = save_bundle(Path(tmp) / "bundle", network, ModelConfig(), data, transform)
         scores = {
             side: score_side(path, score_frame, device, args.cpu_threads, args.rounds)

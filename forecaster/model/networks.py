@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forecaster.config import N_SCALAR_FEATURES, N_SEQ_FEATURES, ModelConfig
+from forecaster.config import MEDIAN, N_SCALAR_FEATURES, N_SEQ_FEATURES, ModelConfig
 
 CELLS: dict[str, type[nn.LSTM] | type[nn.GRU] | type[nn.RNN]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 MEDIAN_SCALE = 0.1  # the median moves 10x slower than the band: daily returns are mostly noise
@@ -30,7 +30,7 @@ def random_walk_prior(horizon: int, quantiles: tuple[float, ...]) -> torch.Tenso
     """[H,Q] raw head outputs that `order_quantiles` turns into sqrt(h) * Phi^-1(q)."""
     normal = NormalDist()
     prior = torch.zeros(horizon, len(quantiles))
-    median = quantiles.index(0.5)
+    median = quantiles.index(MEDIAN)
     for h in range(horizon):
         z = [math.sqrt(h + 1) * normal.inv_cdf(q) for q in quantiles]
         for i in range(len(quantiles)):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.config import CLOSE, FEATURES, N_SCALAR_FEATURES, N_SEQ_FEATURES
+from forecaster.config import CLOSE, FEATURES, N_SCALAR_FEATURES, N_SEQ_FEATURES, DataConfig
 
 TRANSFORM_NAME = "vol_scaled_window"
 TRANSFORM_VERSION = 2
@@ -54,10 +54,16 @@ class WindowFeatures:
 
 @dataclass(frozen=True)
 class WindowTransform:
-    """Volatility-scaled features of raw OHLC windows; `seq_len` bars go to the recurrent encoder."""
+    """Volatility-scaled features of raw OHLC windows; `seq_len` bars go to the recurrent encoder.
+    No defaults of its own: built from the data settings (`for_data`) or a bundle's stored state."""
 
-    lookback: int = 120
-    seq_len: int = 60
+    lookback: int
+    seq_len: int
+
+    @classmethod
+    def for_data(cls, config: DataConfig) -> WindowTransform:
+        """The transform of windows cut by `config`: its lookback, and its encoder's bars (seq_len)."""
+        return cls(lookback=config.lookback, seq_len=config.encoder_steps)
 
     def __post_init__(self) -> None:
         if not 2 <= self.seq_len < self.lookback:

@@ -64,7 +64,7 @@ def split_windows(frame: pd.DataFrame, data_config: DataConfig, stride: int = 1)
             f"data: no training windows before {split.val_start:%Y-%m-%d}; need more history than "
             f"lookback + horizon = {data_config.min_rows} rows per ticker in the training period"
         )
-    transform = WindowTransform(lookback=L, seq_len=data_config.encoder_steps)
+    transform = WindowTransform.for_data(data_config)
     train_o = train_o[::stride] if stride > 1 else train_o
     return SplitWindows(
         panel=panel,

@@ -50,7 +50,7 @@ def random_bundle(path: Path, options: dict[str, Any], seed: int) -> ModelConfig
     rng = np.random.default_rng(seed)
     q = len(config.network_levels)
     calibration = Calibration(rng.normal(0, 0.2, (DATA.horizon, q)), rng.uniform(0, 1, DATA.horizon))
-    transform = WindowTransform(lookback=DATA.lookback, seq_len=DATA.encoder_steps)
+    transform = WindowTransform.for_data(DATA)
     save_bundle(path, model, config, DATA, transform, calibration)
     return config
 

@@ -137,3 +137,12 @@ def test_state_round_trips_and_older_transforms_are_refused() -> None:
         WindowTransform(lookback=10, seq_len=10)
     with pytest.raises(ValueError, match="expected shape"):
         transform.features(np.ones((2, L - 1, 4)))
+
+
+def test_the_transform_takes_its_sizes_from_the_data_settings_and_has_none_of_its_own() -> None:
+    from forecaster.config import DataConfig
+
+    data = DataConfig(lookback=121, horizon=3)
+    assert WindowTransform.for_data(data) == WindowTransform(lookback=121, seq_len=data.encoder_steps)
+    with pytest.raises(TypeError):
+        WindowTransform()  # type: ignore[call-arg]
