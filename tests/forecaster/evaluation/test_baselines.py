@@ -196,7 +196,8 @@ def test_a_garch_fit_that_fails_from_archs_start_is_restarted_and_keeps_the_best
     best = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="normal", rescale=False).fit(
         disp="off", starting_values=starts[1 + int(np.argmax(loglik))]
     )
-    assert (fit.omega, fit.alpha, fit.beta) == tuple(float(best.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
+    expected = [float(best.params[k]) for k in ("omega", "alpha[1]", "beta[1]")]
+    np.testing.assert_allclose([fit.omega, fit.alpha, fit.beta], expected, rtol=1e-6)  # an optimiser's answer
     assert fit.alpha == pytest.approx(0.1, abs=0.06) and fit.beta == pytest.approx(0.85, abs=0.1)  # the true process
 
 
