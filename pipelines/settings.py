@@ -28,7 +28,7 @@ from pydantic_settings import (
 
 from forecaster.config import SHORTCUTS, TrainingConfig
 from forecaster.data.retry import DEFAULT_RETRY
-from forecaster.data.rules import check_ticker
+from forecaster.data.rules import check_ticker, parse_day
 from forecaster.interface.overrides import CLI_OPTIONS, cli_values, expand_shortcuts, read_yaml
 from pipelines.schedule import cron_trigger
 
@@ -125,6 +125,12 @@ class RetrainSettings(BaseSettings):
     def yfinance_cache_dir(self) -> Path:
         """The yfinance cache folder: cache_dir, else <data_dir>/yfinance (where it always was)."""
         return Path(self.cache_dir) if self.cache_dir else Path(self.data_dir) / "yfinance"
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _iso_start(cls, value: Any) -> Any:
+        """The one date parser of the library (ISO only: epoch seconds or 01/02/2013 are refused)."""
+        return None if value is None else parse_day(value, "start").date()
 
     @field_validator("timezone")
     @classmethod

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from forecaster.config import FEATURES, MEDIAN, N_FEATURES
-from forecaster.data.rules import MAX_PRICE, MIN_PRICE, accepted_prices
+from forecaster.data.rules import MAX_PRICE, MIN_PRICE, accepted_prices, parse_day
 from forecaster.errors import DataError
 from forecaster.model.artifact import Bundle
 from forecaster.model.batch import forecast_bars
@@ -178,15 +178,11 @@ class Forecaster:
 
 
 def _as_date(value: Any, field: str) -> dt.date:
-    """A bar's date (date, datetime, Timestamp, datetime64 or ISO text) as a calendar date."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise DataError(f"{field}: the last bar's date {value!r} is not a date") from exc
-    if pd.isna(stamp):
+    """A bar's date (date, datetime, Timestamp, datetime64 or ISO text) as a calendar date, by the
+    library's one date parser (`data.rules.parse_day`: 01/02/2013 or epoch seconds are refused)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
         raise DataError(f"{field}: the last bar's date is missing")
-    return stamp.date()
+    try:
+        return parse_day(value, f"{field}: the last bar's date").date()
+    except ValueError as exc:
+        raise DataError(str(exc)) from None

@@ -115,3 +115,10 @@ def test_the_refresh_retries_default_to_the_library_retry_policy(clean_env: pyte
 
     settings = RetrainSettings()
     assert (settings.retries, settings.retry_backoff_s) == (DEFAULT_RETRY.attempts, DEFAULT_RETRY.backoff_s)
+
+
+@pytest.mark.parametrize("start", ["1577836800", "01/02/2013", "2013-13-01"])
+def test_the_start_date_is_iso_only(clean_env: pytest.MonkeyPatch, start: str) -> None:
+    with pytest.raises(ValidationError, match="start"):
+        RetrainSettings(start=start)
+    assert RetrainSettings(start="2013-01-02").start == dt.date(2013, 1, 2)

@@ -3,6 +3,7 @@ safetensors (no pickle), and Forecaster.predict is the transform around that net
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pickle
 from pathlib import Path
@@ -15,7 +16,7 @@ from safetensors import safe_open
 
 from forecaster.config import DataConfig, ModelConfig
 from forecaster.data.windows import Panel
-from forecaster.errors import ForecasterError
+from forecaster.errors import DataError, ForecasterError
 from forecaster.model.artifact import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, load_bundle, save_bundle
 from forecaster.model.calibration import Calibration
 from forecaster.model.networks import build_model
@@ -157,3 +158,16 @@ def test_bundle_saved_from_cuda_loads_on_cpu_with_close_forecasts(tmp_path: Path
     on_cpu = Forecaster(bundle, device="cpu").predict(X).quantiles
     on_gpu = Forecaster(bundle, device="cuda").predict(X).quantiles  # bf16 autocast on CUDA
     np.testing.assert_allclose(on_gpu, on_cpu, rtol=2e-2)
+
+
+@pytest.mark.parametrize("bad", ["01/02/2013", "1577836800", None])
+def test_a_window_s_last_date_is_read_by_the_one_iso_parser(tmp_path: Path, bad: object) -> None:
+    config = ModelConfig(train_levels=(), hidden_size=8, num_layers=1, dropout=0.0)
+    save_bundle(tmp_path, random_weights_model(config), config, DATA, TRANSFORM)
+    forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
+    bars = price_windows(1)[0]
+    dates = [f"2013-01-{d:02d}" for d in range(1, LOOKBACK + 1)]
+
+    assert forecaster.window(bars, dates=dates).last_date == dt.date(2013, 1, LOOKBACK)
+    with pytest.raises(DataError, match=r"^history: the last bar's date"):
+        forecaster.window(bars, dates=[*dates[:-1], bad])
