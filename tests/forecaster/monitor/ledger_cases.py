@@ -24,7 +24,8 @@ def bars() -> pd.DataFrame:
 
 
 def days() -> list[dt.date]:
-    return [d.date() for d in pd.bdate_range("2024-01-01", periods=80)]
+    """The bars' 80 business days and 10 after them (target dates with no bar yet)."""
+    return [d.date() for d in pd.bdate_range("2024-01-01", periods=90)]
 
 
 def record(key: str, as_of: int, horizon: int, frame: pd.DataFrame, **changes: Any) -> ForecastRecord:

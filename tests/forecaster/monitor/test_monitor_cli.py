@@ -75,3 +75,29 @@ def test_score_names_a_bad_bar_of_the_data(ledgered: tuple[str, Path]) -> None:
     path.write_text("\n".join(text) + "\n")
     code, output = invoke("monitor", "score", "--data", str(path), "--ledger-uri", uri)
     assert code == 2 and output.startswith("error: ") and "AAA" in output, output
+
+
+def test_report_prints_strict_json_and_a_table_per_version_and_step(ledgered: tuple[str, Path]) -> None:
+    uri, path = ledgered
+    assert invoke("monitor", "score", "--data", str(path), "--ledger-uri", uri)[0] == 0
+    code, output = invoke("monitor", "report", "--ledger-uri", uri, "--json")
+    assert code == 0, output
+    report = json.loads(output, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    steps = [(g["version"], g["step"], g["served"]) for g in report["groups"]]
+    assert steps == [("1", 1, 1), ("1", 1, 17), ("1", 2, 1), ("1", 2, 17), ("1", 3, 15)]
+    result = CliRunner().invoke(app, ["monitor", "report", "--ledger-uri", uri], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "MAE/naive" in line)
+    for column in ("served", "resolved", "cov 90%", "cov 80%", "cov 50%", "SPL/EWMA", "DM p naive", "DM p EWMA"):
+        assert column in header
+    assert sum(line.count("│ m ") for line in result.output.splitlines()) == 5
+
+
+def test_report_of_an_unknown_model_says_so_and_a_bad_date_is_one_line(ledgered: tuple[str, Path]) -> None:
+    uri, _ = ledgered
+    assert invoke("monitor", "report", "--ledger-uri", uri, "--model", "nope") == (
+        0,
+        f"ledger {uri}: no forecasts of model nope",
+    )
+    code, output = invoke("monitor", "report", "--ledger-uri", uri, "--since", "2024-02-30")
+    assert code == 2 and output.startswith("error: --since:"), output
