@@ -39,21 +39,26 @@ from forecaster.run.tracked import RunResult, tracked_training
 log = logging.getLogger(__name__)
 
 FRAME_ORIGIN = "DataFrame"  # what reports and runs call data handed over in memory
-# Which registry version each forecaster returned by `load` is (a model trained in memory is
-# none): kept beside the object instead of on it, so the predictor knows nothing of MLflow.
-_LOADED: weakref.WeakKeyDictionary[Forecaster, tuple[str, tracking.ModelRef]] = weakref.WeakKeyDictionary()
+# Which model each forecaster returned by `load` is (a model trained in memory is none): kept
+# beside the object instead of on it, so the predictor knows nothing of MLflow.
+_LOADED: weakref.WeakKeyDictionary[Forecaster, tracking.ModelSource] = weakref.WeakKeyDictionary()
 
 
-def load(model_uri: str, device: str = "auto", tracking_uri: str | None = None) -> Forecaster:
-    """A registered model, ready to forecast: ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+def load(model_uri: str | os.PathLike[str], device: str = "auto", tracking_uri: str | None = None) -> Forecaster:
+    """A model, ready to forecast, from any reference MLflow's own loader takes:
+    ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``models:/m-<id>`` (a logged model, as
+    `train` returns it unregistered), ``runs:/<run_id>/model`` or a local folder (a downloaded
+    MLflow model, or a bundle: config.json + weights.safetensors).
 
     tracking_uri: the MLflow store (default: MLFLOW_TRACKING_URI, else the local SQLite store).
     Raises ModelNotFoundError, ModelLoadError or RegistryUnavailableError naming the model."""
+    if isinstance(model_uri, os.PathLike):
+        model_uri = os.fspath(model_uri)
     if not isinstance(model_uri, str):
-        raise TypeError(f"model_uri: expected text models:/NAME@ALIAS or models:/NAME/VERSION, got {model_uri!r}")
+        raise TypeError(f"model_uri: expected text {tracking.FORMS}, got {model_uri!r}")
     with _store(tracking_uri):
-        forecaster, ref = tracking.load_forecaster(model_uri, device=device)
-    _LOADED[forecaster] = (model_uri, ref)
+        forecaster, source = tracking.load_forecaster(model_uri, device=device)
+    _LOADED[forecaster] = source
     return forecaster
 
 
@@ -73,9 +78,9 @@ def _store(tracking_uri: str | None) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def _predictor(model: Forecaster | str, device: str = "auto") -> Forecaster:
-    """`model` as a ready predictor: a Forecaster as it is, a model URI loaded; else a TypeError."""
-    if isinstance(model, str):
+def _predictor(model: Forecaster | str | os.PathLike[str], device: str = "auto") -> Forecaster:
+    """`model` as a ready predictor: a Forecaster as it is, a model reference loaded; else a TypeError."""
+    if isinstance(model, str | os.PathLike):
         return load(model, device=device)
     if not isinstance(model, Forecaster):
         raise TypeError(f"model: expected a Forecaster (from forecaster.load) or a model URI, got {model!r}")
@@ -83,19 +88,25 @@ def _predictor(model: Forecaster | str, device: str = "auto") -> Forecaster:
 
 
 def forecast(
-    model: Forecaster | str, bars: pd.DataFrame, as_of: str | pd.Timestamp | None = None, **options: Any
+    model: Forecaster | str | os.PathLike[str],
+    bars: pd.DataFrame,
+    as_of: str | pd.Timestamp | None = None,
+    allow_stale: bool = False,
+    **options: Any,
 ) -> pd.DataFrame:
     """One forecast per ticker from its last lookback bars on or before `as_of` (default: its last bar):
     a frame with a row per ticker x step (ticker, as_of, step, date, close, q0.1, ...).
 
-    model: a loaded Forecaster or a model URI. options: those of `batch.forecast_bars`: exchange (the
-    calendar of the dates), batch_size, workers, strict (refuse tickers without enough history
-    instead of skipping them)."""
-    return _predictor(model).forecast(bars, as_of=as_of, **options)
+    model: a loaded Forecaster or a model reference (see `load`). An `as_of` past the data (a trading
+    session after its last bar) is a DataError naming both dates; allow_stale: forecast from the
+    last bars anyway, with a ``stale_days`` column (days from each ticker's last bar to `as_of`).
+    options: those of `batch.forecast_bars`: exchange (the calendar of the dates), batch_size,
+    workers, strict (refuse tickers without enough history instead of skipping them)."""
+    return _predictor(model).forecast(bars, as_of=as_of, allow_stale=allow_stale, **options)
 
 
 def evaluate(
-    model: Forecaster | str,
+    model: Forecaster | str | os.PathLike[str],
     bars: pd.DataFrame,
     from_date: str | None = None,
     *,
@@ -106,15 +117,12 @@ def evaluate(
     """Rolling-origin evaluation beside the baselines: the dict `forecaster evaluate --json` prints.
 
     model: a Forecaster (from `load`, or trained in memory: then ``model`` and ``model_uri`` are
-    None) or a model URI. from_date: only origins on or after it. data: how the report names
-    the data. backtest_out: also write every forecast to this .parquet or .csv file."""
+    None) or a model reference (see `load`). from_date: only origins on or after it. data: how
+    the report names the data. backtest_out: also write every forecast to this .parquet or .csv file."""
     bars = bars_frame(bars)
     model = _predictor(model, device)
-    model_uri, ref = _LOADED.get(model, (None, None))
     frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)  # a ticker too short for one origin
-    return evaluation_report(
-        frame, model, from_date, model_uri=model_uri, ref=ref, data=data, backtest_out=backtest_out
-    )
+    return evaluation_report(frame, model, from_date, source=_LOADED.get(model), data=data, backtest_out=backtest_out)
 
 
 def evaluation_report(
@@ -122,24 +130,23 @@ def evaluation_report(
     forecaster: Forecaster,
     from_date: str | pd.Timestamp | None = None,
     *,
-    model_uri: str | None = None,
-    ref: tracking.ModelRef | None = None,
+    source: tracking.ModelSource | None = None,
     data: str = FRAME_ORIGIN,
     backtest_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """The evaluation report of a validated frame: the one owner of its shape (`evaluate` and the CLI).
 
-    Keys: model_uri, model (name, version, alias, run_id), data, horizon, lookback, n_series,
-    n_origins, levels, metrics (forecast -> metric -> one value per step), significance."""
+    source: which model `forecaster` was loaded as (None: trained in memory). Keys: model_uri,
+    model (name, version, alias: of a registered version, else None; run_id), data, horizon,
+    lookback, n_series, n_origins, levels, metrics (forecast -> metric -> one value per step),
+    significance."""
     result = evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date)
     if backtest_out is not None:
         written = write_backtest(result, backtest_out)
         log.info("backtest: %d rows written to %s", len(result.series_id) * result.horizon, written)
     return {
-        "model_uri": model_uri,
-        "model": None
-        if ref is None
-        else {"name": ref.name, "version": ref.version, "alias": ref.alias, "run_id": ref.run_id},
+        "model_uri": None if source is None else source.uri,
+        "model": None if source is None else source.describe(),
         "data": data,
         "horizon": result.horizon,
         "lookback": forecaster.lookback,

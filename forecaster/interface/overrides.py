@@ -9,9 +9,10 @@ The flat shortcuts (``--epochs 5``) are rewritten to their dotted names from one
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
@@ -78,12 +79,36 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, An
 
 
 def settings_help(model: type[BaseModel], prefix: str = "") -> str:
-    """One line per setting: ``--dotted-name  description (default: X)``, for --help texts."""
+    """One line per setting: ``--dotted-name  [choices: ]description (default: X)``, for --help texts."""
     lines = []
     for name, description, default in describe(model):
         flag = "--" + (prefix + name).replace("_", "-")
-        lines.append(f"{flag}  {description} (default: {default})".strip())
+        lines.append(f"{flag}  {_listed(setting_choices(name, model))}{description} (default: {default})".strip())
     return "\n".join(lines)
+
+
+def setting_choices(dotted: str, model: type[BaseModel] = TrainingConfig) -> tuple[str, ...]:
+    """The values a Literal setting takes (``model.arch`` -> ('lstm', 'gru', 'rnn')); () for any other."""
+    head, _, rest = dotted.partition(".")
+    field = model.model_fields.get(head)
+    annotation: Any = None if field is None else field.annotation
+    if rest:
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        return setting_choices(rest, annotation) if nested else ()
+    return _literal_values(annotation)
+
+
+def _literal_values(annotation: Any) -> tuple[str, ...]:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return tuple(str(value) for value in get_args(annotation))
+    if origin in (Union, types.UnionType):  # Literal[...] | None
+        return tuple(value for arg in get_args(annotation) for value in _literal_values(arg))
+    return ()
+
+
+def _listed(choices: tuple[str, ...]) -> str:
+    return f"{' | '.join(choices)}: " if choices else ""
 
 
 def to_yaml(values: Mapping[str, Any]) -> str:
@@ -92,11 +117,11 @@ def to_yaml(values: Mapping[str, Any]) -> str:
 
 
 def shortcut_help(short: str) -> str:
-    """Help text of a flat flag: the description and default of the setting it stands for."""
+    """Help text of a flat flag: the choices, description and default of the setting it stands for."""
     dotted = SHORTCUTS[short]
     for name, description, default in describe(TrainingConfig):
         if name == dotted:
-            return f"{description} (default: {default}; same as --{dotted.replace('_', '-')})"
+            return f"{_listed(setting_choices(dotted))}{description} (default: {default})"
     raise KeyError(short)
 
 

@@ -11,6 +11,11 @@ history) -> dates from `forecaster.data.calendar` -> a long table, one row per t
 Tickers without enough history (fewer than lookback bars on or before as_of), or whose last
 window holds a price the model refuses (`data.rules.accepted_prices`), are skipped and listed in
 one warning, or refused with a DataError when ``strict``.
+
+An ``as_of`` past the data (a trading session of the exchange passed between the data's last bar
+and it) is a DataError naming both dates: forecasts from bars that old are not forecasts as of that
+date. ``allow_stale`` accepts it: the table then carries ``stale_days``, the calendar days from each
+ticker's last bar to the requested as_of (without one: to the data's last date).
 """
 
 from __future__ import annotations
@@ -60,9 +65,11 @@ class Predictor(Protocol):
 
     def predict(self, X: np.ndarray, calibrated: bool = True, batch_size: int = ...) -> Quantiles: ...
 
+
 BATCH_SIZE = 8192  # windows per forward pass: large enough that per-call overheads vanish on CPU and GPU
 MAX_LISTED = 20  # skipped tickers named in the warning (all of them are in BatchForecast.skipped)
 TOO_SHORT = "too few bars"
+STALE_COLUMN = "stale_days"  # with allow_stale: days from a ticker's last bar (its as_of) to the one asked for
 BAD_PRICES = "a price the model refuses"
 # progress(done, total): windows forecast so far, out of all to forecast
 Progress = Callable[[int, int], None]
@@ -99,13 +106,15 @@ def forecast_panel(
     workers: int = 1,
     strict: bool = False,
     progress: Progress | None = None,
+    allow_stale: bool = False,
 ) -> BatchForecast:
     """Forecast every ticker of a validated frame (`data.validate_ohlc`) from its last bars up to `as_of`.
 
     workers: batches forecast at once, each in its own thread (numpy and torch release the GIL,
     so on a CPU with torch at one thread per worker the features of one batch and the network
     of another run on different cores); 1 on a GPU. Raises DataError when no ticker can be
-    forecast, or (``strict``) when any cannot.
+    forecast, or (``strict``) when any cannot, or when `as_of` is past the data (unless
+    ``allow_stale``: see the module docstring).
     """
     if batch_size < 1 or workers < 1:
         raise ValueError(f"batch_size and workers: expected >= 1, got {batch_size} and {workers}")
@@ -113,6 +122,7 @@ def forecast_panel(
     L = forecaster.lookback
     with _timed(timings, "window"):
         panel = Panel.from_frame(frame)
+        requested = check_as_of(panel.dates, as_of, exchange, allow_stale)
         rows, counts = last_bars(panel, as_of)
         enough = counts >= L
         origins = rows[enough]
@@ -130,7 +140,31 @@ def forecast_panel(
         dates = session_dates(last_dates, forecaster.horizon, exchange)
     with _timed(timings, "table"):
         table = forecast_table(names[kept], last_dates, dates, quantiles, forecaster.quantiles)
+        if allow_stale:
+            table[STALE_COLUMN] = (requested - table["as_of"]).dt.days
     return BatchForecast(table, dict(sorted(skipped.items())), timings)
+
+
+def check_as_of(
+    dates: np.ndarray, as_of: str | pd.Timestamp | None, exchange: str = DEFAULT_EXCHANGE, allow_stale: bool = False
+) -> pd.Timestamp:
+    """The as-of date forecasts are asked for (default: the last of `dates`, the data's bars); a
+    DataError naming it and the data's last date when a trading session of `exchange` passed
+    between the two, unless ``allow_stale`` (then one warning says how old the data is)."""
+    last = pd.Timestamp(np.max(dates)).normalize()
+    if as_of is None:
+        return last
+    requested = parse_day(as_of, "as_of")
+    if requested <= last or next_sessions(exchange, last.date(), 1)[0] > requested.date():
+        return requested  # on or before the last bar, or only a weekend or holiday after it
+    age = f"the data's last bar is {last:%Y-%m-%d}, {(requested - last).days} days earlier"
+    if not allow_stale:
+        raise DataError(
+            f"as_of (--as-of): {requested:%Y-%m-%d} is past the data: {age}; allow_stale=True (--allow-stale) "
+            f"forecasts from the last bars, with the days since in a {STALE_COLUMN} column"
+        )
+    log.warning("as_of %s is past the data: %s; forecasting from the last bars (stale)", f"{requested:%Y-%m-%d}", age)
+    return requested
 
 
 def default_workers(device: torch.device) -> int:
@@ -237,10 +271,14 @@ def forecast_bars(
     batch_size: int = BATCH_SIZE,
     workers: int = 1,
     strict: bool = False,
+    allow_stale: bool = False,
 ) -> pd.DataFrame:
     """Any long frame of bars (date, ticker, open, high, low, close) -> the forecasts table:
     validated (`data.validate_ohlc`), then `forecast_panel`. The Python API's forecast."""
-    return forecast_panel(forecaster, validate_ohlc(bars), as_of, exchange, batch_size, workers, strict).table
+    frame = validate_ohlc(bars)
+    return forecast_panel(
+        forecaster, frame, as_of, exchange, batch_size, workers, strict, allow_stale=allow_stale
+    ).table
 
 
 def check_forecasts_path(path: str | Path, reads: str | Path | None = None) -> Path:

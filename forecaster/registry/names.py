@@ -23,13 +23,13 @@ def check_names(model_name: str | None, alias: str | None) -> None:
     checks: list[tuple[str, Callable[[str], None], str]] = []
     if model_name is not None:
         if not model_name.strip():
-            raise ValueError("register_as (--register-as): a model name cannot be empty")
+            raise ValueError("register_as (--model): a model name cannot be empty")
         if "@" in model_name:
             raise ValueError(
-                f"register_as (--register-as): '{model_name}' contains '@', which models:/NAME@ALIAS URIs "
+                f"register_as (--model): '{model_name}' contains '@', which models:/NAME@ALIAS URIs "
                 "read as the start of an alias"
             )
-        checks.append(("register_as (--register-as)", _validate_model_name, model_name))
+        checks.append(("register_as (--model)", _validate_model_name, model_name))
     if alias is not None:
         rules = (_validate_model_alias_name, _validate_model_alias_name_reserved)
         checks += [("alias (--alias)", rule, alias) for rule in rules]

@@ -34,7 +34,7 @@ URI = "models:/tiny@champion"
 
 def cli_evaluate_json(model: CliModel, *extra: str) -> dict[str, Any]:
     result = CliRunner().invoke(
-        app, ["evaluate", "--model-uri", URI, "--data", str(model.data_path), "--json", "--device", "cpu", *extra]
+        app, ["evaluate", "--model", URI, "--data", str(model.data_path), "--json", "--device", "cpu", *extra]
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -107,6 +107,29 @@ def test_forecast_as_of_cuts_the_history(in_cli_store: CliModel) -> None:
     cut = in_cli_store.frame["date"].sort_values().unique()[-10]
     table = forecaster.forecast(forecaster.load(URI, device="cpu"), in_cli_store.frame, as_of=cut)
     assert (table["as_of"] == cut).all() and (table["date"] > cut).all()
+
+
+def test_load_takes_a_logged_model_a_run_and_a_folder_as_mlflow_does(in_cli_store: CliModel, tmp_path: Path) -> None:
+    import mlflow
+
+    folder = Path(mlflow.artifacts.download_artifacts(in_cli_store.run.model_uri, dst_path=str(tmp_path)))
+    want = forecaster.forecast(URI, in_cli_store.frame)
+    for reference in (in_cli_store.run.model_uri, f"runs:/{in_cli_store.run.run_id}/model", str(folder), folder):
+        pd.testing.assert_frame_equal(forecaster.load(reference, device="cpu").forecast(in_cli_store.frame), want)
+    report = forecaster.evaluate(folder, in_cli_store.frame, device="cpu")
+    assert report["model_uri"] == str(folder) and report["model"]["version"] is None
+    with pytest.raises(ModelNotFoundError, match=f"model '{tmp_path / 'none'}': .* does not exist"):
+        forecaster.load(tmp_path / "none")
+
+
+def test_forecast_as_of_past_the_data_is_an_error_unless_allowed_stale(in_cli_store: CliModel) -> None:
+    from forecaster.errors import DataError
+
+    last = in_cli_store.frame["date"].max()
+    with pytest.raises(DataError, match=f"2099-06-26 is past the data: the data's last bar is {last:%Y-%m-%d}"):
+        forecaster.forecast(URI, in_cli_store.frame, as_of="2099-06-26")
+    table = forecaster.forecast(URI, in_cli_store.frame, as_of="2099-06-26", allow_stale=True)
+    assert (table["as_of"] == last).all() and (table["stale_days"] == (pd.Timestamp("2099-06-26") - last).days).all()
 
 
 def test_evaluate_returns_what_the_cli_prints_as_json(in_cli_store: CliModel) -> None:

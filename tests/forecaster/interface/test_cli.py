@@ -34,7 +34,7 @@ def invoke(*args: str) -> Any:
 def evaluate_json(model: CliModel, *extra: str) -> dict[str, Any]:
     result = invoke(
         "evaluate",
-        "--model-uri",
+        "--model",
         f"models:/{model.name}@champion",
         "--data",
         str(model.data_path),
@@ -107,7 +107,7 @@ def test_evaluate_from_date_scores_only_later_origins(in_cli_store: CliModel) ->
 
 
 def test_evaluate_unknown_model_is_one_line_and_exit_code_2(in_cli_store: CliModel) -> None:
-    result = invoke("evaluate", "--model-uri", "models:/nope@champion", "--data", str(in_cli_store.data_path))
+    result = invoke("evaluate", "--model", "models:/nope@champion", "--data", str(in_cli_store.data_path))
     assert result.exit_code == 2
     assert "model 'nope': alias 'champion' not found" in result.output
     assert "Traceback" not in result.output
@@ -150,22 +150,22 @@ def test_train_rejects_an_alias_without_a_registered_name(tmp_path: Path, monkey
     monkeypatch.chdir(tmp_path)
     result = invoke("train", "--data", "x.csv", "--alias", "champion")
     assert result.exit_code == 2
-    assert "alias needs register_as (--register-as NAME)" in result.output
+    assert "alias (--alias): an alias needs --model NAME" in result.output
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--register-as", "a:b"], "register_as (--register-as): Invalid model name 'a:b'"),
-        (["--register-as", "a/b"], "register_as (--register-as): Invalid model name 'a/b'"),
-        (["--register-as", " "], "register_as (--register-as): a model name cannot be empty"),
-        (["--register-as", "x@y"], "register_as (--register-as): 'x@y' contains '@'"),
+        (["--model", "a:b"], "register_as (--model): Invalid model name 'a:b'"),
+        (["--model", "a/b"], "register_as (--model): Invalid model name 'a/b'"),
+        (["--model", " "], "register_as (--model): a model name cannot be empty"),
+        (["--model", "x@y"], "register_as (--model): 'x@y' contains '@'"),
         (
             ["--register-as", "m", "--alias", "latest"],
             "alias (--alias): 'latest' alias name (case insensitive) is reserved",
         ),
-        (["--register-as", "m", "--alias", "v3"], "alias (--alias): Version alias name 'v3' is reserved"),
-        (["--register-as", "m", "--alias", "bad alias"], "alias (--alias): Invalid alias name: 'bad alias'"),
+        (["--model", "m", "--alias", "v3"], "alias (--alias): Version alias name 'v3' is reserved"),
+        (["--model", "m", "--alias", "bad alias"], "alias (--alias): Invalid alias name: 'bad alias'"),
     ],
 )
 def test_train_refuses_a_name_the_registry_or_a_model_uri_cannot_take_before_reading_data(
@@ -218,3 +218,81 @@ def test_empty_train_levels_on_the_command_line_mean_only_the_served_ones(
     assert "train_levels: []" in result.output
     result = invoke("train", "--model.train-levels", "0.2, 0.8", "--print-config")
     assert "train_levels:\n  - 0.2\n  - 0.8" in result.output
+
+
+def test_the_uri_train_prints_without_registering_is_what_predict_and_evaluate_take(
+    mlflow_store: MlflowStore, tmp_path: Path
+) -> None:
+    frame = random_ohlc(tickers=("AAA", "BBB"), days=80, seed=11)
+    to_csv(frame, mlflow_store.root / "bars.csv")
+    tiny = ["--lookback", "10", "--horizon", "2", "--epochs", "1", "--hidden", "4", "--batch-size", "64"]
+    trained = invoke("train", "--data", "bars.csv", *tiny, "--device", "cpu")
+    assert trained.exit_code == 0, trained.output
+    printed = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert printed["version"] is None and printed["model_uri"].startswith("models:/m-")
+
+    out = tmp_path / "f.csv"
+    data = ["--data", "bars.csv", "--device", "cpu"]
+    predicted = invoke("predict", "--model", printed["model_uri"], *data, "--out", str(out))
+    assert predicted.exit_code == 0, predicted.output
+    table = pd.read_csv(out)
+    assert sorted(table["ticker"].unique()) == ["AAA", "BBB"] and len(table) == 4
+    by_run = invoke("predict", "--model", f"runs:/{printed['run_id']}/model", *data, "--out", str(tmp_path / "r.csv"))
+    assert by_run.exit_code == 0, by_run.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "r.csv"), table)
+
+    evaluated = invoke("evaluate", "--model", printed["model_uri"], *data, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert report["model_uri"] == printed["model_uri"]
+    assert report["model"] == {"name": None, "version": None, "alias": None, "run_id": printed["run_id"]}
+
+
+def test_version_prints_the_package_version() -> None:
+    import forecaster
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"forecaster {forecaster.__version__}"
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_help_fits_80_columns_in_panels_and_names_the_model_option_model(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    text = invoke(command, "--help").stdout
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in text  # nothing cut
+    assert "--model " in text and "--model-uri" not in text and "--register-as" not in text  # old names hidden
+    panels = {line.strip("╭─ ").split(" ")[0] for line in lines if line.startswith("╭─")}
+    assert {"Data", "Registry"} <= panels
+    if command == "train":
+        assert {"Model", "Training", "Settings"} <= panels and len(lines) < 120
+        joined = " ".join(text.split())
+        assert "lstm | gru | rnn: recurrent cell" in joined and "n-to-1 | seq2seq" in joined  # choices listed
+    else:
+        assert "models:/m-<id>, runs:/<run_id>/model or a model folder" in " ".join(text.split())
+
+
+def test_settings_lists_every_dotted_flag_with_its_choices() -> None:
+    from forecaster.config import TrainingConfig, describe
+
+    result = invoke("train", "--settings")
+    assert result.exit_code == 0, result.output
+    for name, _, _ in describe(TrainingConfig):
+        assert "--" + name.replace("_", "-") in result.stdout
+
+
+def test_the_old_option_names_still_work_and_a_model_given_twice_is_refused(in_cli_store: CliModel) -> None:
+    data = ["--data", str(in_cli_store.data_path), "--json", "--device", "cpu"]
+    old = invoke("evaluate", "--model-uri", "models:/tiny@champion", *data)
+    assert old.exit_code == 0, old.output
+    assert json.loads(old.stdout.strip().splitlines()[-1])["model"]["version"] == "1"
+
+    twice = invoke("evaluate", "--model", "models:/tiny/1", "--model-uri", "models:/tiny@champion", *data)
+    assert twice.exit_code == 2
+    assert "--model: given twice, as --model models:/tiny/1 and --model-uri models:/tiny@champion" in twice.output
+    missing = invoke("predict", "--out", "f.csv")
+    assert missing.exit_code == 2 and "--model: missing" in missing.output
+    registered_twice = invoke("train", "--model", "a", "--register-as", "b")
+    assert registered_twice.exit_code == 2 and "given twice" in registered_twice.output

@@ -28,7 +28,7 @@ def invoke(*args: str) -> tuple[int, str]:
 
 def evaluate(model: CliModel, data: Path, *extra: str) -> tuple[int, str]:
     uri = f"models:/{model.name}@champion"
-    return invoke("evaluate", "--model-uri", uri, "--data", str(data), "--device", "cpu", *extra)
+    return invoke("evaluate", "--model", uri, "--data", str(data), "--device", "cpu", *extra)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def evaluate(model: CliModel, data: Path, *extra: str) -> tuple[int, str]:
 )
 def test_evaluate_refuses_a_bad_flag_before_loading_data_or_model(flag: str, value: str, message: str) -> None:
     # neither the data file nor the model exists: the flag is checked first
-    code, output = invoke("evaluate", "--model-uri", "models:/none@champion", "--data", "/nowhere.csv", flag, value)
+    code, output = invoke("evaluate", "--model", "models:/none@champion", "--data", "/nowhere.csv", flag, value)
     assert code == 2
     assert f"error: {message}" in output
 
@@ -52,7 +52,7 @@ def test_evaluate_refuses_a_bad_flag_before_loading_data_or_model(flag: str, val
 @pytest.mark.parametrize("flag", ["--bad-rows", "--splits"])
 def test_predict_refuses_an_unknown_choice_before_loading_anything(flag: str, tmp_path: Path) -> None:
     out = tmp_path / "f.csv"
-    code, output = invoke("predict", "--model-uri", "models:/none@champion", "--out", str(out), flag, "bogus")
+    code, output = invoke("predict", "--model", "models:/none@champion", "--out", str(out), flag, "bogus")
     assert code == 2
     assert f"error: {flag}: expected" in output and "got 'bogus'" in output
 
@@ -96,7 +96,7 @@ def test_evaluate_json_is_strict_json_with_a_flat_ticker_left_out_of_the_scaled_
     to_csv(pd.concat([model.frame, flat], ignore_index=True), data)
 
     result = CliRunner().invoke(
-        app, ["evaluate", "--model-uri", f"models:/{model.name}@champion", "--data", str(data), "--json"]
+        app, ["evaluate", "--model", f"models:/{model.name}@champion", "--data", str(data), "--json"]
     )
 
     assert result.exit_code == 0, result.output
@@ -131,7 +131,7 @@ def test_predict_out_may_not_replace_or_join_the_data_it_reads(tmp_path: Path) -
     data = tmp_path / "bars.csv"
     data.write_text("date,ticker,open,high,low,close\n2020-01-02,A,1,1,1,1\n")
     before = data.read_bytes()
-    base = ("predict", "--model-uri", "models:/none@champion", "--data")
+    base = ("predict", "--model", "models:/none@champion", "--data")
 
     code, output = invoke(*base, str(data), "--out", str(data))
     assert code == 2
@@ -147,7 +147,7 @@ def test_predict_out_may_not_replace_or_join_the_data_it_reads(tmp_path: Path) -
 def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path) -> None:
     a_file = tmp_path / "plain.txt"
     a_file.write_text("x")
-    base = ("predict", "--model-uri", "models:/none@champion", "--out")
+    base = ("predict", "--model", "models:/none@champion", "--out")
 
     code, output = invoke(*base, str(a_file / "f.csv"))
     assert code == 2
@@ -169,7 +169,7 @@ def test_a_folder_that_refuses_a_new_file_is_refused_naming_the_reason(
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)  # what /sys answers, even to root
-    code, output = invoke("predict", "--model-uri", "models:/none@champion", "--out", str(tmp_path / "f.csv"))
+    code, output = invoke("predict", "--model", "models:/none@champion", "--out", str(tmp_path / "f.csv"))
     assert code == 2
     assert f"--out: forecasts file: cannot write '{tmp_path / 'f.csv'}': Permission denied" in output
 
@@ -177,6 +177,6 @@ def test_a_folder_that_refuses_a_new_file_is_refused_naming_the_reason(
 def test_a_header_without_rows_is_named_as_such(tmp_path: Path) -> None:
     data = tmp_path / "empty.csv"
     data.write_text("date,ticker,open,high,low,close\n")
-    code, output = invoke("evaluate", "--model-uri", "models:/none@champion", "--data", str(data))
+    code, output = invoke("evaluate", "--model", "models:/none@champion", "--data", str(data))
     assert code == 2
     assert f"error: data: '{data}' has a header but no rows" in output

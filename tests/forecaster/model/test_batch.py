@@ -25,6 +25,7 @@ from forecaster.model.artifact import load_bundle, save_bundle
 from forecaster.model.batch import (
     BAD_PRICES,
     BATCH_SIZE,
+    STALE_COLUMN,
     TOO_SHORT,
     forecast_bars,
     forecast_panel,
@@ -180,6 +181,42 @@ def test_forecast_bars_validates_a_raw_frame_and_is_the_forecasters_forecast(
         forecast_bars(model, raw, as_of="someday")
 
 
+def test_an_as_of_past_the_data_is_refused_naming_both_dates(model: Forecaster, bars: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match=r"as_of \(--as-of\): 2024-06-28 is past the data: .* last bar is 2023-12-22"):
+        forecast_panel(model, bars, as_of="2024-06-28")
+    with pytest.raises(DataError, match="2023-12-26 is past the data"):  # the first session after the last bar
+        forecast_bars(model, bars, as_of="2023-12-26", strict=True)
+    with pytest.raises(DataError, match="allow_stale=True"):
+        model.forecast(bars, as_of="2024-06-28")
+
+
+def test_an_as_of_after_the_last_bar_with_no_session_between_is_not_stale(
+    model: Forecaster, bars: pd.DataFrame
+) -> None:
+    latest = forecast_panel(model, bars).table
+    for day in ("2023-12-23", "2023-12-24", "2023-12-25"):  # the weekend, then Christmas (no session)
+        pd.testing.assert_frame_equal(forecast_panel(model, bars, as_of=day).table, latest)
+
+
+def test_allow_stale_forecasts_from_the_last_bars_with_the_days_since(
+    model: Forecaster, bars: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    bars = bars[(bars["ticker"] != "CCC") | (bars["date"] <= pd.Timestamp("2023-12-20"))]  # CCC stops 2 days early
+    latest = forecast_panel(model, bars).table
+    with caplog.at_level(logging.WARNING, logger="forecaster.model.batch"):
+        stale = forecast_panel(model, bars, as_of="2024-06-28", allow_stale=True).table
+
+    pd.testing.assert_frame_equal(stale.drop(columns=STALE_COLUMN), latest)
+    days_since = stale.groupby("ticker")[STALE_COLUMN].first().to_dict()
+    assert days_since == {"AAA": 189, "BBB": 189, "CCC": 191}  # 2023-12-22 (-20 for CCC) to 2024-06-28
+    assert any("2024-06-28 is past the data" in r.getMessage() for r in caplog.records)
+    # without as_of, staleness is counted to the data's last date
+    own = forecast_panel(model, bars, allow_stale=True).table.groupby("ticker")[STALE_COLUMN].first()
+    assert own.to_dict() == {"AAA": 0, "BBB": 0, "CCC": 2}
+    via_api = model.forecast(bars, as_of="2024-06-28", allow_stale=True)
+    pd.testing.assert_frame_equal(via_api, stale)
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_forecasts_are_written_whole_as_parquet_or_csv(
     model: Forecaster, bars: pd.DataFrame, tmp_path: Path, suffix: str
@@ -214,7 +251,7 @@ def test_cli_predict_writes_the_forecasts_of_the_registered_model(in_cli_store: 
 
     out = tmp_path / "forecasts.parquet"
     result = invoke(
-        "predict", "--model-uri", "models:/tiny@champion", "--data", str(in_cli_store.data_path), "--out", str(out),
+        "predict", "--model", "models:/tiny@champion", "--data", str(in_cli_store.data_path), "--out", str(out),
         "--device", "cpu", "--workers", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
@@ -233,7 +270,7 @@ def test_cli_predict_writes_the_forecasts_of_the_registered_model(in_cli_store: 
 def test_cli_predict_as_of_strict_and_bad_options_are_one_line_with_exit_code_2(
     in_cli_store: CliModel, tmp_path: Path
 ) -> None:
-    base = ["predict", "--model-uri", "models:/tiny@champion", "--data", str(in_cli_store.data_path), "--device", "cpu"]
+    base = ["predict", "--model", "models:/tiny@champion", "--data", str(in_cli_store.data_path), "--device", "cpu"]
     first = in_cli_store.frame["date"].min()
     early = f"{first + pd.offsets.BDay(3):%Y-%m-%d}"  # 4 bars: fewer than the lookback
 
@@ -260,8 +297,29 @@ def test_cli_predict_as_of_strict_and_bad_options_are_one_line_with_exit_code_2(
     assert (table["as_of"] == pd.Timestamp(cut)).all() and (table["date"] > pd.Timestamp(cut)).all()
 
 
-def test_cli_predict_help_states_the_library_defaults() -> None:
+def test_cli_predict_as_of_past_the_data_fails_unless_allowed_and_then_writes_the_staleness(
+    in_cli_store: CliModel, tmp_path: Path
+) -> None:
+    last = in_cli_store.frame["date"].max()
+    base = ["predict", "--model", "models:/tiny@champion", "--data", str(in_cli_store.data_path), "--device", "cpu"]
+    out = tmp_path / "f.csv"
+
+    refused = invoke(*base, "--out", str(out), "--as-of", "2099-06-26", "--strict")
+    assert refused.exit_code == 2  # type: ignore[attr-defined]
+    text = " ".join(refused.output.split())  # type: ignore[attr-defined]
+    assert f"error: as_of (--as-of): 2099-06-26 is past the data: the data's last bar is {last:%Y-%m-%d}" in text
+    assert "--allow-stale" in text and "forecasting" not in text and not out.exists()  # before the model loads
+
+    allowed = invoke(*base, "--out", str(out), "--as-of", "2099-06-26", "--allow-stale")
+    assert allowed.exit_code == 0, allowed.output  # type: ignore[attr-defined]
+    table = pd.read_csv(out, parse_dates=["as_of", "date"])
+    assert list(table.columns) == [*COLUMNS, STALE_COLUMN]
+    assert (table["as_of"] == last).all() and (table[STALE_COLUMN] == (pd.Timestamp("2099-06-26") - last).days).all()
+
+
+def test_cli_predict_help_states_the_library_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     from forecaster.data.calendar import DEFAULT_EXCHANGE
 
+    monkeypatch.setenv("COLUMNS", "200")  # no line wrapped inside a default
     text = " ".join(invoke("predict", "--help").output.split())  # type: ignore[attr-defined]
     assert f"default: {BATCH_SIZE}" in text and DEFAULT_EXCHANGE in text

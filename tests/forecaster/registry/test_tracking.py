@@ -129,15 +129,6 @@ def test_model_version_carries_the_champion_alias_and_its_test_metrics(in_cli_st
     )
 
 
-def test_parse_model_uri_reads_alias_and_version_forms() -> None:
-    assert tracking.parse_model_uri("models:/tiny@champion") == ("tiny", "champion", None)
-    assert tracking.parse_model_uri("models:/tiny/3") == ("tiny", None, "3")
-    with pytest.raises(ModelNotFoundError, match="expected models:/NAME@ALIAS"):
-        tracking.parse_model_uri("runs:/abc/model")
-    with pytest.raises(ModelNotFoundError, match="names no alias or version"):
-        tracking.parse_model_uri("models:/tiny")
-
-
 def test_unknown_model_or_alias_is_model_not_found(mlflow_store: MlflowStore) -> None:
     with pytest.raises(ModelNotFoundError, match="model 'ghost': alias 'champion' not found"):
         tracking.load_forecaster("models:/ghost@champion")
