@@ -34,8 +34,14 @@ log = logging.getLogger(__name__)
 # Statuses any operation may answer beside its own, documented once here for every route.
 COMMON_ERRORS = {"500": "Unexpected error; the detail names the request id (also in X-Request-ID)"}
 BODY_ERRORS = {
+    "408": "Body not received within FORECASTER_REQUEST_BODY_TIMEOUT_S of the headers; the connection is closed",
     "413": "Body larger than FORECASTER_MAX_BODY_BYTES",
-    "422": "Invalid request; `detail` names the field, `errors` lists each field at fault",
+    "422": "Invalid request; `detail` lists each problem as {loc, msg, type}, msg naming the field first",
+}
+# Every path answers a method it does not have with 405 and the methods it has in Allow.
+WRONG_METHOD = {
+    "description": "This path does not take this method; `Allow` lists the ones it takes",
+    "headers": {"Allow": {"description": "the methods of this path", "schema": {"type": "string"}}},
 }
 KEY_ERRORS = {"401": "Missing or wrong X-API-Key"}
 # Routes that load models on demand (tag "forecast") can also answer these (service.errors).
@@ -99,14 +105,37 @@ def install_docs(app: FastAPI) -> None:
     """The OpenAPI document that /docs and /redoc show: every error status has the error schema
     (a `detail` string), so clients and schema fuzzers can check answers."""
 
+    documents: dict[tuple[int, int] | None, dict[str, Any]] = {}
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        # The document states the served model's lookback and horizon, so it is built again when
+        # they change (the model loads; an alias moves to a model with another window).
+        store = getattr(app.state, "store", None)
+        loaded = store.models.get(store.default_key) if store is not None else None
+        window = None if loaded is None else (loaded.forecaster.lookback, loaded.forecaster.horizon)
+        if window not in documents:
+            settings = app.state.settings
             spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            forecast.document_series_limit(spec, app.state.settings.max_series)
-            app.openapi_schema = document_errors(spec)
+            forecast.document_series_limit(spec, settings.max_series)
+            if window is not None:
+                forecast.document_model(spec, *window)
+            document_key(spec, settings)
+            documents[window] = document_errors(spec)
+        app.openapi_schema = documents[window]
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_key(spec: dict[str, Any], settings: Settings) -> None:
+    """X-API-Key declared only where this app asks for it (service.deps): /admin always (403
+    without a configured key), /forecast when a key is set, /models when also protect_status_routes."""
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            if not operation.get("security") or path.startswith("/admin"):
+                continue
+            if settings.api_key is None or (path == "/models" and not settings.protect_status_routes):
+                del operation["security"]
 
 
 def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +162,7 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             for status, description in extra.items():
                 responses.setdefault(status, {"description": description})
+            responses.setdefault("405", dict(WRONG_METHOD))
             for status, response in responses.items():
                 if not status.startswith(("4", "5")):
                     continue

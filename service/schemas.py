@@ -202,7 +202,24 @@ Bars = Annotated[list[Bar], Field(min_length=1)]
 HistoryIn = Annotated[Bars, BeforeValidator(columns_to_bars, json_schema_input_type=Bars | ColumnarHistory)]
 
 
+def exactly_one(*names: str) -> dict[str, Any]:
+    """The JSON Schema of "exactly one of these fields is given" (present and not null: a null
+    field counts as absent, as the validators read it), for the OpenAPI document."""
+    return {
+        "oneOf": [
+            {
+                "required": [name],
+                "properties": {name: {"not": {"type": "null"}}}
+                | {other: {"type": "null"} for other in names if other != name},
+            }
+            for name in names
+        ]
+    }
+
+
 class SeriesIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("history", "ticker"))
+
     id: str | None = Field(None, max_length=ID_MAX_LENGTH, description="echoed back (default: the ticker or the index)")
     history: HistoryIn | None = Field(None, description=HISTORY_DESCRIPTION)
     ticker: Ticker | None = None
@@ -216,7 +233,17 @@ class SeriesIn(Strict):
         return self
 
 
+def not_both(first: str, second: str) -> dict[str, Any]:
+    """The JSON Schema of "not both of these fields are given" (a null one counts as absent)."""
+    given = {"not": {"type": "null"}}
+    return {"not": {"required": [first, second], "properties": {first: given, second: given}}}
+
+
 class ForecastRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=exactly_one("history", "ticker", "series") | not_both("alias", "version")
+    )
+
     model: Name | None = Field(None, description="Registered model name (default: the service's)")
     alias: Name | None = Field(None, description="Registry alias (default champion); excludes 'version'")
     version: Version | None = Field(None, description="Registry version; excludes 'alias'")
@@ -319,19 +346,22 @@ def _example_history(days: int = 120, end: str = "2024-06-28") -> list[dict[str,
     ]
 
 
-# One working body per request shape, for Swagger's "Try it out" (the generated example would
-# fill every field at once and be refused).
-REQUEST_EXAMPLES: dict[str, dict[str, object]] = {
-    "history": {
-        "summary": "One series sent as daily bars",
-        "value": {"history": _example_history()},
-    },
-    "ticker": {
-        "summary": "One ticker of the service's data source",
-        "value": {"ticker": "AAPL", "horizon": 3},
-    },
-    "series": {
-        "summary": "Several series at once, sent or by ticker, with ids",
-        "value": {"series": [{"id": "mine", "history": _example_history()}, {"id": "msft", "ticker": "MSFT"}]},
-    },
-}
+def request_examples(bars: int = 120, horizon: int = 3) -> dict[str, dict[str, object]]:
+    """One working body per request shape, for Swagger's "Try it out" (the generated example would
+    fill every field at once and be refused): histories of `bars` bars (the served model's
+    lookback, once one is loaded: service.routes.forecast.document_model)."""
+    history = _example_history(bars)
+    return {
+        "history": {"summary": "One series sent as daily bars", "value": {"history": history}},
+        "ticker": {
+            "summary": "One ticker of the service's data source",
+            "value": {"ticker": "AAPL", "horizon": horizon},
+        },
+        "series": {
+            "summary": "Several series at once, sent or by ticker, with ids",
+            "value": {"series": [{"id": "mine", "history": history}, {"id": "msft", "ticker": "MSFT"}]},
+        },
+    }
+
+
+REQUEST_EXAMPLES = request_examples()

@@ -24,7 +24,7 @@ from forecaster.model.predictor import Forecaster, Window
 from service.deps import ApiKeyDep, HistoryDep, MetricsDep, SettingsDep, StoreDep
 from service.errors import InvalidField
 from service.fastpath import ParsedRequest, parse_body
-from service.schemas import REQUEST_EXAMPLES, ForecastRequest, ForecastResponse, HistorySource
+from service.schemas import REQUEST_EXAMPLES, ForecastRequest, ForecastResponse, HistorySource, request_examples
 
 router = APIRouter(prefix="/forecast", tags=["forecast"])
 
@@ -56,6 +56,27 @@ def document_series_limit(spec: dict[str, Any], max_series: int) -> None:
             variant["maxItems"] = max_series
 
 
+def document_model(spec: dict[str, Any], lookback: int, horizon: int) -> None:
+    """State the served model's window in the documented body (after document_series_limit, which
+    copied it): every history (list or columns, alone or in `series`) has at least `lookback`
+    bars and `horizon` is at most the model's, the rules the route enforces for the default
+    model; the examples' histories are `lookback` bars long, so each example is answered."""
+    media = spec["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]
+    schema = media["schema"]
+    note = f" The served model's lookback is {lookback} bars and its horizon {horizon} steps."
+    for owner in (schema, schema["$defs"]["SeriesIn"]):
+        for variant in owner["properties"]["history"]["anyOf"]:
+            if variant.get("type") == "array":
+                variant["minItems"] = lookback
+        owner["properties"]["history"]["description"] += note
+    for column in schema["$defs"]["ColumnarHistory"]["properties"].values():
+        column["minItems"] = lookback
+    for variant in schema["properties"]["horizon"]["anyOf"]:
+        if variant.get("type") == "integer":
+            variant["maximum"] = horizon
+    media["examples"] = request_examples(lookback, min(3, horizon))
+
+
 @lru_cache(maxsize=4096)
 def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]:
     return tuple(d.isoformat() for d in next_sessions(exchange, after, count))
@@ -73,7 +94,7 @@ def forecast_dates(exchange: str, after: dt.date, count: int) -> tuple[str, ...]
             "numbers for this request; the detail names version and cause"
         },
         413: {"description": "Body too large"},
-        422: {"description": "Invalid request; `detail` names the field, `errors` lists each field at fault"},
+        422: {"description": "Invalid request; `detail` lists each problem as {loc, msg, type}, msg naming the field"},
         503: {
             "description": "No model loaded yet, or the service's ticker data is unavailable or too old; "
             "retry after Retry-After seconds"

@@ -85,3 +85,42 @@ def test_422_is_documented_in_fastapi_s_shape_as_sent(client):
         "msg": "horizon: Input should be greater than or equal to 1",
         "type": "greater_than_equal",
     }
+
+
+def forecast_body(spec: dict[str, Any]) -> dict[str, Any]:
+    return spec["paths"]["/forecast"]["post"]["requestBody"]["content"]["application/json"]
+
+
+def test_the_document_states_the_one_of_rule_and_the_served_model_s_window(client, registry):
+    media = forecast_body(client.get("/openapi.json").json())
+    body = media["schema"]
+    one_of = [(branch["required"], sorted(branch["properties"])) for branch in body["oneOf"]]
+    assert one_of == [([name], ["history", "series", "ticker"]) for name in ("history", "ticker", "series")]
+    assert body["not"]["required"] == ["alias", "version"]
+    assert [b["required"] for b in body["$defs"]["SeriesIn"]["oneOf"]] == [["history"], ["ticker"]]
+    for owner in (body, body["$defs"]["SeriesIn"]):
+        (bars,) = [v for v in owner["properties"]["history"]["anyOf"] if v.get("type") == "array"]
+        assert bars["minItems"] == registry.lookback
+    assert {c["minItems"] for c in body["$defs"]["ColumnarHistory"]["properties"].values()} == {registry.lookback}
+    (horizon,) = [v for v in body["properties"]["horizon"]["anyOf"] if v.get("type") == "integer"]
+    assert horizon["maximum"] == registry.horizon
+    # the examples are built from the served model's lookback, so the history example is answered
+    assert len(media["examples"]["history"]["value"]["history"]) == registry.lookback
+    response = client.post("/forecast", json=media["examples"]["history"]["value"])
+    assert response.status_code == 200, response.text
+
+
+def test_the_key_is_declared_only_where_asked_and_405_everywhere(client, serve_app):
+    def secured(spec: dict[str, Any]) -> set[str]:
+        return {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m, op in ops.items() if op.get("security")}
+
+    open_spec = client.get("/openapi.json").json()
+    assert secured(open_spec) == {"POST /admin/reload"}  # no key configured: only /admin names one
+    with serve_app(api_key="k", protect_status_routes=True) as keyed:
+        assert secured(keyed.get("/openapi.json").json()) == {"POST /admin/reload", "POST /forecast", "GET /models"}
+        assert keyed.get("/models").status_code == 401
+    for path, operations in open_spec["paths"].items():
+        for operation in operations.values():
+            assert "Allow" in operation["responses"]["405"]["headers"], path
+    wrong = client.get("/forecast")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"

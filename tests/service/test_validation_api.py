@@ -106,7 +106,8 @@ CASES = {
     "empty_model": (lambda h: {"history": h, "model": ""}, "model: String should have at least 1 character"),
     "empty_alias": (lambda h: {"history": h, "alias": ""}, "alias: String should have at least 1 character"),
     "version_padded": (lambda h: {"history": h, "version": " 1"}, "version: ' 1' is not a version number"),
-    "version_float": (lambda h: {"history": h, "version": 1.0}, "version: Input should be a valid integer"),
+    "version_fraction": (lambda h: {"history": h, "version": 1.5}, "version: Input should be a valid integer"),
+    "version_text_float": (lambda h: {"history": h, "version": "1.0"}, "version: '1.0' is not a version number"),
     "version_leading_zero": (lambda h: {"ticker": "AAA", "version": "01"}, "version: '01' is not a version number"),
     "duplicate_id": (
         lambda h: {"series": [{"id": "a", "history": h}, {"id": "b", "ticker": "AAA"}, {"id": "a", "ticker": "BBB"}]},
@@ -253,3 +254,14 @@ def test_a_key_given_twice_in_a_columnar_history_or_a_series_is_named(client, hi
         response = client.post("/forecast", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 422, response.text
         assert [error_field(e) for e in response.json()["detail"]] == [field]
+
+
+@pytest.mark.parametrize("version", [1, "1", 1.0])  # 1.0 is an integer to JSON Schema, as the document says
+def test_a_version_is_an_integer_or_its_digits(client, history, baseline, same_forecast, version):
+    response = client.post(
+        "/forecast",
+        content=raw_json({"history": history, "version": version}),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["model"]["version"] == "1"
