@@ -54,10 +54,11 @@ VERSION_DIGITS = re.compile(r"[1-9][0-9]*")
 
 
 def version_number(value: Any) -> Any:
-    """A registry version is an identifier, not a quantity: a JSON integer, or its digits as text
-    (MLflow writes versions as strings, as this service's answers do); never `1.0`, `" 1"`, `"01"`
-    or `true`, which pydantic's lax mode would read as 1."""
-    if isinstance(value, bool | float):
+    """A registry version is an identifier: a JSON integer (`3.0` is one too, as JSON Schema counts
+    integers, so the document can say what is accepted), or its digits as text (MLflow writes
+    versions as strings, as this service's answers do); never `" 3"`, `"03"`, `"3.0"` or `true`,
+    which pydantic's lax mode would read as 3."""
+    if isinstance(value, bool):
         raise PydanticKnownError("int_type")
     if isinstance(value, str):
         if not VERSION_DIGITS.fullmatch(value):
