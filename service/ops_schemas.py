@@ -26,7 +26,10 @@ class ReadyStatus(BaseModel):
     model: str
     alias: str
     version: str | None = Field(description="The loaded version of the default model; null while none is")
-    registry: Literal["up", "down", "unknown"] = Field(description="Whether the last registry call got an answer")
+    registry: Literal["up", "down", "unknown"] = Field(
+        description="Whether the latest registry call asked got an answer (refreshed in the background when "
+        "no call was made within the registry timeout)"
+    )
     last_refresh: dt.datetime | None = Field(description="When every followed alias last resolved")
     failed: FailedLoadInfo | None = Field(description="The default model's last failed version, if still pending")
     detail: str | None = Field(None, description="Why the service is not ready")

@@ -84,9 +84,7 @@ async def call_bounded(
 class RegistryHealth:
     """Every registry call of one store goes through `call`, which bounds it and notes the answer."""
 
-    def __init__(
-        self, metrics: ServiceMetrics, timeout_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, metrics: ServiceMetrics, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.metrics = metrics
         self.timeout_s = timeout_s  # also how old evidence may get before /ready refreshes it
         self.clock = clock

@@ -1,8 +1,10 @@
 """POST /admin/reload: re-resolve aliases now (key required; disabled without one).
 
 200: every followed alias resolved and every moved one loaded. 409: some version could not be
-loaded (or an alias no longer resolves); the previous version keeps serving and `failed` says
-which and why. 503 with Retry-After: the registry did not answer.
+loaded or failed its warm-up check (a forecast that is not finite or not ordered), or an alias no
+longer resolves; the previous version keeps serving and `failed` says which and why. 503 with
+Retry-After: the registry did not answer, or a pass over the aliases already running (the poll)
+still held after REGISTRY_TIMEOUT_S; the wait for it and every alias lookup share that one bound.
 """
 
 from __future__ import annotations

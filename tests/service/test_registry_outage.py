@@ -87,11 +87,11 @@ def test_a_registry_failure_shows_at_once_and_an_older_answer_does_not_hide_it(r
         with pytest.raises(ModelNotFoundError):
             await slow  # the registry answered it, but it was asked before the failure
         assert store.registry_up is False
-        assert metrics.registry_up._value.get() == 0.0
+        assert metrics.registry.get_sample_value("forecaster_registry_up") == 0.0
         with pytest.raises(ModelNotFoundError):
             await store.get("fresh", "champion")  # asked after the failure: the registry is back
         assert store.registry_up is True
-        assert metrics.registry_up._value.get() == 1.0
+        assert metrics.registry.get_sample_value("forecaster_registry_up") == 1.0
         await store.close()
 
     try:
