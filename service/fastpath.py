@@ -23,8 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from forecaster.data.calendar import CALENDAR_START
-from forecaster.data.rules import ohlc_consistent
-from forecaster.model.predictor import accepted_prices
+from forecaster.data.rules import accepted_prices, latest_bar_day, ohlc_consistent
 from service.schemas import (
     BAR_FIELDS,
     ID_MAX_LENGTH,
@@ -310,7 +309,7 @@ def _histories(items: list[tuple[str, str, Any]]) -> tuple[list[SeriesBody], int
     if min(lengths) == 0:
         raise _NotFast
     days = _iso_days(columns[0])
-    latest = np.datetime64(dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1), "D")
+    latest = np.datetime64(latest_bar_day(), "D")  # the one rule of a bar's latest date
     if days.min() < _CALENDAR_START or days.max() > latest:
         raise _NotFast
     ends = np.cumsum(lengths)

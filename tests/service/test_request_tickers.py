@@ -71,3 +71,15 @@ def test_an_epoch_date_is_a_422_naming_the_bar(client: Any, history: list[dict[s
     response = client.post("/forecast", json={"history": bars})
     assert response.status_code == 422, response.text
     assert "history[3].date: expected a date YYYY-MM-DD, got '1577836800'" in " ".join(texts(response.json()))
+
+
+def test_both_body_paths_refuse_a_bar_after_the_library_s_latest_date(
+    client: Any, history: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast (orjson) path and pydantic's read tomorrow from the same rule: with the clock moved
+    back, the last bar is in the future for both, and the answer is the one 422."""
+    last = dt.date.fromisoformat(history[-1]["date"])
+    monkeypatch.setattr(rules, "utc_today", lambda: last - dt.timedelta(days=2))
+    response = client.post("/forecast", json={"history": history})
+    assert response.status_code == 422, response.text
+    assert f"{last:%Y-%m-%d} is in the future" in " ".join(texts(response.json()))
