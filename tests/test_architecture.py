@@ -243,3 +243,16 @@ def test_each_module_says_what_it_owns() -> None:
         if p.read_text().strip() and ast.get_docstring(ast.parse(p.read_text())) is None
     ]
     assert silent == []
+
+
+MAX_LINES = 400  # STYLE.md: small files, one idea each
+
+
+def test_no_product_file_is_over_400_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for pkg in ("forecaster", "service", "pipelines")
+        for p in sources(pkg)
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}, "split the file where it holds two ideas"
