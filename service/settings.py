@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forecaster.data.calendar import DEFAULT_EXCHANGE, check_exchange
+from forecaster.registry.names import CHAMPION
 
 # Daily bars from Yahoo are at most a long weekend plus a holiday old when the source works.
 YFINANCE_MAX_AGE_DAYS = 10
@@ -21,7 +22,7 @@ class Settings(BaseSettings):
         None, description="MLflow tracking/registry URI; default MLFLOW_TRACKING_URI or local SQLite"
     )
     model_name: str = Field("forecaster", description="Registered model served by default")
-    alias: str = Field("champion", description="Alias served by default")
+    alias: str = Field(CHAMPION, description="Alias served by default")
     device: str = Field("auto", description="auto | cpu | cuda (cuda only where one is visible)")
     poll_interval_s: float = Field(30.0, ge=0.0, description="Seconds between alias checks; 0 disables polling")
     batch_wait_ms: float = Field(

@@ -198,6 +198,7 @@ SERVICE_MAY_IMPORT = {
     "forecaster.model.predictor",
     "forecaster.registry",
     "forecaster.registry.tracking",
+    "forecaster.registry.names",
     "forecaster.data",
     "forecaster.data.sources",
     "forecaster.data.calendar",
