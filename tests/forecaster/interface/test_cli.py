@@ -259,7 +259,10 @@ def test_version_prints_the_package_version() -> None:
 def test_help_fits_80_columns_in_panels_and_names_the_model_option_model(
     command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import typer.rich_utils
+
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", None)  # TERMINAL_WIDTH in the environment would win
     text = invoke(command, "--help").stdout
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80 and "…" not in text  # nothing cut

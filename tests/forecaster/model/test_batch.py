@@ -318,8 +318,11 @@ def test_cli_predict_as_of_past_the_data_fails_unless_allowed_and_then_writes_th
 
 
 def test_cli_predict_help_states_the_library_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer.rich_utils
+
     from forecaster.data.calendar import DEFAULT_EXCHANGE
 
     monkeypatch.setenv("COLUMNS", "200")  # no line wrapped inside a default
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", None)
     text = " ".join(invoke("predict", "--help").output.split())  # type: ignore[attr-defined]
     assert f"default: {BATCH_SIZE}" in text and DEFAULT_EXCHANGE in text
