@@ -9,9 +9,12 @@ password redacted.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,15 @@ def resolve_uri(explicit: str | None, tracking_uri: str | None = None) -> str:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _iso(value: dt.date) -> str:
+    return value.isoformat()
+
+
+def _sqlite_time(value: dt.datetime) -> str:
+    """As SQLAlchemy's SQLite DATETIME stores it: naive text, here in UTC."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def check_uri(uri: str) -> sa.URL:
@@ -164,9 +176,42 @@ class LedgerStore:
         if not rows:
             return 0
         self.ensure_schema()
+        insert, columns, conversions = self._insert
+        values = []
+        for row in rows:
+            value = list(columns(row))
+            for index, convert in conversions:
+                value[index] = convert(value[index])
+            values.append(tuple(value))
         with self.connect(f"writing {len(rows)} forecast rows") as connection:
-            connection.execute(forecasts.insert(), rows)
+            connection.exec_driver_sql(insert, values)
         return len(rows)
+
+    @cached_property
+    def _insert(
+        self,
+    ) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]], list[tuple[int, Callable[[Any], Any]]]]:
+        """The INSERT of ledger_forecasts in the driver's own terms, and how each value is bound.
+
+        The service appends on a thread beside its event loop: SQLAlchemy's per-row binding costs
+        about 50 us a row there, the driver's executemany with these plain values a fifth of that.
+        Values are stored as SQLAlchemy stores them (SQLite: ISO text dates, naive UTC times;
+        PostgreSQL: the driver's own date and time types), so reading through the tables is unchanged.
+        """
+        sqlite_ = self.engine.dialect.name == "sqlite"
+        names = [column.name for column in forecasts.columns if not column.primary_key]
+        conversions: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(names):
+            kind = forecasts.c[name].type
+            if isinstance(kind, sa.JSON):
+                conversions.append((index, _json))
+            elif isinstance(kind, sa.DateTime) and sqlite_:
+                conversions.append((index, _sqlite_time))
+            elif isinstance(kind, sa.Date) and sqlite_:
+                conversions.append((index, _iso))
+        marks = ", ".join(["?" if sqlite_ else "%s"] * len(names))
+        insert = f"INSERT INTO {forecasts.name} ({', '.join(names)}) VALUES ({marks})"
+        return insert, operator.itemgetter(*names), conversions
 
     def close(self) -> None:
         self.engine.dispose()
