@@ -203,6 +203,20 @@ def exposition_registry(folder: str) -> CollectorRegistry:
     return registry
 
 
+def workers_serving(folder: str, name: str, ref: str) -> set[int]:
+    """Pids of the live workers whose `forecaster_model_version{name, ref}` gauge says they have a
+    version of that reference loaded: how one worker's /ready knows about the others."""
+    prune_dead_workers(folder)
+    return {
+        int(sample.labels["pid"])
+        for family in exposition_registry(folder).collect()
+        if family.name == "forecaster_model_version"
+        for sample in family.samples
+        if sample.labels.get("name") == name and sample.labels.get("ref") == ref and sample.value > 0
+        if _alive(int(sample.labels["pid"]))
+    }
+
+
 def worker_id() -> str:
     """host:pid of this process: tells workers apart, and replicas behind a load balancer."""
     return f"{socket.gethostname()}:{os.getpid()}"

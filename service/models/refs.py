@@ -3,12 +3,14 @@ answers and logs (NAME@ALIAS, NAME/VERSION) and its `ref` label in metrics."""
 
 from __future__ import annotations
 
+from forecaster.registry.names import CHAMPION
+
 Key = tuple[str, str, str]  # (name, "alias" | "version", value)
 
 
 def key_of(name: str, alias: str | None, version: int | str | None) -> Key:
     """NAME/VERSION when a version is given, else NAME@ALIAS (champion when no alias is)."""
-    return (name, "version", str(version)) if version is not None else (name, "alias", alias or "champion")
+    return (name, "version", str(version)) if version is not None else (name, "alias", alias or CHAMPION)
 
 
 def label(key: Key) -> str:

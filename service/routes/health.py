@@ -12,10 +12,12 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.deps import MetricsDep, SettingsDep, StatusKeyDep, StoreDep
+from service.models.refs import metric_ref
 from service.models.store import ModelStore
 from service.models.warmup import probe_window, unusable
 from service.ops_schemas import ReadyStatus, failed_info
 from service.settings import Settings
+from service.workers import multiprocess_dir, workers_serving
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -54,9 +56,10 @@ def _not_ready(settings: Settings, status: ReadyStatus) -> JSONResponse:
     responses={503: {"model": ReadyStatus, "description": "The default model is not loaded or fails a probe"}},
 )
 async def ready(settings: SettingsDep, store: StoreDep) -> JSONResponse:
-    """200 when the default model is loaded and its probe forecast is finite and ordered; else 503
-    with Retry-After. A registry outage alone keeps it 200 (the loaded model serves) and shows as
-    `registry: down`; evidence older than the registry bound is refreshed in the background."""
+    """200 when the default model is loaded, its probe forecast is finite and ordered and, with
+    `--workers N`, every worker has loaded it; else 503 with Retry-After. A registry outage alone
+    keeps it 200 (the loaded model serves) and shows as `registry: down`; evidence older than the
+    registry bound is refreshed in the background."""
     store.check_registry()
     loaded = store.models.get(store.default_key)
     label = store.label(store.default_key)
@@ -72,7 +75,21 @@ async def ready(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     if problem is not None:
         detail = f"{label}: the probe forecast has {problem}"
         return _not_ready(settings, _status(settings, store, loaded.ref.version, detail))
+    waiting = _workers_waiting(settings, store)
+    if waiting:
+        return _not_ready(settings, _status(settings, store, loaded.ref.version, f"{label}: {waiting}"))
     return JSONResponse(_status(settings, store, loaded.ref.version, None).model_dump(mode="json"))
+
+
+def _workers_waiting(settings: Settings, store: ModelStore) -> str | None:
+    """With `--workers N`, ready only when every worker has loaded the default model (the load
+    balancer or the client may reach any of them): None then, else how many have."""
+    folder = multiprocess_dir()
+    if settings.workers <= 1 or folder is None:
+        return None
+    name, _, _ = store.default_key
+    serving = len(workers_serving(folder, name, metric_ref(store.default_key)))
+    return None if serving >= settings.workers else f"{serving} of {settings.workers} workers have loaded it"
 
 
 @router.get("/metrics", include_in_schema=False, dependencies=[StatusKeyDep])  # key: protect_status_routes
