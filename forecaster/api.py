@@ -31,6 +31,7 @@ from forecaster.data.validate import validate_ohlc
 from forecaster.errors import one_line
 from forecaster.evaluation import backtest as ev
 from forecaster.evaluation.backtest_file import write_backtest
+from forecaster.evaluation.calibration_tests import calibration
 from forecaster.model.predictor import Forecaster, bars_frame
 from forecaster.registry import tracking
 from forecaster.run.steps import evaluate_frame
@@ -139,7 +140,7 @@ def evaluation_report(
     source: which model `forecaster` was loaded as (None: trained in memory). Keys: model_uri,
     model (name, version, alias: of a registered version, else None; run_id), data, horizon,
     lookback, n_series, n_origins, levels, metrics (forecast -> metric -> one value per step),
-    significance."""
+    significance, calibration (forecaster.evaluation.calibration_tests)."""
     result = evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date)
     if backtest_out is not None:
         written = write_backtest(result, backtest_out)
@@ -155,6 +156,7 @@ def evaluation_report(
         "levels": list(result.levels),
         "metrics": ev.score(result),
         "significance": ev.significance(result),
+        "calibration": calibration(result),  # tail tests, conditional coverage, calibration curve
     }
 
 

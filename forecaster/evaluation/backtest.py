@@ -2,9 +2,10 @@
 
 Used by ``forecaster evaluate``, by the metrics logged at the end of training, by the
 retraining gate and by the benchmarks, so every number in the product means the same.
-Forecasts with quantiles (the model, ``ewma``, ``garch``) are scored at the model's quantile
-levels; every forecast gets the point metrics of its median. The model is tested against
-``naive`` (absolute error) and ``ewma`` (mean pinball loss) with Diebold-Mariano per step.
+Forecasts with quantiles (the model, ``ewma``, ``garch``, ``rgarch``, ``har``) are scored at the
+model's quantile levels; every forecast gets the point metrics of its median. The model is tested
+against ``naive`` (absolute error) and each quantile baseline (mean pinball loss) with
+Diebold-Mariano per step.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from forecaster.evaluation.significance import dm_panel
 log = logging.getLogger(__name__)
 
 DEFAULT_LEVELS: tuple[float, ...] = ModelConfig().quantiles  # scored without a model
-QUANTILE_BASELINES: tuple[str, ...] = ("ewma", "garch")
+QUANTILE_BASELINES: tuple[str, ...] = ("ewma", "garch", "rgarch", "har")
 CHUNK = 8192
 
 # predict(X[N,T,4]) -> (quantiles[N,H,Q] prices, the Q levels they are at)
@@ -120,15 +121,18 @@ def backtest(predict: PredictFn | None, panel: Panel, lookback: int, horizon: in
     if predict is not None:
         quantiles["model"], levels = model_quantiles(predict, panel, origins, lookback, horizon)
     quantiles["ewma"] = baselines.ewma_quantiles(panel, origins, horizon, levels)
-    fits = baselines.garch_fits(panel, origins)
-    quantiles["garch"] = baselines.garch_quantiles(panel, origins, horizon, levels, fits)
+    for name in ("garch", "rgarch"):
+        fits = baselines.garch_fits(panel, origins, name)
+        quantiles[name] = baselines.garch_quantiles(panel, origins, horizon, levels, fits, name)
+    quantiles["har"] = baselines.har_quantiles(panel, origins, horizon, levels)
     last_close = panel.values[origins, CLOSE].astype(np.float64)
     forecasts = {
         **({"model": quantiles["model"][..., levels.index(MEDIAN)]} if "model" in quantiles else {}),
         **baselines.point_forecasts(panel, origins, horizon),
-        # zero drift: the median is the last close wherever the baseline has a forecast at all
+        # each quantile baseline's median where it has a whole forecast (the last close for the
+        # zero-drift Gaussian ones; har's median standardised return may move it)
         **{
-            name: np.where(np.isfinite(quantiles[name]).all(axis=2), last_close[:, None], np.nan)
+            name: np.where(np.isfinite(quantiles[name]).all(axis=2), quantiles[name][..., levels.index(MEDIAN)], np.nan)
             for name in QUANTILE_BASELINES
         },
     }
@@ -184,14 +188,17 @@ def score(result: Backtest) -> Metrics:
         block = scoring.point_metrics(pred[keep], actual, result.last_close[keep], sid, result.mase_scale)
         if name in result.quantiles:
             q = result.quantiles[name][keep]
-            block |= scoring.quantile_metrics(q, result.levels, actual, sid, result.mase_scale)
+            block |= scoring.quantile_metrics(
+                q, result.levels, actual, sid, result.mase_scale, last_close=result.last_close[keep]
+            )
         metrics[name] = {k: [float(v) for v in values] for k, values in block.items()}
     return metrics
 
 
 def significance(result: Backtest) -> dict[str, dict[str, Any]]:
-    """Diebold-Mariano per step: model vs naive on absolute error, model vs ewma on the mean pinball
-    loss over the levels; each series' losses scaled by its MASE scale (see forecaster.evaluation.significance).
+    """Diebold-Mariano per step: model vs naive on absolute error, model vs each quantile baseline
+    (ewma, garch, rgarch, har) on the mean pinball loss over the levels, on the origins where both
+    have a forecast; each series' losses scaled by its MASE scale (see forecaster.evaluation.significance).
 
     {"model_vs_naive": {"metric", "dm_stat": [H], "p_value": [H], "verdict": [H]}, "model_vs_ewma": ...};
     empty without a model. Non-finite numbers (an untestable or degenerate step) are null.
@@ -208,7 +215,11 @@ def significance(result: Backtest) -> dict[str, dict[str, Any]]:
 
     comparisons = {
         "model_vs_naive": ("abs_error", abs_error("model"), abs_error("naive")),
-        "model_vs_ewma": ("mean_pinball", mean_pinball("model"), mean_pinball("ewma")),
+        **{
+            f"model_vs_{name}": ("mean_pinball", mean_pinball("model"), mean_pinball(name))
+            for name in QUANTILE_BASELINES
+            if name in result.quantiles
+        },
     }
     report: dict[str, dict[str, Any]] = {}
     for key, (metric, ours, theirs) in comparisons.items():

@@ -9,8 +9,17 @@ with zero drift so that their median is the last close:
   once per ticker on the returns known at its first evaluation origin, then filtered forward
   with those fixed parameters.
 
-Both turn a variance of the h-day log return into quantiles with one Gaussian rule,
-``last_close * exp(sd_h * Phi^-1(q))``.
+- ``rgarch``: a range GARCH(1,1), sigma2_t = omega + alpha RV_t-1 + beta sigma2_t-1, driven by the
+  daily range variance RV (overnight gap^2 + Garman-Klass, `har.range_variance`) instead of the
+  squared return. arch 8 has no variance regressors (GARCH-X) and no range or realised GARCH, so it
+  is arch's zero-mean GARCH(1,1) fitted on the pseudo-returns sqrt(RV): its Gaussian quasi-likelihood
+  is then the QLIKE loss of sigma2 against RV. Fitted, filtered and extended to h steps as ``garch``.
+- ``har``: the pooled HAR regression of `har` (range measures and the close EWMA, one QLIKE fit per
+  step on every ticker's bars dated on or before the backtest's first origin), with the empirical
+  quantiles of its standardised returns in the fitting data (so its median need not be the close).
+
+ewma, garch and rgarch turn a variance of the h-day log return into quantiles with one Gaussian
+rule, ``last_close * exp(sd_h * Phi^-1(q))``.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from scipy.stats import norm
 
 from forecaster.config import CLOSE
 from forecaster.data.windows import Panel
+from forecaster.evaluation import har
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +101,21 @@ def ewma_variance(returns: np.ndarray) -> np.ndarray:
     return v
 
 
-def ewma_quantiles(panel: Panel, origins: np.ndarray, horizon: int, levels: tuple[float, ...]) -> np.ndarray:
-    """RiskMetrics random walk at every origin: sd of the h-day log return = sigma * sqrt(h). -> [N,H,Q]."""
+def ewma_rows(panel: Panel) -> np.ndarray:
+    """[L]: per row, the EWMA variance of the daily log return known at that row's close (NaN on
+    each ticker's first row)."""
     returns = log_returns(panel)
-    variance = np.full(len(returns), np.nan)  # per row: the variance known at that row's close
+    variance = np.full(len(returns), np.nan)
     for s in range(len(panel.tickers)):
         start, end = panel.starts[s], panel.starts[s + 1]
         if end - start > 1:
             variance[start + 1 : end] = ewma_variance(returns[start + 1 : end])
+    return variance
+
+
+def ewma_quantiles(panel: Panel, origins: np.ndarray, horizon: int, levels: tuple[float, ...]) -> np.ndarray:
+    """RiskMetrics random walk at every origin: sd of the h-day log return = sigma * sqrt(h). -> [N,H,Q]."""
+    variance = ewma_rows(panel)  # per row: the variance known at that row's close
     steps = np.arange(1, horizon + 1)
     return gaussian_quantiles(panel.values[origins, CLOSE].astype(np.float64), variance[origins, None] * steps, levels)
 
@@ -117,12 +134,13 @@ class GarchFit:
         return self.alpha + self.beta
 
 
-def fit_garch(percent_returns: np.ndarray, ticker: str) -> GarchFit | None:
+def fit_garch(percent_returns: np.ndarray, ticker: str, name: str = "garch") -> GarchFit | None:
     """Zero-mean GARCH(1,1) with normal errors, from arch's starting values, else the best
-    converged fit from the GARCH_RESTARTS; None (and a log line) when none converges."""
+    converged fit from the GARCH_RESTARTS; None (and a log line naming the baseline) when none
+    converges."""
     variance = float(np.mean(percent_returns**2))
     if not variance > 0.0:  # a flat price: nothing to fit (arch would only warn and fail)
-        log.warning("garch: %s has no price change before its first origin; no garch forecasts for it", ticker)
+        log.warning("%s: %s has no price change before its first origin; no %s forecasts for it", name, ticker, name)
         return None
     model = arch_model(percent_returns, mean="Zero", vol="GARCH", p=1, q=1, dist="normal", rescale=False)
     restarts = [np.array([variance * (1.0 - a - b), a, b]) for a, b in GARCH_RESTARTS]
@@ -142,24 +160,35 @@ def fit_garch(percent_returns: np.ndarray, ticker: str) -> GarchFit | None:
             break  # converged from arch's own starting values: the common case, one fit
     if best is None:
         log.warning(
-            "garch: the fit %s for %s from %d starting points; its garch forecasts are NaN, and garch is "
-            "scored without it",
+            "%s: the fit %s for %s from %d starting points; its %s forecasts are NaN, and %s is scored without it",
+            name,
             failure,
             ticker,
             1 + len(restarts),
+            name,
+            name,
         )
         return None
     omega, alpha, beta = (float(best.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
     return GarchFit(omega, alpha, beta, float(model.volatility.backcast(percent_returns)))
 
 
-def garch_fits(panel: Panel, origins: np.ndarray) -> dict[int, GarchFit]:
-    """Series id -> parameters fitted on that ticker's returns up to its first origin (inclusive).
+def percent_shocks(panel: Panel, name: str = "garch") -> np.ndarray:
+    """[L]: what drives the recursion, per row (NaN on each ticker's first row): the percent log
+    return for ``garch``, the percent root of the range variance for ``rgarch``."""
+    if name == "rgarch":
+        return np.sqrt(har.range_variance(panel)) * PERCENT
+    return log_returns(panel) * PERCENT
+
+
+def garch_fits(panel: Panel, origins: np.ndarray, name: str = "garch") -> dict[int, GarchFit]:
+    """Series id -> parameters fitted on that ticker's shocks (`percent_shocks`) up to its first
+    origin (inclusive).
 
     Nothing after the first origin is seen, so no forecast uses parameters fitted on its future.
     A ticker with fewer than GARCH_MIN_RETURNS returns by then is left out (logged).
     """
-    returns = log_returns(panel) * PERCENT
+    returns = percent_shocks(panel, name)
     fits: dict[int, GarchFit] = {}
     short: list[str] = []
     for s in np.unique(panel.series_id[origins]):
@@ -169,13 +198,14 @@ def garch_fits(panel: Panel, origins: np.ndarray) -> dict[int, GarchFit]:
         if len(known) < GARCH_MIN_RETURNS:
             short.append(f"{ticker} ({len(known)})")
             continue
-        fit = fit_garch(known, ticker)
+        fit = fit_garch(known, ticker, name)
         if fit is not None:
             fits[int(s)] = fit
     if short:
         log.info(
-            "garch: left out %d ticker(s) with fewer than %d returns before their first origin: %s "
+            "%s: left out %d ticker(s) with fewer than %d returns before their first origin: %s "
             "(evaluate later origins, e.g. with --from, to include them)",
+            name,
             len(short),
             GARCH_MIN_RETURNS,
             ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else ""),
@@ -204,11 +234,16 @@ def garch_step_variances(fit: GarchFit, one_day: np.ndarray, horizon: int) -> np
 
 
 def garch_quantiles(
-    panel: Panel, origins: np.ndarray, horizon: int, levels: tuple[float, ...], fits: dict[int, GarchFit]
+    panel: Panel,
+    origins: np.ndarray,
+    horizon: int,
+    levels: tuple[float, ...],
+    fits: dict[int, GarchFit],
+    name: str = "garch",
 ) -> np.ndarray:
-    """GARCH(1,1) at every origin: the h-day log return's variance is the sum of the expected
-    one-day variances of steps 1..h. Tickers without a fit get NaN. -> [N,H,Q]."""
-    returns = log_returns(panel) * PERCENT
+    """GARCH(1,1) (or range GARCH: name ``rgarch``) at every origin: the h-day log return's variance
+    is the sum of the expected one-day variances of steps 1..h. Tickers without a fit get NaN. -> [N,H,Q]."""
+    returns = percent_shocks(panel, name)
     cumulative = np.full((len(origins), horizon), np.nan)
     series = panel.series_id[origins]
     for s, fit in fits.items():
@@ -218,3 +253,14 @@ def garch_quantiles(
         one_day = sigma2[origins[rows] - start]  # origin at local row t has seen e_0..e_t-1
         cumulative[rows] = np.cumsum(garch_step_variances(fit, one_day, horizon), axis=1) / PERCENT**2
     return gaussian_quantiles(panel.values[origins, CLOSE].astype(np.float64), cumulative, levels)
+
+
+def har_quantiles(panel: Panel, origins: np.ndarray, horizon: int, levels: tuple[float, ...]) -> np.ndarray:
+    """The pooled range HAR (`har`) at every origin, fitted on every ticker's bars dated on or before
+    the first origin (the evaluation period's bars are never read by the fit). -> [N,H,Q]; NaN at
+    the steps it could not be fitted for and at origins without 66 days of range history."""
+    proxy = har.range_variance(panel)
+    X = har.har_design(proxy, ewma_rows(panel), panel.starts)
+    log_close = np.log(panel.values[:, CLOSE].astype(np.float64))
+    fit = har.fit_har(X, proxy, log_close, panel, panel.dates[origins].min(), horizon, levels)
+    return har.har_forecast(fit, X[origins], panel.values[origins, CLOSE].astype(np.float64))

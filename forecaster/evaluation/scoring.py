@@ -3,11 +3,17 @@
 Every function takes rows of one backtest (N forecasts, H steps) and returns one value per
 step. Scale-free metrics divide each series by its own scale (the mean absolute one-day close
 change, as in MASE) and then average over series, so a high-priced ticker does not dominate.
+
+The variance a set of quantiles implies (for QLIKE and volatility terciles) is read from its outer
+levels under a normal law of the log return: sd = log(q_last / q_first) / (z_last - z_first),
+z = Phi^-1(level), i.e. the 10-90 width over 2.563 at the default levels; exact for a Gaussian
+forecast such as ewma or garch.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import norm
 
 
 def series_mean(values: np.ndarray, series_id: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -66,16 +72,42 @@ def central_bands(levels: tuple[float, ...]) -> list[tuple[int, int, float]]:
     return sorted(bands, key=lambda band: -band[2])
 
 
+def implied_variance(quantiles: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """quantiles[N,H,Q] (prices) -> [N,H]: the variance of the log return to each step that the outer
+    levels imply under a normal law (see the module notes). NaN with fewer than two levels."""
+    if len(levels) < 2:
+        return np.full(quantiles.shape[:2], np.nan)
+    spread = norm.ppf(levels[-1]) - norm.ppf(levels[0])
+    return (np.log(quantiles[..., -1] / quantiles[..., 0]) / spread) ** 2
+
+
+def qlike(variance: np.ndarray, actual: np.ndarray, last_close: np.ndarray) -> np.ndarray:
+    """variance[N,H] of the log return from the origin, actual[N,H] closes -> [H]: the mean QLIKE loss
+    log v + r^2 / v with r = log(actual / last_close) (Patton 2011's robust loss without its constant:
+    lower is better, only differences between forecasts of the same rows mean anything)."""
+    r = np.log(actual / last_close[:, None])
+    return np.mean(np.log(variance) + r**2 / variance, axis=0)
+
+
+def hit_rates(quantiles: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """[H,Q]: the share of actuals strictly below each quantile (a calibrated level q hits q)."""
+    return (actual[..., None] < quantiles).mean(axis=0)
+
+
 def quantile_metrics(
     quantiles: np.ndarray,
     levels: tuple[float, ...],
     actual: np.ndarray,
     series_id: np.ndarray,
     scale: np.ndarray,
+    last_close: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Scores of quantiles[N,H,Q] at `levels`, per step:
 
     - ``pinball_q{level}``: mean pinball loss in price units;
+    - ``hit_q{level}``: share of actuals below the quantile (`hit_rates`);
+    - ``qlike``: QLIKE of the implied variance (`implied_variance`, `qlike`), given `last_close`[N]
+      and at least two levels;
     - ``spl``: M5's scaled pinball loss, the mean over levels of the pinball loss, scaled per series;
     - ``coverage``: share of actuals inside the outer quantiles (first and last level);
     - ``coverage_{P}`` and ``width_{P}``: for each central band of nominal P %, its empirical
@@ -84,6 +116,10 @@ def quantile_metrics(
     """
     loss = pinball(actual, quantiles, levels)  # -> (N, H, Q)
     metrics = {f"pinball_q{level:g}": loss[..., i].mean(axis=0) for i, level in enumerate(levels)}
+    hits = hit_rates(quantiles, actual)
+    metrics |= {f"hit_q{level:g}": hits[:, i] for i, level in enumerate(levels)}
+    if last_close is not None and len(levels) >= 2:
+        metrics["qlike"] = qlike(implied_variance(quantiles, levels), actual, last_close)
     metrics["spl"] = series_mean(loss.mean(axis=2), series_id, scale)
     metrics["coverage"] = ((actual >= quantiles[..., 0]) & (actual <= quantiles[..., -1])).mean(axis=0)
     bands = central_bands(levels)

@@ -15,8 +15,9 @@ import pandas as pd
 from forecaster import __version__
 from forecaster.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from forecaster.evaluation import backtest as evaluate
-from forecaster.evaluation import plots
+from forecaster.evaluation import calibration_tests, plots
 from forecaster.evaluation.backtest_file import backtest_table
+from forecaster.evaluation.calibration_plot import calibration_figure
 from forecaster.model import distributed
 from forecaster.model.fit import FitHooks
 from forecaster.registry import tracking
@@ -149,6 +150,8 @@ def tracked_training(
             tests = evaluate.significance(outcome.backtest)  # Diebold-Mariano per step vs naive and ewma
             tracker.log_metrics({f"test_{k}": v for k, v in evaluate.summary(outcome.metrics).items()})
             tracker.log_metrics({f"test_{k}": v for k, v in evaluate.significance_summary(tests).items()})
+            calibration = calibration_tests.calibration(outcome.backtest)  # tail tests, conditional coverage
+            tracker.log_metrics({f"test_{k}": v for k, v in calibration_tests.calibration_summary(calibration).items()})
             for h in range(1, outcome.backtest.horizon + 1):  # per-step curves, one batch per step h
                 tracker.log_metrics(
                     {
@@ -164,6 +167,7 @@ def tracked_training(
                     "levels": list(outcome.backtest.levels),
                     "metrics": outcome.metrics,
                     "significance": tests,
+                    "calibration": calibration,
                 },
                 "metrics/test_metrics.json",
             )
@@ -171,6 +175,9 @@ def tracked_training(
             for step in sorted({1, data_config.horizon}):
                 figure = plots.forecast_figure(outcome.backtest, step=step)
                 tracker.log_figure(figure, f"plots/forecast_vs_actual_h{step}.png")
+                plots.close(figure)
+                figure = calibration_figure(calibration, step=step)
+                tracker.log_figure(figure, f"plots/calibration_h{step}.png")
                 plots.close(figure)
         example = tracking.example_input(frame, data_config.lookback)
         model_uri, version = tracking.log_model(outcome.bundle_dir, example, registered_name=register_as)

@@ -58,6 +58,14 @@ def test_first_champion_is_the_rejected_challenger_when_no_step_is_significantly
     assert first.tags()["gate_first_champion"] == FIRST_BY_DM and first.tags()["gate_promoted"] == "true"
 
 
+def test_first_champion_reads_only_naive_and_ewma_of_the_reported_dm_tests() -> None:
+    # har, garch and rgarch are reported beside them; being worse than har does not make the EWMA
+    # baseline (worse than har too) a better first champion
+    rejected = decide(metrics(1.05), None, RULES)
+    tests = {**dm(["indistinguishable"] * 2, ["better"] * 2), "model_vs_har": {"verdict": ["worse", "worse"]}}
+    assert promote.first_champion(rejected, tests).first == FIRST_BY_DM
+
+
 @pytest.mark.parametrize(
     "tests", [dm(["indistinguishable", "worse"], ["better"] * 2), dm(["better"] * 2, ["worse", "worse"]), {}]
 )

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 from arch import arch_model
-from factories import flat_panel_frame
+from factories import flat_panel_frame, random_ohlc
 
 from forecaster.data.windows import Panel
-from forecaster.evaluation import baselines
+from forecaster.evaluation import baselines, har
 from forecaster.evaluation.backtest import rolling_origins
 from forecaster.evaluation.baselines import (
     GarchFit,
@@ -220,3 +220,28 @@ def test_a_flat_price_gets_no_garch_fit_and_is_logged(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="forecaster.evaluation.baselines"):
         assert baselines.fit_garch(np.zeros(300), "FLAT") is None
     assert "garch: FLAT has no price change before its first origin" in caplog.text
+
+
+def test_rgarch_is_arch_garch_on_the_root_of_the_range_variance_fitted_up_to_the_first_origin() -> None:
+    frame = random_ohlc(tickers=("A",), days=400, seed=3)
+    panel = Panel.from_frame(frame)
+    origins = rolling_origins(panel, lookback=2, horizon=3)
+    origins = origins[origins >= 300]
+    pseudo = 100.0 * np.sqrt(har.range_variance(panel))  # percent root of gap^2 + Garman-Klass; NaN on row 0
+
+    fit = garch_fits(panel, origins, "rgarch")[0]
+
+    # the same fit as arch's on the pseudo-returns of rows 1..300: QLIKE of sigma2 against the range variance
+    assert fit == baselines.fit_garch(pseudo[1:301], "A", "rgarch")
+    assert fit != garch_fits(panel, origins)[0]  # not the close-to-close garch
+    later = frame.copy()
+    later.loc[301:, ["high"]] *= 1.2  # wider ranges after the first origin
+    assert garch_fits(Panel.from_frame(later), origins, "rgarch") == {0: fit}
+    q = garch_quantiles(panel, origins, 3, LEVELS, {0: fit}, "rgarch")
+    fixed = arch_model(pseudo[1:], mean="Zero", vol="GARCH", p=1, q=1, rescale=False).fix(
+        [fit.omega, fit.alpha, fit.beta]
+    )
+    variance = fixed.forecast(horizon=3, start=299, reindex=False).variance.to_numpy()  # origin row 300 = k 299
+    sd = np.sqrt(np.cumsum(variance[: len(origins)], axis=1)) / 100.0
+    last = panel.values[origins, 3].astype(np.float64)[:, None]
+    np.testing.assert_allclose(q[..., 2], last * np.exp(sd * Z90), rtol=1e-9)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from factories import flat_panel_frame
+from factories import flat_panel_frame, random_ohlc
 
 from forecaster.data.windows import Panel
 from forecaster.errors import DataError
@@ -245,3 +245,28 @@ def test_rolling_origins_from_a_date_keeps_only_later_origins() -> None:
 def test_backtest_without_origins_names_the_rows_needed() -> None:
     with pytest.raises(DataError, match="lookback \\+ horizon = 12 rows"):
         backtest(None, hand_panel(), 10, 2, np.array([], dtype=np.int64))
+
+
+def test_backtest_scores_har_and_rgarch_and_tests_the_model_against_every_quantile_baseline() -> None:
+    panel = Panel.from_frame(random_ohlc(tickers=("AAA", "BBB"), days=420, seed=2))
+    origins = rolling_origins(panel, lookback=10, horizon=2, from_date="2021-03-01")  # ~300 bars before
+
+    result = backtest(scaled_predict((0.97, 1.0, 1.03), LEVELS), panel, 10, 2, origins)
+
+    for name in ("har", "rgarch", "garch"):
+        assert np.isfinite(result.quantiles[name]).all(), name
+    # har's point forecast is its median, from the empirical standardised returns, not the last close
+    np.testing.assert_allclose(result.forecasts["har"], result.quantiles["har"][..., 1])
+    metrics = score(result)
+    assert {"qlike", "hit_q0.1", "hit_q0.5", "hit_q0.9", "spl"} <= set(metrics["har"])
+    report = significance(result)
+    assert set(report) == {f"model_vs_{name}" for name in ("naive", "ewma", "garch", "rgarch", "har")}
+    assert report["model_vs_har"]["metric"] == "mean_pinball" and len(report["model_vs_har"]["verdict"]) == 2
+
+
+def test_a_quantile_baseline_without_forecasts_is_tested_as_indistinguishable() -> None:
+    panel = hand_panel()  # far too short for har, garch and rgarch
+    result = backtest(scaled_predict((0.9, 1.0, 1.1), LEVELS), panel, 2, 2, rolling_origins(panel, 2, 2))
+    report = significance(result)
+    assert report["model_vs_har"]["verdict"] == ["indistinguishable"] * 2
+    assert report["model_vs_har"]["p_value"] == [None, None] and report["model_vs_har"]["n_dates"] == [0, 0]

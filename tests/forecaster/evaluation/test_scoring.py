@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from forecaster.evaluation.scoring import central_bands, interval_score, pinball, quantile_metrics, series_mean
+from forecaster.evaluation.baselines import gaussian_quantiles
+from forecaster.evaluation.scoring import (
+    central_bands,
+    hit_rates,
+    implied_variance,
+    interval_score,
+    pinball,
+    qlike,
+    quantile_metrics,
+    series_mean,
+)
 
 LEVELS = (0.1, 0.5, 0.9)
 # three forecasts of one step: series A (scale 2) twice, series B (scale 4) once
@@ -82,3 +94,32 @@ def test_series_mean_leaves_out_series_without_a_scale() -> None:
     assert series_mean(values, series_id, np.array([2.0, 0.0, np.nan])).tolist() == [1.5]
     assert series_mean(values, series_id, np.array([2.0, 3.0, 1.0])).tolist() == [pytest.approx((1.5 + 3.0 + 3.0) / 3)]
     assert np.isnan(series_mean(values, series_id, np.array([0.0, 0.0, np.nan]))).all()
+
+
+def test_implied_variance_reads_the_outer_levels_under_a_normal_law_exactly_for_a_gaussian_forecast() -> None:
+    variance = np.array([[0.0004, 0.0009], [0.01, 0.04]])
+    quantiles = gaussian_quantiles(np.array([50.0, 200.0]), variance, (0.05, 0.25, 0.5, 0.75, 0.95))
+    np.testing.assert_allclose(implied_variance(quantiles, (0.05, 0.25, 0.5, 0.75, 0.95)), variance, rtol=1e-12)
+    # by hand at the default levels: sd = log(q0.9 / q0.1) / (2 x 1.28155)
+    by_hand = (math.log(110.0 / 90.0) / (2.0 * 1.2815515655446004)) ** 2
+    assert implied_variance(np.array([[[90.0, 100.0, 110.0]]]), LEVELS)[0, 0] == pytest.approx(by_hand, rel=1e-12)
+    assert np.isnan(implied_variance(np.array([[[100.0]]]), (0.5,))).all()
+
+
+def test_qlike_of_known_variances_matches_hand_computation() -> None:
+    # row 1: v 0.01 and r = 0.1 -> ln 0.01 + 1; row 2: v 0.04 and r = 0 -> ln 0.04
+    actual = np.array([[100.0 * math.exp(0.1)], [50.0]])
+    value = qlike(np.array([[0.01], [0.04]]), actual, np.array([100.0, 50.0]))
+    assert value == pytest.approx([(math.log(0.01) + 1.0 + math.log(0.04)) / 2.0], rel=1e-12)
+    # the true variance scores best among candidates for r^2 = 0.01
+    candidates = [qlike(np.array([[v]]), actual[:1], np.array([100.0]))[0] for v in (0.005, 0.01, 0.02)]
+    assert candidates[1] < min(candidates[0], candidates[2])
+
+
+def test_hit_rates_and_qlike_are_quantile_metrics() -> None:
+    np.testing.assert_allclose(hit_rates(QUANTILES, ACTUAL), [[0.0, 1 / 3, 2 / 3]])  # strictly below each level
+    metrics = quantile_metrics(QUANTILES, LEVELS, ACTUAL, SERIES, SCALE, last_close=np.array([10.0, 10.0, 21.0]))
+    assert metrics["hit_q0.1"] == [0.0] and metrics["hit_q0.5"] == pytest.approx([1 / 3])
+    variance = implied_variance(QUANTILES, LEVELS)
+    assert metrics["qlike"] == pytest.approx(qlike(variance, ACTUAL, np.array([10.0, 10.0, 21.0])))
+    assert "qlike" not in quantile_metrics(QUANTILES, LEVELS, ACTUAL, SERIES, SCALE)  # no last close given
