@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
 
-from forecaster.config import TrainingConfig
+from forecaster.config import TrainingConfig, describe
 from forecaster.data.validate import validate_ohlc
 from forecaster.errors import one_line
 from forecaster.evaluation import backtest as ev
@@ -34,8 +36,8 @@ from forecaster.evaluation.backtest_file import write_backtest
 from forecaster.evaluation.calibration_tests import calibration
 from forecaster.model.predictor import Forecaster, bars_frame
 from forecaster.registry import tracking
-from forecaster.run.steps import evaluate_frame
-from forecaster.run.tracked import RunResult, tracked_training
+from forecaster.run.steps import TrainOutcome, evaluate_frame, run_training
+from forecaster.run.tracked import tracked_training
 
 log = logging.getLogger(__name__)
 
@@ -160,36 +162,101 @@ def evaluation_report(
     }
 
 
+# The keyword parameters of `train`: a setting's leaf name (data.lookback -> lookback); the config
+# owns each default, description and rule (None here means "the config's default").
+TRAIN_KEYWORDS: tuple[str, ...] = (
+    "lookback",
+    "horizon",
+    "arch",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "quantiles",
+    "ensemble",
+    "epochs",
+    "batch_size",
+    "lr",
+    "patience",
+    "seed",
+    "device",
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` returns: the trained model (ready to forecast, save or evaluate), its test metrics
+    and, for a tracked run, the MLflow run and model (None with ``track=False``)."""
+
+    model: Forecaster
+    metrics: dict[str, dict[str, list[float]]]
+    outcome: TrainOutcome
+    run_id: str | None = None
+    model_uri: str | None = None
+    version: str | None = None
+    dataset_digest: str | None = None
+
+
 def train(
     bars: pd.DataFrame,
     register_as: str | None = None,
     alias: str | None = None,
     *,
+    lookback: int | None = None,
+    horizon: int | None = None,
+    arch: str | None = None,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    dropout: float | None = None,
+    quantiles: Sequence[float] | None = None,
+    ensemble: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    patience: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
     config: TrainingConfig | Mapping[str, Any] | None = None,
+    track: bool = True,
     source: str = FRAME_ORIGIN,
     run_name: str | None = None,
     tracking_uri: str | None = None,
     **overrides: Any,
-) -> RunResult:
-    """Train a global model on `bars` in an MLflow run, as `forecaster train` does; register it as
-    `register_as` and point `alias` at the new version when given.
+) -> TrainResult:
+    """Train a global model on `bars`, as `forecaster train` does: ``forecaster.train(bars, epochs=5,
+    hidden_size=64, lookback=60, horizon=5)``. Returns a TrainResult: ``result.model`` forecasts.
 
-    config: a TrainingConfig or its nested mapping (``{"train": {"epochs": 5}}``; default: the
-    defaults). overrides: dotted settings, ``**{"train.epochs": 5, "data.lookback": 60}``, applied
-    to it through `TrainingConfig.with_overrides`. An unknown name or a bad value is a ValueError
-    naming the setting, as the command line reports it. Returns the run: run_id, model_uri,
-    version, test metrics and the trained forecaster (``result.outcome.forecaster``)."""
+    Settings (None: the default of forecaster.config, which owns every default and rule):
+    {settings}
+    config: a TrainingConfig or its nested mapping (``{{"train": {{"epochs": 5}}}}``) the settings above
+    apply to; overrides: any other setting by its dotted name, ``**{{"train.lr": 3e-4}}`` (`forecaster
+    train --settings` lists them). An unknown name, a setting given twice or a bad value is a
+    ValueError naming it. track: True runs it in MLflow (the store `tracking_uri`, default
+    MLFLOW_TRACKING_URI, else ./mlruns), registered as `register_as` with `alias` pointed at the new
+    version when given; False writes nothing at all (no store, no run, no file): the model lives in
+    memory (``result.model.save(folder)`` keeps it) and run_id / model_uri / version are None."""
     bars = bars_frame(bars)
     if not isinstance(config, TrainingConfig | Mapping | None):
         raise TypeError(f"config: expected a TrainingConfig or a mapping of its settings, got {config!r}")
-    try:
-        base = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config or {})
-        resolved = base.with_overrides(overrides)
-    except ValidationError as exc:  # pydantic's multi-line report -> 'train.lr: ... (got 'abc')'
-        raise ValueError(one_line(exc)) from None
+    given = {
+        name: value
+        for name, value in zip(
+            TRAIN_KEYWORDS,
+            (lookback, horizon, arch, hidden_size, num_layers, dropout, quantiles, ensemble)
+            + (epochs, batch_size, lr, patience, seed, device),
+            strict=True,
+        )
+        if value is not None
+    }
+    resolved = _resolve_config(config, given, overrides)
     frame = validate_ohlc(bars, bad_rows=resolved.data.bad_rows, splits=resolved.data.splits)
+    if not track:
+        if register_as is not None or alias is not None or tracking_uri is not None:
+            raise ValueError("track: register_as, alias and tracking_uri need a tracked run (track=True)")
+        with tempfile.TemporaryDirectory() as tmp:  # the bundle is read back into memory before it goes
+            outcome = run_training(frame, resolved.data, resolved.model, resolved.train, Path(tmp) / "bundle")
+        return TrainResult(outcome.forecaster, outcome.metrics, outcome)
     with _store(tracking_uri):
-        return tracked_training(
+        run = tracked_training(
             frame,
             source,
             resolved.data,
@@ -199,3 +266,41 @@ def train(
             alias=alias,
             run_name=run_name,
         )
+    return TrainResult(
+        run.outcome.forecaster, run.metrics, run.outcome, run.run_id, run.model_uri, run.version, run.dataset_digest
+    )
+
+
+def _dotted(keyword: str) -> str:
+    """The dotted setting a keyword of `train` stands for: the one leaf of that name."""
+    (name,) = (n for n, _, _ in describe(TrainingConfig) if n.rsplit(".", 1)[-1] == keyword)
+    return name
+
+
+def _resolve_config(
+    config: TrainingConfig | Mapping[str, Any] | None, given: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> TrainingConfig:
+    """`config` (default: the defaults) with the keyword settings and the dotted overrides applied."""
+    dotted = {_dotted(k): v for k, v in given.items()}
+    twice = sorted(set(dotted) & set(overrides))
+    if twice:
+        keyword = twice[0].rsplit(".", 1)[-1]
+        raise ValueError(f"{twice[0]}: given twice, as {keyword}= and as '{twice[0]}'; give one")
+    try:
+        base = config if isinstance(config, TrainingConfig) else TrainingConfig.model_validate(config or {})
+        return base.with_overrides({**dotted, **overrides})
+    except ValidationError as exc:  # pydantic's multi-line report -> 'train.lr: ... (got 'abc')'
+        raise ValueError(one_line(exc)) from None
+
+
+def _settings_doc() -> str:
+    """One line per keyword of `train`: its dotted setting, description and default (from the config)."""
+    described = {name: (text, default) for name, text, default in describe(TrainingConfig)}
+    lines = []
+    for keyword in TRAIN_KEYWORDS:
+        text, default = described[_dotted(keyword)]
+        lines.append(f"    {keyword} ({_dotted(keyword)}, default {default!r}): {text}")
+    return "\n".join(lines)
+
+
+train.__doc__ = (train.__doc__ or "").format(settings=_settings_doc().lstrip())

@@ -192,7 +192,7 @@ def test_train_and_evaluate_are_the_api_functions_with_their_parameters() -> Non
     from forecaster import api
 
     assert forecaster.train is api.train and forecaster.evaluate is api.evaluate
-    assert list(inspect.signature(forecaster.train).parameters)[:3] == ["bars", "register_as", "alias"]
+    assert list(inspect.signature(forecaster.train).parameters)[:4] == ["bars", "register_as", "alias", "lookback"]
     assert "model" in inspect.signature(forecaster.evaluate).parameters
     assert {"load", "forecast", "train", "evaluate"} <= set(forecaster.__all__) <= set(dir(forecaster))
     with pytest.raises(AttributeError):
