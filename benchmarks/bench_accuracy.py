@@ -16,7 +16,7 @@ product does), trained, calibrated, saved, reloaded and backtested by
 forecaster.run.steps.run_training, the product's one training job: the backtest is
 forecaster.evaluation.backtest.backtest on the test origins, beside naive, drift and the EWMA and
 GARCH(1,1) quantile baselines (whose median is the last close: their point metrics are
-naive's). The uncalibrated network is the same bundle through Forecaster.predict(X,
+naive's). The uncalibrated network is the same bundle through Forecaster.predict_windows(X,
 calibrated=False). Budget: the peers' 1,500 steps x 64 = 96,000 windows, validated every
 6,400 windows, patience 5 checks; at our batch of 512 that is at most 15 checks of 12 steps
 (92,160 windows, 4% under the peers'), validated every 6,144 windows, patience 5:
@@ -194,9 +194,9 @@ def main() -> None:
         )
         X = panel.gather(sw.test_origins, T, H).X
         t0 = time.perf_counter()
-        forecaster.predict(X)
+        forecaster.predict_windows(X)
         infer_ms = (time.perf_counter() - t0) * 1000 / len(X)
-        raw_median = forecaster.predict(X, calibrated=False).median
+        raw_median = forecaster.predict_windows(X, calibrated=False).median
         ours = outcome.metrics
         tests = evaluate.significance(bt)
         moves = np.sign(bt.actual - bt.last_close[:, None])

@@ -143,7 +143,7 @@ def main() -> None:
         for threads, workers in layouts:  # one-time costs (torch's kernels, buffers) outside the timings
             torch.set_num_threads(threads)
             in_batches(bare, tensors[:1], workers)
-            in_batches(lambda c: model.predict(c, batch_size=B), chunks[:1], workers)
+            in_batches(lambda c: model.predict_windows(c, batch_size=B), chunks[:1], workers)
         results: dict[tuple[int, int], dict[str, list[tuple[float, float]]]] = {}
         for r in range(args.rounds):
             for threads, workers in layouts:
@@ -157,7 +157,7 @@ def main() -> None:
                 got.setdefault("write", []).append((clock.wall, clock.cpu))
                 clock(lambda w=workers: in_batches(bare, tensors, w))
                 got.setdefault("bare", []).append((clock.wall, clock.cpu))
-                clock(lambda w=workers: in_batches(lambda c: model.predict(c, batch_size=B), chunks, w))
+                clock(lambda w=workers: in_batches(lambda c: model.predict_windows(c, batch_size=B), chunks, w))
                 got.setdefault("predict", []).append((clock.wall, clock.cpu))
                 clock(lambda w=workers: in_batches(model.transform.features, chunks, w))
                 got.setdefault("features", []).append((clock.wall, clock.cpu))

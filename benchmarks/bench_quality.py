@@ -6,7 +6,7 @@ Everything goes through the product's own code: `forecaster.run.steps.run_traini
 EWMA and GARCH), `forecaster.evaluation.backtest.score` and `.significance` (Diebold-Mariano per step), and
 `forecaster.evaluation.backtest_file` (the long backtest table, used to cross-check the scores and written
 with --backtest-out). The uncalibrated network is the same backtest with
-`Forecaster.predict(X, calibrated=False)` (`forecaster.run.steps.predict_fn(forecaster, calibrated=False)`).
+`Forecaster.predict_windows(X, calibrated=False)` (`forecaster.run.steps.predict_fn(forecaster, calibrated=False)`).
 
 Tickers: HELD_OUT (15, by name) are never trained on; the other 35 are the training tickers.
 Periods (--period):

@@ -88,11 +88,11 @@ def forward_ms(tracking_uri: str, windows: list[Window], default_threads: int) -
 
     def measure(n: int) -> float:
         for _ in range(3):
-            forecaster.predict(X[:n])
+            forecaster.predict_windows(X[:n])
         times = []
         for _ in range(20):
             t0 = time.perf_counter()
-            forecaster.predict(X[:n])
+            forecaster.predict_windows(X[:n])
             times.append(time.perf_counter() - t0)
         return float(np.median(times) * 1e3)
 
@@ -119,7 +119,7 @@ def stage_ms(tracking_uri: str, windows: list[Window], repeat: int = 20) -> dict
     as_list, as_columns = dumps(ours_batch(windows)).encode(), dumps(ours_batch_columnar(windows)).encode()
     parsed = parse_body(as_list)
     X = np.stack([forecaster.window(s.prices, field=s.field).values for s in parsed.series if s.prices is not None])
-    q = forecaster.predict(X).quantiles
+    q = forecaster.predict_windows(X).quantiles
     answer = {"forecasts": [{"id": s.id, "points": [{"step": h + 1, "date": "2024-01-02", "close": r[1], "lower": r[0],
                                                       "upper": r[-1], "quantiles": r} for h, r in enumerate(rows)]}
                             for s, rows in zip(parsed.series, q.tolist(), strict=True)]}
@@ -139,7 +139,7 @@ def stage_ms(tracking_uri: str, windows: list[Window], repeat: int = 20) -> dict
         "decode+validate (list)": median(lambda: parse_body(as_list)),
         "decode+validate (columnar)": median(lambda: parse_body(as_columns)),
         "windows": median(lambda: [forecaster.window(s.prices, field=s.field) for s in parsed.series]),
-        "features+forward": median(lambda: forecaster.predict(X)),
+        "features+forward": median(lambda: forecaster.predict_windows(X)),
         "encode": median(lambda: orjson.dumps(answer)),
     }
 

@@ -2,7 +2,7 @@
 
 validated frame -> Panel -> each ticker's last bar on or before ``as_of`` found by index arithmetic
 on the panel (no loop over tickers) -> windows X[S,L,4] gathered batch by batch ->
-`Forecaster.predict` (the one forecast path, so the numbers equal the service's for the same
+`Forecaster.predict_windows` (the one forecast path, so the numbers equal the service's for the same
 history) -> dates from `forecaster.data.calendar` -> a long table, one row per ticker x step::
 
     ticker, as_of (its last observed date), step, date (the step's trading session),
@@ -63,7 +63,7 @@ class Predictor(Protocol):
     @property
     def quantiles(self) -> tuple[float, ...]: ...
 
-    def predict(self, X: np.ndarray, calibrated: bool = True, batch_size: int = ...) -> Quantiles: ...
+    def predict_windows(self, X: np.ndarray, calibrated: bool = True, batch_size: int = ...) -> Quantiles: ...
 
 
 BATCH_SIZE = 8192  # windows per forward pass: large enough that per-call overheads vanish on CPU and GPU
@@ -191,7 +191,7 @@ def _forecast(
     def one_batch(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = panel.gather(chunk, L, 0).X  # -> (B, L, 4); no targets: the future is what is forecast
         ok = np.asarray(accepted_prices(X).all(axis=(1, 2)))  # -> (B,)
-        return ok, forecaster.predict(X if ok.all() else X[ok], batch_size=batch_size).quantiles
+        return ok, forecaster.predict_windows(X if ok.all() else X[ok], batch_size=batch_size).quantiles
 
     chunks = [origins[i : i + batch_size] for i in range(0, total, batch_size)]
     if not chunks:

@@ -2,7 +2,7 @@
 
 Both corrections work in the network's own units (volatility-scaled log ratios, `z`), so they
 transfer across price levels and volatility regimes, and both are stored in the artifact and
-applied by `Forecaster.predict`, the one place every caller (library, evaluation, pyfunc,
+applied by `Forecaster.predict_windows`, the one place every caller (library, evaluation, pyfunc,
 service) gets forecasts from:
 
 - **offsets** ``[H,Q]``: quantile recalibration by shifting. For each step h and level q, the

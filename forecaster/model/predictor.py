@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,23 @@ class Forecaster:
         return self.quantiles.index(MEDIAN)
 
     def predict(self, X: np.ndarray, calibrated: bool = True, batch_size: int = PREDICT_BATCH) -> Forecast:
+        """Deprecated name of `predict_windows` (goes in 0.3). A DataFrame of bars is a TypeError
+        pointing to `forecast`, the frame path: `predict` never guesses which of the two is meant."""
+        _refuse_frame(X, "predict")
+        warnings.warn(
+            "Forecaster.predict(X) is renamed predict_windows(X); the old name goes in 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.predict_windows(X, calibrated=calibrated, batch_size=batch_size)
+
+    def predict_windows(self, X: np.ndarray, calibrated: bool = True, batch_size: int = PREDICT_BATCH) -> Forecast:
         """X[N,L,4] raw OHLC windows (L = lookback, last row = last observed day) -> Forecast.
 
         The one forecast path: scale-free features, the network, the artifact's calibration
         (``calibrated=False`` shows the raw network, to measure what calibration does), prices.
         batch_size: windows per forward pass (offline batch scoring passes larger ones)."""
+        _refuse_frame(X, "predict_windows")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 3 or X.shape[1:] != (self.lookback, N_FEATURES):
             raise ValueError(f"windows: expected shape [N, {self.lookback}, {N_FEATURES}], got {list(X.shape)}")
@@ -120,7 +133,7 @@ class Forecaster:
 
     def predict_history(self, history: np.ndarray) -> Forecast:
         """One series' bars [L,4] (L >= lookback) -> the forecast from its last T rows."""
-        return self.predict(self.window(history).values[None])
+        return self.predict_windows(self.window(history).values[None])
 
     def forecast(self, bars: pd.DataFrame, as_of: str | pd.Timestamp | None = None, **options: Any) -> pd.DataFrame:
         """Long bars of any number of tickers -> one row per ticker x step: ticker, as_of, step, date,
@@ -175,6 +188,16 @@ class Forecaster:
         if dates is not None and len(dates):
             last = _as_date(dates.iloc[-1] if isinstance(dates, pd.Series) else dates[-1], field)
         return Window(tail.astype(np.float32), last)
+
+
+def _refuse_frame(X: object, method: str) -> None:
+    """A DataFrame handed to a windows method: a TypeError pointing to `forecast`, not numpy's
+    'could not convert string to float' from deep inside."""
+    if isinstance(X, pd.DataFrame):
+        raise TypeError(
+            f"{method}: takes model windows X[N, lookback, 4] (numbers); for a DataFrame of bars use "
+            "model.forecast(bars): a row per ticker x step"
+        )
 
 
 def _as_date(value: Any, field: str) -> dt.date:

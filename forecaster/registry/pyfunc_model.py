@@ -48,7 +48,7 @@ class ForecasterPyfunc(PythonModel):
         for ticker, bars in frame.groupby("ticker", sort=False):
             tickers.append(ticker)
             windows.append(self.forecaster.window(bars, field=f"ticker {ticker}").values)
-        forecast = self.forecaster.predict(np.stack(windows))
+        forecast = self.forecaster.predict_windows(np.stack(windows))
         H = self.forecaster.horizon
         columns = {
             "ticker": np.repeat(tickers, H),

@@ -228,7 +228,7 @@ def predict_fn(forecaster: Forecaster, calibrated: bool = True) -> evaluate.Pred
     """Adapt a Forecaster to the evaluation's predict signature: price quantiles and their levels."""
 
     def predict(X: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]:
-        forecast = forecaster.predict(X, calibrated=calibrated)
+        forecast = forecaster.predict_windows(X, calibrated=calibrated)
         return forecast.quantiles, forecast.levels
 
     return predict

@@ -116,7 +116,7 @@ class Loader:
 
     @staticmethod
     def _predict_fn(forecaster: Forecaster) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda X: forecaster.predict(X).quantiles
+        return lambda X: forecaster.predict_windows(X).quantiles
 
     def close(self) -> None:
         self.predict_executor.shutdown(wait=False, cancel_futures=True)

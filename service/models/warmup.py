@@ -50,5 +50,5 @@ def unusable(quantiles: np.ndarray, levels: Sequence[float]) -> str | None:
 def warm_up(forecaster: Forecaster) -> str | None:
     """One forward pass before serving (the first request does not pay for it), checked: why the
     model cannot serve, or None. Exceptions of the pass itself propagate."""
-    forecast = forecaster.predict(probe_window(forecaster.lookback))
+    forecast = forecaster.predict_windows(probe_window(forecaster.lookback))
     return unusable(forecast.quantiles, forecaster.quantiles)

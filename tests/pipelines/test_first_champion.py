@@ -123,7 +123,7 @@ def test_a_first_retrain_whose_challenger_cannot_serve_ends_with_the_ewma_baseli
     # the champion is a real model: it loads, forecasts finite numbers, and is the random walk (median = last close)
     model, ref = tracking.load_forecaster(f"models:/{MODEL}@champion", device="cpu")
     windows = np.stack([np.linspace(10.0, 11.0, 4 * model.lookback).reshape(model.lookback, 4)] * 2)
-    forecast = model.predict(windows.astype(np.float32))
+    forecast = model.predict_windows(windows.astype(np.float32))
     assert ref.version == report.baseline_version and np.isfinite(forecast.quantiles).all()
     np.testing.assert_allclose(forecast.median, windows[:, -1:, 3].repeat(model.horizon, axis=1), rtol=1e-5)
 

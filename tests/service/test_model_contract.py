@@ -100,14 +100,14 @@ def test_every_model_keeps_the_contract(
     windows = np.stack([forecaster.window(frame).values for frame in bars.values()])
 
     # shapes and quantiles that never cross, calibration included
-    forecast = forecaster.predict(windows)
+    forecast = forecaster.predict_windows(windows)
     assert forecast.quantiles.shape == (len(TICKERS), DATA.horizon, len(config.quantiles))
     assert forecast.levels == config.quantiles
     assert np.isfinite(forecast.quantiles).all()
     assert (np.diff(forecast.quantiles, axis=-1) >= 0).all()
 
     # the bundle reloads to the same forecasts
-    reloaded = Forecaster(load_bundle(contract_models[name]), device="cpu").predict(windows)
+    reloaded = Forecaster(load_bundle(contract_models[name]), device="cpu").predict_windows(windows)
     np.testing.assert_array_equal(reloaded.quantiles, forecast.quantiles)
 
     # the pyfunc wrapper answers the same numbers from long-format bars

@@ -111,8 +111,10 @@ def test_a_version_whose_warm_up_quantiles_cross_is_refused(serve_app, history, 
 
     def crossing(*args: Any, **kwargs: Any) -> Any:
         forecaster, ref = real(*args, **kwargs)
-        predict = forecaster.predict
-        forecaster.predict = lambda X, **kw: Forecast(predict(X, **kw).quantiles[..., ::-1], forecaster.quantiles)
+        predict = forecaster.predict_windows
+        forecaster.predict_windows = lambda X, **kw: Forecast(  # type: ignore[method-assign]
+            predict(X, **kw).quantiles[..., ::-1], forecaster.quantiles
+        )
         return forecaster, ref
 
     monkeypatch.setattr(tracking, "load_forecaster", crossing)
@@ -131,14 +133,14 @@ def test_a_loaded_model_answering_nan_for_one_series_is_a_409_naming_it_never_nu
     app = create_app(registry.settings())
     with serve_built(app) as http:
         forecaster: Forecaster = app.state.store.models[app.state.store.default_key].forecaster
-        predict = forecaster.predict
+        predict = forecaster.predict_windows
 
         def nan_above_1000(X: np.ndarray, **kwargs: Any) -> Forecast:
             forecast = predict(X, **kwargs)
             forecast.quantiles[X[:, -1, 3] > 1000] = np.nan
             return forecast
 
-        forecaster.predict = nan_above_1000  # type: ignore[method-assign]
+        forecaster.predict_windows = nan_above_1000  # type: ignore[method-assign]
         high = [{**bar, **{k: bar[k] * 100 for k in ("open", "high", "low", "close")}} for bar in history]
         series = {"series": [{"id": "ok", "history": history}, {"id": "high", "history": high}]}
 

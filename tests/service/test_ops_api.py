@@ -132,7 +132,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(serve_app,
         for w in windows
     ]
     forecaster, _ = tracking.load_forecaster("models:/svc@champion", device="cpu")
-    expected = forecaster.predict(np.stack([w[["open", "high", "low", "close"]].to_numpy() for w in windows]))
+    expected = forecaster.predict_windows(np.stack([w[["open", "high", "low", "close"]].to_numpy() for w in windows]))
 
     with serve_app(batch_wait_ms=20) as http, ThreadPoolExecutor(max_workers=32) as pool:
         responses = list(pool.map(lambda body: http.post("/forecast", json=body), bodies))

@@ -27,7 +27,7 @@ def test_route_ticker_series_pyfunc_and_library_agree(client, registry, baseline
         frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d"))[["ticker", "date", "open", "high", "low", "close"]]
     )
     forecaster, _ = tracking.load_forecaster(f"models:/{registry.model}@champion", device="cpu")
-    library = forecaster.predict(forecaster.window(frame).values[None]).quantiles[0]
+    library = forecaster.predict_windows(forecaster.window(frame).values[None]).quantiles[0]
 
     levels = baseline["levels"]
     by_pyfunc = pyfunc[[quantile_column(level) for level in levels]].to_numpy()

@@ -71,5 +71,5 @@ def test_predict_history_is_predict_of_the_window(forecaster):
     window = forecaster.window(frame)
     np.testing.assert_array_equal(
         forecaster.predict_history(frame[["open", "high", "low", "close"]].to_numpy()).quantiles,
-        forecaster.predict(window.values[None]).quantiles,
+        forecaster.predict_windows(window.values[None]).quantiles,
     )

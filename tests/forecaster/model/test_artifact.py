@@ -110,7 +110,7 @@ def test_forecaster_predict_is_transform_then_model_then_calibration_then_invers
     forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
     X = price_windows()
 
-    forecast = forecaster.predict(X)
+    forecast = forecaster.predict_windows(X)
 
     features = TRANSFORM.features(X)
     with torch.no_grad():
@@ -119,7 +119,7 @@ def test_forecaster_predict_is_transform_then_model_then_calibration_then_invers
     expected = TRANSFORM.to_prices(CALIBRATION.apply(z, 1), features)
     assert forecast.quantiles.shape == (len(X), HORIZON, 3)
     np.testing.assert_allclose(forecast.quantiles, expected, rtol=1e-6)
-    np.testing.assert_allclose(forecaster.predict(X, calibrated=False).quantiles, raw, rtol=1e-6)
+    np.testing.assert_allclose(forecaster.predict_windows(X, calibrated=False).quantiles, raw, rtol=1e-6)
     np.testing.assert_array_equal(forecast.lower, forecast.quantiles[..., 0])
     np.testing.assert_array_equal(forecast.upper, forecast.quantiles[..., 2])
     # one series' history: the forecast from its last L bars (extra older bars are ignored)
@@ -131,7 +131,7 @@ def test_a_median_shrunk_to_zero_is_the_last_close(tmp_path: Path) -> None:
     config = ModelConfig(train_levels=(), hidden_size=8, num_layers=1)
     save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM, CALIBRATION)  # untrained
     X = price_windows()
-    forecast = Forecaster(load_bundle(tmp_path), device="cpu").predict(X)
+    forecast = Forecaster(load_bundle(tmp_path), device="cpu").predict_windows(X)
     np.testing.assert_allclose(forecast.median[:, 1], X[:, -1, 3], rtol=1e-6)  # shrink 0 at step 2
     assert (forecast.lower < forecast.median).all() and (forecast.median < forecast.upper).all()
 
@@ -141,10 +141,10 @@ def test_forecaster_rejects_windows_of_the_wrong_length(tmp_path: Path) -> None:
     save_bundle(tmp_path, build_model(config, HORIZON), config, DATA, TRANSFORM)
     forecaster = Forecaster(load_bundle(tmp_path), device="cpu")
     with pytest.raises(ValueError, match=f"expected shape \\[N, {LOOKBACK}, 4\\]"):
-        forecaster.predict(np.ones((2, LOOKBACK - 1, 4)))
+        forecaster.predict_windows(np.ones((2, LOOKBACK - 1, 4)))
     with pytest.raises(ValueError, match=f"at least lookback = {LOOKBACK}"):
         forecaster.predict_history(np.ones((LOOKBACK - 1, 4)))
-    assert forecaster.predict(np.ones((0, LOOKBACK, 4))).quantiles.shape == (0, HORIZON, 3)
+    assert forecaster.predict_windows(np.ones((0, LOOKBACK, 4))).quantiles.shape == (0, HORIZON, 3)
 
 
 @pytest.mark.gpu
@@ -155,8 +155,8 @@ def test_bundle_saved_from_cuda_loads_on_cpu_with_close_forecasts(tmp_path: Path
     bundle = load_bundle(tmp_path)
     assert all(t.device.type == "cpu" for t in bundle.state_dict.values())
     X = price_windows()
-    on_cpu = Forecaster(bundle, device="cpu").predict(X).quantiles
-    on_gpu = Forecaster(bundle, device="cuda").predict(X).quantiles  # bf16 autocast on CUDA
+    on_cpu = Forecaster(bundle, device="cpu").predict_windows(X).quantiles
+    on_gpu = Forecaster(bundle, device="cuda").predict_windows(X).quantiles  # bf16 autocast on CUDA
     np.testing.assert_allclose(on_gpu, on_cpu, rtol=2e-2)
 
 

@@ -68,7 +68,7 @@ def bars() -> pd.DataFrame:
 
 def expected(model: Forecaster, history: pd.DataFrame) -> np.ndarray:
     """quantiles[H,Q] of one ticker's history through the service's path: window, then predict."""
-    return model.predict(model.window(history, field="history").values[None]).quantiles[0]
+    return model.predict_windows(model.window(history, field="history").values[None]).quantiles[0]
 
 
 def rows_of(table: pd.DataFrame, ticker: str) -> pd.DataFrame:

@@ -65,7 +65,8 @@ def test_run_training_saves_a_bundle_that_predicts_like_the_returned_forecaster(
     panel = outcome.windows.panel
     X = panel.gather(outcome.windows.test_origins, DATA.lookback, DATA.horizon).X
     # the backtest forecasts in chunks, predict in one call: the same numbers up to float32 rounding of a batch
-    np.testing.assert_allclose(outcome.backtest.forecasts["model"], outcome.forecaster.predict(X).median, rtol=1e-6)
+    median = outcome.forecaster.predict_windows(X).median
+    np.testing.assert_allclose(outcome.backtest.forecasts["model"], median, rtol=1e-6)
 
 
 def test_fit_reports_each_epoch_to_the_tracker(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_the_network_forecasts_the_data_horizon(tmp_path: Path) -> None:
     """The horizon has one owner (DataConfig); the network's output size is derived from it."""
     outcome = train_once(tmp_path / "bundle")
     windows = outcome.windows.panel.gather(outcome.windows.test_origins[:2], DATA.lookback, DATA.horizon).X
-    assert outcome.forecaster.predict(windows).quantiles.shape == (2, DATA.horizon, len(MODEL.quantiles))
+    assert outcome.forecaster.predict_windows(windows).quantiles.shape == (2, DATA.horizon, len(MODEL.quantiles))
 
 
 def test_fit_refuses_an_empty_training_set() -> None:

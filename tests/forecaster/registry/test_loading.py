@@ -43,11 +43,11 @@ def references(model: CliModel, tmp_path: Path) -> dict[str, str]:
 def test_every_reference_form_loads_the_trained_model(in_cli_store: CliModel, tmp_path: Path) -> None:
     assert in_cli_store.run.model_uri.startswith("models:/m-")  # what train prints
     X = windows(in_cli_store)
-    want = in_cli_store.run.outcome.forecaster.predict(X).quantiles
+    want = in_cli_store.run.outcome.forecaster.predict_windows(X).quantiles
 
     for form, uri in references(in_cli_store, tmp_path).items():
         loaded, source = tracking.load_forecaster(uri, device="cpu")
-        np.testing.assert_allclose(loaded.predict(X).quantiles, want, rtol=1e-6, err_msg=form)
+        np.testing.assert_allclose(loaded.predict_windows(X).quantiles, want, rtol=1e-6, err_msg=form)
         assert source.uri == uri, form
         if form in ("alias", "version"):
             assert (source.name, source.version, source.run_id) == ("tiny", "1", in_cli_store.run.run_id)

@@ -34,11 +34,11 @@ def test_load_forecaster_by_alias_predicts_like_the_trained_forecaster(in_cli_st
     X = all_windows(in_cli_store)
 
     assert ref.version == "1" and ref.alias == "champion" and ref.run_id == in_cli_store.run.run_id
-    np.testing.assert_array_equal(loaded.predict(X).quantiles, trained.predict(X).quantiles)
+    np.testing.assert_array_equal(loaded.predict_windows(X).quantiles, trained.predict_windows(X).quantiles)
     assert loaded.lookback == in_cli_store.lookback and loaded.horizon == in_cli_store.horizon
     # by version too
     by_version, _ = tracking.load_forecaster(f"models:/{in_cli_store.name}/1", device="cpu")
-    np.testing.assert_array_equal(by_version.predict(X).quantiles, trained.predict(X).quantiles)
+    np.testing.assert_array_equal(by_version.predict_windows(X).quantiles, trained.predict_windows(X).quantiles)
 
 
 def test_pyfunc_model_by_alias_returns_the_trained_forecasters_medians(in_cli_store: CliModel) -> None:
@@ -56,7 +56,7 @@ def test_pyfunc_model_by_alias_returns_the_trained_forecasters_medians(in_cli_st
             for t in ("AAA", "BBB")
         ]
     )
-    forecast = model.run.outcome.forecaster.predict(windows)
+    forecast = model.run.outcome.forecaster.predict_windows(windows)
     assert output["ticker"].tolist() == ["AAA"] * model.horizon + ["BBB"] * model.horizon
     assert output["step"].tolist() == list(range(1, model.horizon + 1)) * 2
     np.testing.assert_allclose(output["close"].to_numpy(), forecast.median.ravel(), rtol=1e-6)
