@@ -97,15 +97,21 @@ def tail_levels(levels: tuple[float, ...]) -> list[tuple[int, str, float]]:
     return tails
 
 
+def series_rows(series_id: np.ndarray, origin_dates: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(series id, its rows in origin-date order) for every series present, ids ascending."""
+    order = np.lexsort((origin_dates, series_id))
+    ids, first = np.unique(series_id[order], return_index=True)
+    return [(int(s), rows) for s, rows in zip(ids, np.split(order, first[1:]), strict=True)]
+
+
 def ticker_tail_tests(
-    violated: np.ndarray, series_id: np.ndarray, origin_dates: np.ndarray, step: int, rate: float
+    violated: np.ndarray, groups: list[tuple[int, np.ndarray]], step: int, rate: float
 ) -> list[tuple[int, int, int, LRTest, LRTest]]:
-    """violated[N] at one step -> per tested series (series id, n, violations, Kupiec, Christoffersen)
-    on its every `step`-th origin in date order."""
+    """violated[N] at one step, `series_rows` -> per tested series (series id, n, violations, Kupiec,
+    Christoffersen) on its every `step`-th origin in date order."""
     out = []
-    for s in np.unique(series_id):
-        rows = np.flatnonzero(series_id == s)
-        rows = rows[np.argsort(origin_dates[rows], kind="stable")][::step]
+    for s, ordered in groups:
+        rows = ordered[::step]
         if len(rows) < MIN_TESTED:
             continue
         v = violated[rows]
@@ -117,7 +123,7 @@ def tail_report(result: Backtest, name: str, rows: np.ndarray, per_ticker: bool)
     """One entry per tested tail: level, side, expected rate and, per step, the share of tested tickers
     passing Kupiec, Christoffersen and both (null when none is tested), optionally every ticker's tests."""
     quantiles, actual = result.quantiles[name][rows], result.actual[rows]
-    series, dates = result.series_id[rows], result.origin_dates[rows]
+    groups = series_rows(result.series_id[rows], result.origin_dates[rows])
     report = []
     for index, side, rate in tail_levels(result.levels):
         q = quantiles[..., index]
@@ -126,7 +132,7 @@ def tail_report(result: Backtest, name: str, rows: np.ndarray, per_ticker: bool)
         shares: dict[str, list[float | None]] = {"kupiec_pass": [], "christoffersen_pass": [], "both_pass": []}
         tickers, details = [], []
         for h in range(result.horizon):
-            tests = ticker_tail_tests(violated[:, h], series, dates, h + 1, rate)
+            tests = ticker_tail_tests(violated[:, h], groups, h + 1, rate)
             tickers.append(len(tests))
             passed = {
                 "kupiec_pass": [k.passed for *_, k, _ in tests],

@@ -38,6 +38,12 @@ COLUMNS = [
     "garch_q0.1",
     "garch_q0.5",
     "garch_q0.9",
+    "rgarch_q0.1",
+    "rgarch_q0.5",
+    "rgarch_q0.9",
+    "har_q0.1",
+    "har_q0.5",
+    "har_q0.9",
     "naive",
     "drift",
 ]
@@ -84,7 +90,8 @@ def test_table_has_a_row_per_ticker_origin_and_step_with_the_specified_columns()
     np.testing.assert_allclose(table["q0.9"], 1.2 * table["last_close"])
     np.testing.assert_allclose(table["ewma_q0.5"], table["last_close"])
     np.testing.assert_allclose(table["naive"], table["last_close"])
-    assert table["garch_q0.5"].isna().all()  # too little history for GARCH here
+    for name in ("garch", "rgarch", "har"):  # too little history for them here
+        assert table[f"{name}_q0.5"].isna().all()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -46,5 +46,6 @@ def test_training_run_logs_the_calibration_json_metrics_and_curve(in_cli_store: 
     assert logged["calibration"] == json.loads(json.dumps(calibration(model.run.outcome.backtest)))
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert {"plots/calibration_h1.png", f"plots/calibration_h{model.horizon}.png"} <= plots
-    metrics = client.get_run(run_id).data.metrics
-    assert "test_model_coverage_low_vol" in metrics and "test_model_qlike" in metrics
+    metrics = set(client.get_run(run_id).data.metrics)
+    # the flat figures (calibration_summary's and the qlike metric), whatever prefix the run gives them
+    assert any("coverage_low_vol" in key for key in metrics) and any("qlike" in key for key in metrics)

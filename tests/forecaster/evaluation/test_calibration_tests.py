@@ -19,6 +19,7 @@ from forecaster.evaluation.calibration_tests import (
     coverage_by_tercile,
     coverage_by_year,
     kupiec,
+    series_rows,
     tail_levels,
     ticker_tail_tests,
     transition_counts,
@@ -81,11 +82,15 @@ def test_h_step_tails_are_tested_on_every_h_th_origin_of_each_ticker_in_date_ord
     violated = np.zeros(n, dtype=bool)
     violated[::-1][::2][:3] = True  # 3 violations on the even origins in date order, none on the odd
     series = np.zeros(n, dtype=np.int32)
-    [(s, count, hits, k, _)] = ticker_tail_tests(violated, series, dates, step=2, rate=0.05)
+    groups = series_rows(series, dates)
+    [(s, count, hits, k, _)] = ticker_tail_tests(violated, groups, step=2, rate=0.05)
     assert (s, count, hits) == (0, MIN_TESTED, 3)
     assert k.lr == pytest.approx(kupiec(3, MIN_TESTED, 0.05).lr)
     # a ticker with fewer non-overlapping forecasts than MIN_TESTED is not tested
-    assert ticker_tail_tests(violated, series, dates, step=3, rate=0.05) == []
+    assert ticker_tail_tests(violated, groups, step=3, rate=0.05) == []
+    # rows of several tickers, interleaved and out of order, grouped per ticker in date order
+    grouped = series_rows(np.array([1, 0, 1, 0]), np.array([4, 3, 2, 1], dtype="datetime64[D]"))
+    assert [(s, rows.tolist()) for s, rows in grouped] == [(0, [3, 1]), (1, [2, 0])]
 
 
 def test_coverage_by_tercile_of_implied_volatility_and_by_origin_year() -> None:
