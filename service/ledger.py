@@ -1,6 +1,9 @@
 """The service's side of the forecast ledger: every answered forecast is handed to a bounded queue
 on the request path (a lock, a counter and a put: no I/O, no conversion) and a background thread
-turns the answers into ledger rows and appends them in batches (forecaster.monitor.store).
+turns the answers into ledger rows (one per series forecast) and appends them in batches
+(forecaster.monitor.store). The writer lingers up to LINGER_S after the first answer it finds, so
+that under load one transaction carries many requests: the writer shares the process (and its GIL)
+with the event loop, and its cost is per transaction and per row far more than per value.
 
 Serving never waits for the ledger and never fails because of it: when the queue is full, or the
 store cannot be reached or written, the forecasts are dropped and counted by reason in
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_FORECASTS = 50_000  # most series forecasts waiting for the writer (about 2 kB each); more are dropped
 BATCH_FORECASTS = 2_000  # most series forecasts per insert transaction
+LINGER_S = 0.05  # longest wait for more answers once one is queued (a forecast is ledgered within it)
 CLOSE_TIMEOUT_S = 10.0  # longest shutdown waits for the writer to write what is queued
 ERROR_LOG_EVERY_S = 60.0  # a failing store is logged at most this often (every drop is counted)
 
@@ -78,6 +82,10 @@ class _Answer:
     series: list[SeriesBody]
     windows: list[Window]
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Its ledger_forecasts rows, one per series."""
+        return [record.row() for record in self.records()]
+
     def records(self) -> list[ForecastRecord]:
         model = self.content["model"]
         served_at = dt.datetime.fromtimestamp(self.served_at, dt.UTC)
@@ -118,11 +126,13 @@ class Ledger:
         metrics: LedgerMetrics,
         capacity: int = QUEUE_FORECASTS,
         batch: int = BATCH_FORECASTS,
+        linger: float = LINGER_S,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.capacity = capacity
         self.batch = batch
+        self.linger = linger
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._waiting = 0  # series forecasts queued or being written
@@ -168,18 +178,19 @@ class Ledger:
             done: list[threading.Event] = []
             stop, count = False, 0
             item = self._queue.get()
+            until = time.monotonic() + self.linger
             while True:
                 if item is _STOP:
                     stop = True
                 elif isinstance(item, threading.Event):
-                    done.append(item)
+                    done.append(item)  # someone waits: write now
                 else:
                     answers.append(item)
                     count += len(item.series)
-                if stop or count >= self.batch:
+                if stop or done or count >= self.batch:
                     break
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
             if answers:
@@ -193,7 +204,7 @@ class Ledger:
         count = sum(len(a.series) for a in answers)
         self.metrics.backlog.set(self._waiting)
         try:
-            self.store.append([row for answer in answers for record in answer.records() for row in record.rows()])
+            self.store.append([row for answer in answers for row in answer.rows()])
             self.metrics.written.inc(count)
         except Exception as exc:  # whatever the store or a row does, the writer must live on
             self.metrics.dropped.labels("store_error").inc(count)

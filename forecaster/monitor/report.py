@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from forecaster.config import MEDIAN
 from forecaster.evaluation.scoring import central_bands, pinball, point_metrics, quantile_metrics
 from forecaster.evaluation.significance import DMResult, dm_test, panel_differential
-from forecaster.monitor.schema import forecasts, outcomes
+from forecaster.monitor.schema import STEP_COLUMNS, Step, forecasts, outcomes, steps
 from forecaster.monitor.store import LedgerStore
 
 Figure = float | None
@@ -42,37 +42,26 @@ def dm_figures(result: DMResult) -> dict[str, Any]:
     return {"stat": number(result.stat), "p_value": number(result.p_value), "verdict": result.verdict, "n": result.n}
 
 
-def ledger_rows(store: LedgerStore, model: str | None = None, since: dt.date | None = None) -> list[Any]:
-    """Every ledger row (with its outcome, if any) of `model`, from the as-of date `since` on."""
+def ledger_rows(store: LedgerStore, model: str | None = None, since: dt.date | None = None) -> list[Step]:
+    """Every step of every ledger forecast of `model` (with its outcome, if any), from the as-of date
+    `since` on, ordered by model, version, role, step and forecast."""
     f, o = forecasts.c, outcomes.c
-    query = (
-        sa.select(
-            f.model,
-            f.version,
-            f.role,
-            f.step,
-            f.levels,
-            f.quantiles,
-            f.last_close,
-            f.as_of,
-            f.ticker,
-            f.series_id,
-            o.actual,
-            o.naive,
-            o.drift,
-            o.ewma,
-            o.scale,
-        )  # fmt: skip
-        .select_from(forecasts.outerjoin(outcomes, o.forecast_id == f.id))
-        .order_by(f.model, f.version, f.role, f.step, f.id)
-    )
+    query = sa.select(*(forecasts.c[name] for name in STEP_COLUMNS))
     if model is not None:
         query = query.where(f.model == model)
     if since is not None:
         query = query.where(f.as_of >= since)
+    chosen = query.subquery()
+    done = sa.select(o.forecast_id, o.step, o.actual, o.naive, o.drift, o.ewma, o.scale).join_from(
+        outcomes, chosen, chosen.c.id == o.forecast_id
+    )
     store.ensure_schema()
     with store.connect("reading the ledger") as connection:
-        return list(connection.execute(query))
+        found: dict[int, dict[int, Any]] = {}
+        for row in connection.execute(done):
+            found.setdefault(row.forecast_id, {})[row.step] = row
+        rows = [s for row in connection.execute(query.order_by(f.id)) for s in steps(row, found.get(row.id))]
+    return sorted(rows, key=lambda r: (r.model, r.version, r.role, r.step, r.id))
 
 
 def group_figures(rows: list[Any]) -> dict[str, Any]:

@@ -7,9 +7,9 @@ with the request), and only when the bars agree with what the model saw: the as-
 there with the forecast's last close (a history that was a different series, or bars adjusted
 since, are `unmatched`, never scored). A target date without a bar stays pending, never guessed.
 
-Idempotent and restartable: only steps without an outcome are read, outcomes are inserted (a
-duplicate ignored) chunk by chunk, each chunk in its own transaction, so a second run adds nothing
-and a killed run loses at most the chunk it was writing.
+Idempotent and restartable: only forecasts with a step due and without an outcome are read, and of
+them only those steps; outcomes are inserted (a duplicate ignored) chunk by chunk, each chunk in its
+own transaction, so a second run adds nothing and a killed run loses at most the chunk it was writing.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import sqlalchemy as sa
 
 from forecaster.data.windows import Panel
 from forecaster.evaluation import baselines
-from forecaster.monitor.schema import forecasts, outcomes
+from forecaster.monitor.schema import STEP_COLUMNS, Step, forecasts, outcomes, steps
 from forecaster.monitor.store import LedgerStore, insert_ignoring_duplicates
 
-CHUNK = 50_000  # forecast steps read, scored and written per transaction
+CHUNK = 10_000  # series forecasts (of all their steps) read, scored and written per transaction
 # A window is float32: its last close is within 6e-8 of the bars' float64 close. Bars adjusted for a
 # dividend or split, or another series under the same name, differ by far more.
 CLOSE_RTOL = 1e-5
@@ -87,7 +87,7 @@ def _optional(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def resolve(bars: Bars, due: Sequence[Any], data: str, now: dt.datetime) -> tuple[list[dict[str, Any]], int]:
+def resolve(bars: Bars, due: Sequence[Step], data: str, now: dt.datetime) -> tuple[list[dict[str, Any]], int]:
     """Outcome rows for the due ledger rows the bars resolve, and how many are unmatched."""
     codes = np.array([bars.codes.get(r.ticker or r.series_id, -1) for r in due], dtype=np.int64)
     as_of = bars.rows(codes, np.array([r.as_of for r in due], dtype="datetime64[D]"))
@@ -117,6 +117,7 @@ def resolve(bars: Bars, due: Sequence[Any], data: str, now: dt.datetime) -> tupl
     rows = [
         {
             "forecast_id": row.id,
+            "step": row.step,
             "actual": float(actual[k]),
             "naive": float(naive[k]),
             "drift": float(drift[k]),
@@ -130,26 +131,27 @@ def resolve(bars: Bars, due: Sequence[Any], data: str, now: dt.datetime) -> tupl
     return rows, int((~matched).sum())
 
 
-def due_rows(store: LedgerStore, last_bar: dt.date, after: int, limit: int) -> list[Any]:
-    """Up to `limit` ledger rows after id `after` with no outcome and a target date on or before `last_bar`."""
+def due_steps(store: LedgerStore, last_bar: dt.date, after: int, limit: int) -> tuple[list[Step], int]:
+    """The unresolved steps, target date on or before `last_bar`, of up to `limit` ledger forecasts
+    after id `after` that have such a step; and the last forecast id read (0: none left)."""
+    f, o = forecasts.c, outcomes.c
+    resolved = sa.select(sa.func.count()).where(o.forecast_id == f.id).scalar_subquery()
     query = (
-        sa.select(
-            forecasts.c.id,
-            forecasts.c.ticker,
-            forecasts.c.series_id,
-            forecasts.c.as_of,
-            forecasts.c.last_close,
-            forecasts.c.step,
-            forecasts.c.target_date,
-            forecasts.c.levels,
-        )
-        .select_from(forecasts.outerjoin(outcomes, outcomes.c.forecast_id == forecasts.c.id))
-        .where(outcomes.c.forecast_id.is_(None), forecasts.c.target_date <= last_bar, forecasts.c.id > after)
-        .order_by(forecasts.c.id)
+        sa.select(*(forecasts.c[name] for name in STEP_COLUMNS))
+        .where(f.first_target <= last_bar, f.id > after, resolved < f.horizon)
+        .order_by(f.id)
         .limit(limit)
     )
     with store.connect("reading the due forecasts") as connection:
-        return list(connection.execute(query))
+        rows = list(connection.execute(query))
+        if not rows:
+            return [], 0
+        done = connection.execute(
+            sa.select(o.forecast_id, o.step).where(o.forecast_id >= rows[0].id, o.forecast_id <= rows[-1].id)
+        )
+        scored = {(r.forecast_id, r.step) for r in done}
+    due = [s for row in rows for s in steps(row) if s.target_date <= last_bar and (s.id, s.step) not in scored]
+    return due, rows[-1].id
 
 
 def score(
@@ -165,9 +167,11 @@ def score(
     bars = Bars(frame)
     now = dt.datetime.now(dt.UTC)
     scored = unmatched = after = 0
-    while due := due_rows(store, bars.last_bar, after, chunk):
-        after = due[-1].id
-        rows, missing = resolve(bars, due, data, now)
+    while True:
+        due, after = due_steps(store, bars.last_bar, after, chunk)
+        if not after:
+            break
+        rows, missing = resolve(bars, due, data, now) if due else ([], 0)
         unmatched += missing
         if rows:
             with store.connect(f"writing {len(rows)} outcomes") as connection:
@@ -176,6 +180,6 @@ def score(
         if progress is not None:
             progress(scored)
     with store.connect("counting") as connection:
-        served = connection.execute(sa.select(sa.func.count()).select_from(forecasts)).scalar_one()
+        served = connection.execute(sa.select(sa.func.coalesce(sa.func.sum(forecasts.c.horizon), 0))).scalar_one()
         resolved = connection.execute(sa.select(sa.func.count()).select_from(outcomes)).scalar_one()
     return ScoreSummary(scored, resolved, served - resolved, unmatched, bars.last_bar, data)

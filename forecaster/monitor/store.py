@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from forecaster.errors import ForecasterError, one_line, redact
+from forecaster.monitor.migrate import migrate
 from forecaster.monitor.schema import SCHEMA_VERSION, forecasts, meta, metadata
 
 log = logging.getLogger(__name__)
@@ -147,32 +148,45 @@ class LedgerStore:
             raise LedgerError(f"ledger {self.name}: {action} failed: {one_line(exc, ERROR_CHARS)}") from exc
 
     def ensure_schema(self) -> None:
-        """Create the tables if they are missing and check the schema version; a ledger written by a
-        newer release is refused (its tables may mean more than this one knows)."""
+        """Create the tables if they are missing, migrate an older ledger (forecaster.monitor.migrate)
+        and check the schema version; a ledger written by a newer release is refused (its tables may
+        mean more than this one knows)."""
         if self._ready:
             return
         for attempt in (1, 2):
             try:
                 with self.connect("creating the schema") as connection:
+                    found = self._version(connection)
+                    if found is not None and found < SCHEMA_VERSION:
+                        log.warning("ledger %s: migrating schema version %d to %d", self.name, found, SCHEMA_VERSION)
+                        migrate(connection, found)
                     metadata.create_all(connection, checkfirst=True)
                     connection.execute(
                         insert_ignoring_duplicates(connection, meta),
                         {"key": "schema_version", "value": str(SCHEMA_VERSION)},
                     )
-                    found = connection.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+                    found = self._version(connection)
                 break
             except LedgerError:
-                if attempt == 2:  # another process created the same tables at the same moment: once more
+                if attempt == 2:  # another process created or migrated the same tables at the same moment
                     raise
-        if found is None or int(found) > SCHEMA_VERSION:
+        if found is None or found > SCHEMA_VERSION:
             raise LedgerError(
                 f"ledger {self.name}: schema version {found}, this forecaster knows versions up to {SCHEMA_VERSION} "
                 "(upgrade forecaster to use this ledger)"
             )
         self._ready = True
 
+    @staticmethod
+    def _version(connection: Connection) -> int | None:
+        """The ledger's schema version (None: no ledger here yet)."""
+        if not sa.inspect(connection).has_table(meta.name):
+            return None
+        found = connection.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        return None if found is None else int(found)
+
     def append(self, rows: list[dict[str, Any]]) -> int:
-        """Insert ledger_forecasts rows (ForecastRecord.rows) in one transaction; returns their count."""
+        """Insert ledger_forecasts rows (ForecastRecord.row) in one transaction; returns their count."""
         if not rows:
             return 0
         self.ensure_schema()

@@ -83,30 +83,31 @@ def test_the_ledger_holds_exactly_the_forecasts_answered_under_concurrent_reques
 
     served = {(request_id, f["id"]): (answer, f) for request_id, answer in answers for f in answer["forecasts"]}
     assert written == len(served) and dropped == 0
-    assert len(rows) == sum(len(f["points"]) for _, f in served.values())
-    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_key.setdefault((row["request_id"], row["series_id"]), []).append(row)
+    assert len(rows) == len(served)  # one row per series forecast
+    by_key = {(row["request_id"], row["series_id"]): row for row in rows}
     assert by_key.keys() == served.keys()
     bodies_by_id = {f"req-{i}": body for i, body in enumerate(bodies)}
     for key, (answer, forecast) in served.items():
-        steps = sorted(by_key[key], key=lambda r: r["step"])
-        assert [r["step"] for r in steps] == [p["step"] for p in forecast["points"]]
-        assert [r["target_date"].isoformat() for r in steps] == [p["date"] for p in forecast["points"]]
-        assert [r["quantiles"] for r in steps] == [p["quantiles"] for p in forecast["points"]]  # exactly
-        for row in steps:
-            assert (row["model"], row["version"], row["alias"], row["run_id"]) == tuple(answer["model"].values())
-            assert row["levels"] == answer["levels"]
-            assert row["as_of"].isoformat() == forecast["as_of"] and row["source"] == forecast["source"]
-            assert (row["origin"], row["role"]) == ("service", "served")
+        row = by_key[key]
+        assert row["horizon"] == len(forecast["points"])
+        assert row["target_dates"] == [p["date"] for p in forecast["points"]]
+        assert (row["first_target"].isoformat(), row["last_target"].isoformat()) == (
+            forecast["points"][0]["date"],
+            forecast["points"][-1]["date"],
+        )
+        assert row["quantiles"] == [p["quantiles"] for p in forecast["points"]]  # exactly
+        assert (row["model"], row["version"], row["alias"], row["run_id"]) == tuple(answer["model"].values())
+        assert row["levels"] == answer["levels"]
+        assert row["as_of"].isoformat() == forecast["as_of"] and row["source"] == forecast["source"]
+        assert (row["origin"], row["role"]) == ("service", "served")
         sent = sent_history(bodies_by_id[key[0]], key[1])
         if sent is None:  # a ticker of the service's file
-            assert steps[0]["ticker"] is not None and forecast["source"] == "file"
+            assert row["ticker"] is not None and forecast["source"] == "file"
         else:  # the model's input is the last lookback bars sent, as float32
             window = np.array([[b["open"], b["high"], b["low"], b["close"]] for b in sent[-registry.lookback :]])
-            assert steps[0]["ticker"] is None
-            assert steps[0]["fingerprint"] == fingerprint(window.astype(np.float32))
-            assert steps[0]["last_close"] == float(np.float32(sent[-1]["close"]))
+            assert row["ticker"] is None
+            assert row["fingerprint"] == fingerprint(window.astype(np.float32))
+            assert row["last_close"] == float(np.float32(sent[-1]["close"]))
 
 
 def sent_history(body: dict[str, Any], series_id: str) -> list[dict[str, Any]] | None:
@@ -162,7 +163,7 @@ def test_a_stuck_ledger_holds_no_request_and_a_full_queue_drops_and_counts(
             release.set()
         assert ledger.flush()
         assert metric(client, "forecaster_ledger_written_total") == 2
-    assert len(ledger_rows(f"sqlite:///{tmp_path / 'ledger.db'}")) == 2 * registry.horizon
+    assert len(ledger_rows(f"sqlite:///{tmp_path / 'ledger.db'}")) == 2
 
 
 def test_ledger_off_records_nothing(registry: Any, serve_built: Any, tmp_path: Path, history: Any) -> None:
@@ -213,7 +214,40 @@ def test_the_writer_survives_a_failing_batch_and_writes_the_next(tmp_path: Path)
     ledger.close()
     assert metrics.dropped.labels("store_error")._value.get() == 1
     assert metrics.written._value.get() == 1
-    assert calls == [2, 2]
+    assert calls == [1, 1]
+
+
+def test_the_writer_carries_the_answers_of_one_linger_in_one_transaction(tmp_path: Path) -> None:
+    """Answers queued while the writer lingers go in one append; a flush or a full batch ends the linger."""
+    from prometheus_client import CollectorRegistry
+
+    store = LedgerStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    calls: list[int] = []
+    append = store.append
+    writing = threading.Event()
+
+    def counted(rows: list[dict[str, Any]]) -> int:
+        calls.append(len(rows))
+        writing.set()
+        return append(rows)
+
+    store.append = counted  # type: ignore[method-assign]
+    metrics = LedgerMetrics(CollectorRegistry())
+    ledger = Ledger(store, metrics, linger=3600.0)  # only a flush or a full batch ends this linger
+    content, series, windows = one_answer()
+    for _ in range(5):
+        ledger.record(content, series, windows)
+    assert not writing.wait(0.2)  # lingering: nothing written one answer at a time
+    assert ledger.flush()
+    assert calls == [5]
+    writing.clear()
+    ledger.batch = 3
+    for _ in range(3):
+        ledger.record(content, series, windows)
+    assert writing.wait(30)  # the third answer filled the batch: written without a flush
+    ledger.close()
+    assert calls == [5, 3] and metrics.written._value.get() == 8
+    assert len(ledger_rows(store.uri)) == 8
 
 
 def one_answer() -> tuple[dict[str, Any], list[Any], list[Any]]:

@@ -23,11 +23,16 @@ from forecaster.monitor.store import LedgerStore
 
 
 def joined(store: LedgerStore) -> pd.DataFrame:
-    query = sa.select(forecasts, outcomes).select_from(
-        forecasts.outerjoin(outcomes, outcomes.c.forecast_id == forecasts.c.id)
-    )
+    """One row per forecast step: its forecast's columns, its step's quantiles and its outcome's."""
     with store.connect("reading") as connection:
-        return pd.DataFrame([dict(r._mapping) for r in connection.execute(query)])
+        rows = [dict(r._mapping) for r in connection.execute(sa.select(forecasts))]
+        done = {(r.forecast_id, r.step): dict(r._mapping) for r in connection.execute(sa.select(outcomes))}
+    steps = []
+    for row in rows:
+        for h, values in enumerate(row["quantiles"], start=1):
+            outcome = done.get((row["id"], h), {"actual": None, "naive": None, "drift": None, "ewma": None})
+            steps.append({**row, **{"scale": None, **outcome}, "step": h, "quantiles": values})
+    return pd.DataFrame(steps)
 
 
 def pinball_mean(actual: float, values: list[float], levels: list[float]) -> float:
@@ -93,7 +98,7 @@ def test_every_figure_of_the_report_matches_an_independent_computation(kind: str
     with ledger_database(kind, tmp_path) as uri:
         store = LedgerStore(uri)
         try:
-            store.append([row for r in records for row in r.rows()])
+            store.append([r.row() for r in records])
             score(store, frame, "bars.csv")
             report = live_report(store, model="m")
             table = joined(store)
@@ -136,7 +141,7 @@ def test_every_figure_of_the_report_matches_an_independent_computation(kind: str
 def test_the_report_filters_by_model_and_as_of_date_and_keeps_unresolved_groups(tmp_path: Path) -> None:
     frame = bars()
     store = LedgerStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    store.append(record("AAA", 40, 2, frame).rows() + record("AAA", 78, 2, frame, model="other").rows())
+    store.append([record("AAA", 40, 2, frame).row(), record("AAA", 78, 2, frame, model="other").row()])
     score(store, frame, "bars.csv")
     report = live_report(store)
     assert [(g["model"], g["step"], g["resolved"]) for g in report["groups"]] == [

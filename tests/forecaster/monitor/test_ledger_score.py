@@ -3,6 +3,7 @@ scoring twice changes nothing; a killed run finishes on the next; a missing bar 
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,21 @@ def expected(frame: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any] | None:
 
 def read(store: LedgerStore) -> list[dict[str, Any]]:
     with store.connect("reading") as connection:
-        query = sa.select(outcomes).order_by(outcomes.c.forecast_id)
+        query = sa.select(outcomes).order_by(outcomes.c.forecast_id, outcomes.c.step)
         return [dict(r._mapping) for r in connection.execute(query)]
 
 
 def ledger_rows(store: LedgerStore) -> list[dict[str, Any]]:
+    """Every forecast step of the ledger: its forecast's row with `step` and `target_date`."""
     from forecaster.monitor.schema import forecasts
 
     with store.connect("reading") as connection:
-        return [dict(r._mapping) for r in connection.execute(sa.select(forecasts).order_by(forecasts.c.id))]
+        rows = [dict(r._mapping) for r in connection.execute(sa.select(forecasts).order_by(forecasts.c.id))]
+    return [
+        {**row, "step": h, "target_date": dt.date.fromisoformat(day)}
+        for row in rows
+        for h, day in enumerate(row["target_dates"], start=1)
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -68,7 +75,7 @@ def test_scoring_matches_an_independent_computation_and_twice_changes_nothing(ki
     with ledger_database(kind, tmp_path) as uri:
         store = LedgerStore(uri)
         try:
-            store.append([row for r in ledger(frame) for row in r.rows()])
+            store.append([r.row() for r in ledger(frame)])
             first = score(store, frame, "bars.csv")
             scored = read(store)
             again = score(store, frame, "bars.csv")
@@ -76,10 +83,10 @@ def test_scoring_matches_an_independent_computation_and_twice_changes_nothing(ki
             rows = ledger_rows(store)
         finally:
             store.close()
-    wanted = {row["id"]: expected(frame, row) for row in rows}
-    assert {o["forecast_id"] for o in scored} == {i for i, e in wanted.items() if e is not None}
+    wanted = {(row["id"], row["step"]): expected(frame, row) for row in rows}
+    assert {(o["forecast_id"], o["step"]) for o in scored} == {i for i, e in wanted.items() if e is not None}
     for outcome in scored:
-        truth = wanted[outcome["forecast_id"]]
+        truth = wanted[outcome["forecast_id"], outcome["step"]]
         assert truth is not None
         assert outcome["actual"] == truth["actual"]  # the bar's own close
         np.testing.assert_allclose(outcome["naive"], truth["naive"], rtol=1e-6)  # the panel holds float32
@@ -99,18 +106,18 @@ def test_scoring_matches_an_independent_computation_and_twice_changes_nothing(ki
 def test_a_missing_bar_stays_pending_until_the_bars_have_it(tmp_path: Path) -> None:
     frame = bars()
     store = LedgerStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    store.append(record("AAA", 68, 3, frame).rows())  # targets: days 69, 70 (no AAA bar), 71
+    store.append([record("AAA", 68, 3, frame).row()])  # targets: days 69, 70 (no AAA bar), 71
     score(store, frame, "bars.csv")
-    assert [o["forecast_id"] for o in read(store)] == [1, 3]
+    assert [(o["forecast_id"], o["step"]) for o in read(store)] == [(1, 1), (1, 3)]
     full = random_ohlc(("AAA", "BBB"), days=80, seed=3, start="2024-01-01", decimals=2)
     later = score(store, full, "full.csv")
     assert later.scored == 1 and later.pending == 0
-    assert [o["forecast_id"] for o in read(store)] == [1, 2, 3]
+    assert [(o["forecast_id"], o["step"]) for o in read(store)] == [(1, 1), (1, 2), (1, 3)]
 
 
 def test_a_killed_scoring_run_finishes_on_the_next_with_the_same_outcomes(tmp_path: Path) -> None:
     frame = bars()
-    records = [row for r in ledger(frame) for row in r.rows()]
+    records = [r.row() for r in ledger(frame)]
     once, killed = (LedgerStore(f"sqlite:///{tmp_path / name}.db") for name in ("once", "killed"))
     for store in (once, killed):
         store.append(records)

@@ -42,24 +42,23 @@ def test_the_product_creates_the_schema_and_keeps_rows_exactly(kind: str, tmp_pa
     with ledger_database(kind, tmp_path) as uri:
         store = LedgerStore(uri)
         try:
-            assert store.append(record().rows() + record(ticker=None, series_id="mine").rows()) == 4
+            assert store.append([record().row(), record(ticker=None, series_id="mine").row()]) == 2
             with store.connect("reading") as connection:
                 rows = [dict(r._mapping) for r in connection.execute(sa.select(forecasts).order_by(forecasts.c.id))]
                 version = connection.execute(sa.select(meta.c.value)).scalar()
         finally:
             store.close()
     assert version == str(SCHEMA_VERSION)
-    assert [(r["series_id"], r["step"], r["target_date"]) for r in rows] == [
-        ("AAA", 1, dt.date(2024, 1, 8)),
-        ("AAA", 2, dt.date(2024, 1, 9)),
-        ("mine", 1, dt.date(2024, 1, 8)),
-        ("mine", 2, dt.date(2024, 1, 9)),
+    assert [(r["series_id"], r["horizon"], r["first_target"], r["last_target"]) for r in rows] == [
+        ("AAA", 2, dt.date(2024, 1, 8), dt.date(2024, 1, 9)),
+        ("mine", 2, dt.date(2024, 1, 8), dt.date(2024, 1, 9)),
     ]
     first = rows[0]
-    assert first["quantiles"] == [99.12345678901234, 101.4, 103.0]  # floats round-trip exactly
+    assert first["target_dates"] == ["2024-01-08", "2024-01-09"]
+    assert first["quantiles"] == [[99.12345678901234, 101.4, 103.0], [98.0, 101.5, 104.1]]  # floats kept exactly
     assert first["levels"] == [0.05, 0.5, 0.95] and first["last_close"] == 101.37000274658203
     assert first["served_at"].replace(tzinfo=dt.UTC) == dt.datetime(2024, 1, 5, 21, 0, 1, 250000, tzinfo=dt.UTC)
-    assert (first["as_of"], first["ticker"], rows[2]["ticker"]) == (dt.date(2024, 1, 5), "AAA", None)
+    assert (first["as_of"], first["ticker"], rows[1]["ticker"]) == (dt.date(2024, 1, 5), "AAA", None)
 
 
 def test_a_ledger_written_by_a_newer_release_is_refused(tmp_path: Path) -> None:
@@ -68,12 +67,12 @@ def test_a_ledger_written_by_a_newer_release_is_refused(tmp_path: Path) -> None:
     with store.connect("bumping") as connection:
         connection.execute(sa.update(meta).values(value=str(SCHEMA_VERSION + 1)))
     with pytest.raises(LedgerError, match=f"schema version {SCHEMA_VERSION + 1}, this forecaster knows"):
-        LedgerStore(store.uri).append(record().rows())
+        LedgerStore(store.uri).append([record().row()])
 
 
 def test_an_unusable_store_is_one_ledger_error_naming_it_without_its_password(tmp_path: Path) -> None:
     with pytest.raises(LedgerError) as raised:
-        LedgerStore("postgresql://me:hunter2@127.0.0.1:9/ledger").append(record().rows())
+        LedgerStore("postgresql://me:hunter2@127.0.0.1:9/ledger").append([record().row()])
     assert "127.0.0.1:9/ledger" in str(raised.value) and "hunter2" not in str(raised.value)
     assert "\n" not in str(raised.value)
     with pytest.raises(LedgerError, match="neither SQLite nor PostgreSQL"):

@@ -27,7 +27,7 @@ def ledgered(tmp_path: Path) -> tuple[str, Path]:
     frame = bars()
     uri = f"sqlite:///{tmp_path / 'ledger.db'}"
     store = LedgerStore(uri)
-    store.append([row for r in ledger(frame) for row in r.rows()])
+    store.append([r.row() for r in ledger(frame)])
     store.close()
     path = tmp_path / "bars.csv"
     frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
