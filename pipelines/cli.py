@@ -13,10 +13,11 @@ import logging
 from typing import Annotated
 
 import typer
+from typer._click import Context, HelpFormatter
+from typer.core import TyperCommand
 
 from forecaster.interface.console import friendly_errors, setup_logging
 from forecaster.interface.overrides import settings_help, to_yaml
-from pipelines.settings import RetrainSettings
 
 log = logging.getLogger("pipelines")
 
@@ -27,10 +28,22 @@ RETRAIN_HELP = (
 )
 
 
+class RetrainCommand(TyperCommand):
+    """`retrain`, whose help lists every setting of RetrainSettings, read when the help is shown:
+    importing the settings loads pandas and the scheduler, which `forecaster --help` does not need."""
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        from pipelines.settings import RetrainSettings
+
+        self.help = RETRAIN_HELP + "\n\n".join(settings_help(RetrainSettings).splitlines())
+        super().format_help(ctx, formatter)
+
+
 def register(app: typer.Typer) -> None:
     @app.command(
+        cls=RetrainCommand,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        help=RETRAIN_HELP + "\n\n".join(settings_help(RetrainSettings).splitlines()),
+        help=RETRAIN_HELP,
     )
     @friendly_errors
     def retrain(

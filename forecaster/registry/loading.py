@@ -3,27 +3,26 @@
 A registered version is resolved through the registry (`versions`), a logged model, a run's model
 or a folder is found directly; every one ends in the same place: the bundle (JSON + safetensors,
 at ``artifacts/bundle`` of an MLflow model, or a bare bundle folder) rebuilt by `load_bundle`. No
-pickled object is ever loaded. Errors name the reference and what is wrong: not found
-(ModelNotFoundError), found but unreadable (ModelLoadError), store down (RegistryUnavailableError).
+pickled object is ever loaded, and a folder is loaded without importing MLflow. Errors name the
+reference and what is wrong: not found (ModelNotFoundError), found but unreadable (ModelLoadError),
+store down (RegistryUnavailableError).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
-
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, overload
 
 from forecaster.errors import ForecasterError, ModelLoadError, ModelNotFoundError, one_line, redact
 from forecaster.model.artifact import CONFIG_FILE, WEIGHTS_FILE, load_bundle
 from forecaster.model.predictor import Forecaster
 from forecaster.registry.logged_model import BUNDLE_ARTIFACT
 from forecaster.registry.references import Reference, parse_reference
-from forecaster.registry.store import STORE_ERROR_CHARS, STORE_ERRORS, is_not_found, unavailable
-from forecaster.registry.versions import ModelRef, resolve_version
+from forecaster.registry.store import STORE_ERROR_CHARS, is_not_found, unavailable
+
+if TYPE_CHECKING:
+    from forecaster.registry.versions import ModelRef
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,8 @@ def load_forecaster(
         raise ValueError("load_forecaster: give a model_uri or a resolved ref")
     reference = parse_reference(model_uri)
     if reference.kind in ("alias", "version"):
+        from forecaster.registry.versions import resolve_version  # MLflow only for a reference in a store
+
         assert reference.name is not None  # set for these kinds
         version = resolve_version(reference.name, reference.alias, reference.version)
         source = ModelSource(model_uri, version.name, version.version, version.alias, version.run_id)
@@ -103,6 +104,11 @@ def _load_version(ref: ModelRef, device: str) -> Forecaster:
 
 def _download(uri: str, what: str, reference: Reference | None = None) -> Path:
     """The model's files on this machine (a local store's folder is used where it is)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from forecaster.registry.store import STORE_ERRORS
+
     try:
         return Path(mlflow.artifacts.download_artifacts(uri))
     except FileNotFoundError as exc:
@@ -119,6 +125,11 @@ def _download(uri: str, what: str, reference: Reference | None = None) -> Path:
 
 def _source_in_store(reference: Reference) -> ModelSource:
     """A logged model or a run's model, checked in the store (so 'no such run' is said as such)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from forecaster.registry.store import STORE_ERRORS
+
     client = MlflowClient()
     try:
         if reference.kind == "logged":
@@ -136,6 +147,8 @@ def _source_in_store(reference: Reference) -> ModelSource:
 
 
 def _store() -> str:
+    import mlflow
+
     return redact(mlflow.get_tracking_uri())
 
 

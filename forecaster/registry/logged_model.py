@@ -8,7 +8,6 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -29,6 +28,7 @@ PYFUNC_REQUIREMENTS = [
 def log_model(bundle_dir: Path, example: pd.DataFrame, registered_name: str | None = None) -> tuple[str, str | None]:
     """Log the bundle as a pyfunc model in the active run and optionally register it.
     Returns (model_uri, version)."""
+    import mlflow
     from mlflow.models import infer_signature
 
     from forecaster.registry.pyfunc_model import ForecasterPyfunc

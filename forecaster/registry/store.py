@@ -4,24 +4,27 @@ bounded (timeouts, retries) and how its failures become one error line.
 Embedded default (no MLFLOW_TRACKING_URI): a SQLite file ``mlruns/mlflow.db`` under the
 working directory with artifacts beside it in ``mlruns/artifacts``, so ``mlflow ui
 --backend-store-uri sqlite:///mlruns/mlflow.db`` shows everything with no server.
+
+Importing this module imports no MLflow (2-4 s, `import mlflow` always loads mlflow.genai): a
+command that loads a model folder never pays for it. `configure` hands MLflow the store through
+the environment variables MLflow itself sets (MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI) until
+MLflow is imported; STORE_ERRORS is built on first use.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import wraps
+from functools import cache, wraps
 from pathlib import Path
-from typing import Any, TypeVar
-
-import mlflow
-import requests
-from mlflow.exceptions import MlflowException
-from mlflow.store.db import utils as mlflow_db_utils
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from forecaster.errors import RegistryUnavailableError, one_line, redact
+
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
 
 STORE_ERROR_CHARS = 500  # a store error in one line at most this long: driver output, whole SQL statements
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,8 +47,29 @@ STORE_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "PGCONNECT_TIMEOUT": "10",
 }
-# What a store client raises when the store is down or failing (not: "no such model").
-STORE_ERRORS = (MlflowException, requests.RequestException, OSError, SQLAlchemyError)
+STORE_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # what mlflow.set_*_uri set, read by MLflow
+
+
+@cache
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What a store client raises when the store is down or failing (not: "no such model")."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    bound_db_retries()
+    return (MlflowException, requests.RequestException, OSError, SQLAlchemyError)
+
+
+def __getattr__(name: str) -> Any:
+    """STORE_ERRORS, built on first use (it imports MLflow)."""
+    if name == "STORE_ERRORS":
+        return _store_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    STORE_ERRORS: tuple[type[BaseException], ...]
 
 
 def store_uri(uri: str) -> str:
@@ -71,23 +95,39 @@ def configure(tracking_uri: str | None = None) -> str:
     returns the URI used."""
     for name, value in STORE_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    # MLflow retries creating a SQL store's engine 10 times with doubling sleeps (about 100 s on
-    # a dead database) and has no setting for it: the same retry count as its HTTP client.
-    retries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
-    mlflow_db_utils.MAX_RETRY_COUNT = min(mlflow_db_utils.MAX_RETRY_COUNT, retries + 1)
     uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    if "mlflow" in sys.modules:  # MLflow keeps the URIs it was given in globals; else it reads these variables
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    for variable in STORE_URI_VARIABLES:
+        os.environ[variable] = uri
+    if "mlflow.store.db.utils" in sys.modules:
+        bound_db_retries()
     return uri
+
+
+def bound_db_retries() -> None:
+    """MLflow retries creating a SQL store's engine 10 times with doubling sleeps (about 100 s on
+    a dead database) and has no setting for it: the same retry count as its HTTP client. Applied
+    by `configure` and when STORE_ERRORS is first built (every MLflow caller here reads it)."""
+    from mlflow.store.db import utils as mlflow_db_utils
+
+    name = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+    retries = int(os.environ.get(name, STORE_CLIENT_DEFAULTS[name]))
+    mlflow_db_utils.MAX_RETRY_COUNT = min(mlflow_db_utils.MAX_RETRY_COUNT, retries + 1)
 
 
 @contextmanager
 def registry_errors(action: str) -> Iterator[None]:
     """MLflow client failures (server down or answering errors) -> RegistryUnavailableError
     naming the action and the store, so callers print one line instead of a client traceback."""
+    import mlflow
+
     try:
         yield
-    except STORE_ERRORS as exc:
+    except _store_errors() as exc:
         raise RegistryUnavailableError(
             redact(f"tracking: {action} failed at {mlflow.get_tracking_uri()}: {one_line(exc, STORE_ERROR_CHARS)}")
         ) from exc

@@ -1,0 +1,62 @@
+"""What the command line imports: help imports neither torch nor MLflow (seconds each), and a model
+folder is forecast without MLflow. Each case runs in a fresh interpreter (this one has them loaded)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import mlflow
+import pandas as pd
+import pytest
+
+if TYPE_CHECKING:  # fixtures' types (tests/conftest.py); not imported at run time
+    from conftest import CliModel
+
+HEAVY = ("torch", "mlflow", "mlflow.genai")
+ROOT = Path(__file__).parents[3]
+
+# runs the command line in-process, then prints which heavy modules it imported
+PROBE = f"""
+import json, sys
+from forecaster.interface.cli import app
+try:
+    app(sys.argv[1:], prog_name="forecaster")
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({{"code": code, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["predict", "--help"], ["evaluate", "--help"], ["serve", "--help"], ["retrain", "--help"]]
+)
+def test_help_imports_neither_torch_nor_mlflow(args: list[str]) -> None:
+    assert run_cli(*args) == {"code": 0, "loaded": []}
+
+
+def test_a_model_folder_is_forecast_without_importing_mlflow(in_cli_store: CliModel, tmp_path: Path) -> None:
+    folder = Path(mlflow.artifacts.download_artifacts(in_cli_store.run.model_uri, dst_path=str(tmp_path / "dl")))
+    bundle = shutil.copytree(folder / "artifacts" / "bundle", tmp_path / "bundle")
+    out = tmp_path / "forecasts.csv"
+    for model in (folder, bundle):
+        flags = ["--model", str(model), "--data", str(in_cli_store.data_path), "--out", str(out), "--device", "cpu"]
+        result = run_cli("predict", *flags, cwd=tmp_path)
+        assert result == {"code": 0, "loaded": ["torch"]}  # torch forecasts; MLflow is never imported
+        table = pd.read_csv(out)
+        assert sorted(table["ticker"].unique()) == ["AAA", "BBB"]
+        assert len(table) == 2 * in_cli_store.horizon
