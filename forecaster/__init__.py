@@ -17,7 +17,9 @@ The Python API (forecaster.api) at the package root::
     model = forecaster.load("models:/prices@champion")
     table = forecaster.forecast(model, bars)  # or model.forecast(bars)
     report = forecaster.evaluate(model, bars, from_date="2024-01-01")
-    run = forecaster.train(bars, register_as="prices", alias="champion", **{"train.epochs": 5})
+    table = forecaster.backtest(model, bars)  # every rolling-origin forecast, a long DataFrame
+    figure = forecaster.plot(table)  # a matplotlib Figure of a forecast or a backtest
+    run = forecaster.train(bars, epochs=5, hidden_size=64, track=False)  # run.model forecasts
 
 Its names are imported on first use (PEP 562), so ``import forecaster.config`` loads neither
 torch nor MLflow and no module of the package imports the API back (no cycle).
@@ -30,14 +32,21 @@ from typing import TYPE_CHECKING, Any
 from forecaster import _compat
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "evaluate", "forecast", "load", "train"]
+__all__ = ["__version__", "backtest", "evaluate", "forecast", "load", "plot", "train"]
 
-_API_FUNCTIONS = ("evaluate", "forecast", "load", "train")  # forecaster.api's, looked up on first use
+_API_FUNCTIONS = (
+    "backtest",
+    "evaluate",
+    "forecast",
+    "load",
+    "plot",
+    "train",
+)  # forecaster.api's, looked up on first use
 
 _compat.install()  # the flat layout's import paths (forecaster.predict, ...) for one release
 
 if TYPE_CHECKING:
-    from forecaster.api import evaluate, forecast, load, train
+    from forecaster.api import backtest, evaluate, forecast, load, plot, train
 
 
 def __getattr__(name: str) -> Any:

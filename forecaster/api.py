@@ -5,7 +5,8 @@
     model = forecaster.load("models:/prices@champion")
     table = forecaster.forecast(model, bars)  # or model.forecast(bars): a row per ticker x step
     report = forecaster.evaluate(model, bars, from_date="2024-01-01")  # = `forecaster evaluate --json`
-    run = forecaster.train(bars, register_as="prices", alias="champion", **{"train.epochs": 5})
+    table = forecaster.backtest(model, bars, from_date="2024-01-01")  # every forecast: a long DataFrame
+    run = forecaster.train(bars, epochs=5, register_as="prices", alias="champion")  # run.model forecasts
 
 Thin on purpose: each function hands the work to the module that owns it (tracking loads,
 job trains, evaluate scores, batch forecasts) and the command line calls the same functions, so
@@ -26,13 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 from pydantic import ValidationError
 
 from forecaster.config import TrainingConfig, describe
 from forecaster.data.validate import validate_ohlc
 from forecaster.errors import one_line
 from forecaster.evaluation import backtest as ev
-from forecaster.evaluation.backtest_file import write_backtest
+from forecaster.evaluation import notebook_plots
+from forecaster.evaluation.backtest_file import backtest_table, write_backtest
 from forecaster.evaluation.calibration_tests import calibration
 from forecaster.model.predictor import Forecaster, bars_frame
 from forecaster.registry import tracking
@@ -126,6 +129,47 @@ def evaluate(
     model = _predictor(model, device)
     frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)  # a ticker too short for one origin
     return evaluation_report(frame, model, from_date, source=_LOADED.get(model), data=data, backtest_out=backtest_out)
+
+
+def backtest(
+    model: Forecaster | str | os.PathLike[str],
+    bars: pd.DataFrame,
+    from_date: str | pd.Timestamp | None = None,
+    *,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Every rolling-origin forecast of `bars` as a long DataFrame (NeuralForecast's cross_validation):
+    one row per ticker x origin x step with ticker, origin (the last observed date), step, date
+    (the target date), actual, last_close, the model's quantiles (``q0.1, q0.5, ...``) and the
+    baselines' columns (``naive``, ``ewma_q0.1``, ...): the table of ``evaluate --backtest-out``.
+
+    model: a Forecaster or a model reference (see `load`). from_date: only origins on or after it.
+    A ticker shorter than lookback + horizon bars is a DataError naming it."""
+    bars = bars_frame(bars)
+    model = _predictor(model, device)
+    frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)
+    return backtest_table(evaluate_frame(model, frame, model.lookback, model.horizon, from_date))
+
+
+def plot(
+    table: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    *,
+    step: int = 1,
+    tickers: Sequence[str] | None = None,
+    max_tickers: int = notebook_plots.MAX_TICKERS,
+) -> Figure:
+    """A matplotlib Figure of a table the API returned, one panel per ticker (the first `max_tickers`
+    unless `tickers` names them; the title says how many of how many are drawn):
+
+    - a forecast (`forecast`): a fan chart, the median and a band per quantile pair, after the
+      ticker's last closes in `history` (the bars forecast from) when given;
+    - a backtest (`backtest`): the actual close over the target dates beside the median forecast of
+      it made `step` steps before, and the outer band with the share of actuals it covered."""
+    if notebook_plots.table_kind(table) == "backtest":
+        return notebook_plots.backtest_figure(table, step=step, tickers=tickers, max_tickers=max_tickers)
+    frame = None if history is None else validate_ohlc(bars_frame(history, "history"), splits=None)
+    return notebook_plots.forecast_figure(table, frame, tickers=tickers, max_tickers=max_tickers)
 
 
 def evaluation_report(
