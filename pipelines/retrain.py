@@ -20,6 +20,7 @@ from forecaster.run.steps import TrainOutcome, evaluate_frame, predict_fn
 from forecaster.run.tracked import code_version, tracked_training
 from pipelines import promote
 from pipelines.lock import LockTarget, lock_target, pipeline_lock
+from pipelines.monitor import score_ledger
 from pipelines.refresh import refresh_data
 from pipelines.settings import RetrainSettings
 
@@ -93,6 +94,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
     name = settings.model_name
     log.info("step 1/5: refresh data (%s)", settings.source)
     frame, origin = refresh_data(settings)
+    score_ledger(settings, frame, origin)  # the served forecasts now due, against the fresh bars
 
     config = settings.training
     check_holdout(frame, config.data)
@@ -146,7 +148,7 @@ def run_once(settings: RetrainSettings) -> RetrainReport:
         record = decision_record(decision, frame, result.dataset_digest, holdout, champion_before)
         tracking.tag_run(result.run_id, record)
         tracking.log_run_metrics(result.run_id, decision.metrics())
-        tracking.set_version_tags(name, result.version, record)
+        tracking.set_version_tags(name, result.version, verdict_only(record))
         step = "promote"
         promote.apply(name, result.version, decision)
         champion_after = tracking.alias_version(name, promote.CHAMPION)
@@ -253,6 +255,14 @@ def holdout_backtest(forecaster: Any, outcome: TrainOutcome, frame: pd.DataFrame
         return evaluate.model_only(backtest, quantiles, levels)
     holdout = windows.split.test_start
     return evaluate_frame(forecaster, frame, forecaster.lookback, forecaster.horizon, from_date=holdout)
+
+
+def verdict_only(record: dict[str, str]) -> dict[str, str]:
+    """Of the decision record, what the registered version carries: the verdict (promoted, why, the
+    rule; how a first champion was chosen). The figures and the data range stay on the run, so the
+    registry's list of versions stays readable."""
+    verdict = {*promote.verdict_tags(False, "", ""), "gate_first_champion"}
+    return {key: value for key, value in record.items() if key in verdict}
 
 
 def decision_record(

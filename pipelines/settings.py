@@ -73,6 +73,10 @@ class RetrainSettings(BaseSettings):
     schedule: str | None = Field(None, description="cron expression; none = run once")
     timezone: str = Field("America/New_York", description="time zone of the schedule")
     run_on_start: bool = Field(False, description="with a schedule: also run once as soon as the scheduler starts")
+    monitor_score: bool = Field(
+        False, description="after each data refresh, score the forecast ledger against the new bars (monitor score)"
+    )
+    ledger_uri: str | None = Field(None, description="forecast ledger to score; default ledger.db beside MLflow")
     lock_database_url: str | None = Field(None, description="PostgreSQL URL for an advisory lock")
     lock_file: str | None = Field(
         None, description="file lock path when no database lock is used; default derived from the tracking store"
