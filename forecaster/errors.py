@@ -34,17 +34,38 @@ class ModelLoadError(ForecasterError):
     files, unreadable config, unsupported format): names the model, the version and the cause."""
 
 
-# Credentials inside any text: the userinfo password of a URI (scheme://user:PASSWORD@host),
-# also inside exception messages that quote a URL (MLflow's "API request to http://user:pw@..."),
-# and libpq-style "password=..." pairs.
-_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):(?P<password>[^\s@/]+)@")
+# Credentials inside any text: the userinfo password of a URI (scheme://user:PASSWORD@host; the
+# password runs to the LAST @ before the host, so "pa@ss" is hidden whole), also inside exception
+# messages that quote a URL (MLflow's "API request to http://user:pw@..."); libpq-style
+# "password=..." pairs; and query parameters that carry a secret (?token=..., &api_key=...).
+_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):(?P<password>[^\s/]*)@(?=[^\s@/]*)")
 _KEY_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>[^\s&;,'\"]+)", re.IGNORECASE)
+SECRET_PARAMETERS = ("token", "password", "passwd", "pwd", "secret", "api_key", "apikey", "key", "signature", "sig")
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:[A-Za-z0-9_-]*[_-])?(?:" + "|".join(SECRET_PARAMETERS) + r")=)(?P<secret>[^&;#\s'\"]+)",
+    re.IGNORECASE,
+)
+MIN_SECRET_PART = 2  # pieces of a password shorter than this are not searched for on their own
 
 
-def redact(text: str) -> str:
-    """A URI or any message fit for logs and responses: every password in it replaced by ***."""
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """A URI or any message fit for logs and responses: every password in it replaced by ***.
+    `secrets`: passwords known to the caller (`uri_secrets` of the URI it used), hidden wherever
+    they (or their @-separated pieces) appear: a driver may quote a piece of a password it misread
+    as the host ("pw@127.0.0.1")."""
     text = _URI_PASSWORD.sub(r"\g<head>:***@", text)
-    return _KEY_PASSWORD.sub(r"\g<head>***", text)
+    text = _KEY_PASSWORD.sub(r"\g<head>***", text)
+    text = _QUERY_SECRET.sub(r"\g<head>***", text)
+    pieces = {part for secret in secrets for part in (secret, *secret.split("@")) if len(part) >= MIN_SECRET_PART}
+    for piece in sorted(pieces, key=len, reverse=True):  # whole tokens only: "pw" in "pw@host", not in "pwd"
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(piece)}(?![A-Za-z0-9])", "***", text)
+    return text
+
+
+def uri_secrets(uri: str) -> tuple[str, ...]:
+    """The password of a URI (scheme://user:PASSWORD@host), for `redact(text, secrets)`."""
+    found = _URI_PASSWORD.search(uri)
+    return (found.group("password"),) if found and found.group("password") else ()
 
 
 def one_line(exc: BaseException, limit: int | None = None) -> str:

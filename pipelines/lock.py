@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlparse, urlsplit
 
 from filelock import FileLock, Timeout
 
-from forecaster.errors import ForecasterError, one_line, redact
+from forecaster.errors import ForecasterError, one_line, redact, uri_secrets
 from forecaster.registry.tracking import POSTGRES_SCHEMES, STORE_CLIENT_DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -191,9 +191,9 @@ def _advisory_lock(name: str, db_url: str, timeout_s: float | None) -> Iterator[
     try:
         connection = psycopg2.connect(db_url, connect_timeout=connect_timeout_s())
     except psycopg2.Error as exc:  # refused, unknown host, timed out, bad credentials: one line, no trace
-        raise ForecasterError(
-            f"lock_database_url: cannot connect to {redact(db_url)} for the pipeline lock: {one_line(exc)}"
-        ) from exc
+        # the driver may quote a piece of a password it misread as the host: hide every piece of it
+        message = f"lock_database_url: cannot connect to {db_url} for the pipeline lock: {one_line(exc)}"
+        raise ForecasterError(redact(message, uri_secrets(db_url))) from exc
     connection.autocommit = True
     key = lock_key(name)
     try:
