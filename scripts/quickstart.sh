@@ -10,15 +10,15 @@ export PATH="$PWD/.venv/bin:$PATH"
 MODEL="${FORECASTER_MODEL_NAME:-forecaster}"
 PORT="${PORT:-8000}"
 
-if forecaster evaluate --model-uri "models:/$MODEL@champion" --json >/dev/null 2>&1; then
+if forecaster evaluate --model "models:/$MODEL@champion" --json >/dev/null 2>&1; then
   echo "== models:/$MODEL@champion already exists; skipping training"
 else
   echo "== training the default model on the bundled sample and registering it as $MODEL@champion"
-  forecaster train --register-as "$MODEL" --alias champion
+  forecaster train --model "$MODEL" --alias champion
 fi
 
 echo "== rolling-origin evaluation of models:/$MODEL@champion on the sample's last year"
-forecaster evaluate --model-uri "models:/$MODEL@champion" --from 2012-03-01
+forecaster evaluate --model "models:/$MODEL@champion" --from 2012-03-01
 
 echo "== starting the service on http://127.0.0.1:$PORT"
 FORECASTER_MODEL_NAME="$MODEL" forecaster serve --port "$PORT" --log-level warning &
@@ -35,7 +35,8 @@ cat <<MSG
 
 Done. The MLflow UI shows the run, its metrics, plots, dataset and the registered model:
   .venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000   # then open http://127.0.0.1:5000
-API docs while the service runs: http://127.0.0.1:$PORT/docs   (restart it with: .venv/bin/forecaster serve)
+The service while it runs: http://127.0.0.1:$PORT/ (its model and links), /docs (Swagger UI), /redoc
+(restart it with: .venv/bin/forecaster serve)
 MSG
 if [ "${1:-}" = "--keep-serving" ]; then
   echo "Serving until Ctrl-C."
