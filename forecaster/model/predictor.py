@@ -16,11 +16,12 @@ import torch
 from forecaster.config import FEATURES, MEDIAN, N_FEATURES
 from forecaster.data.rules import MAX_PRICE, MIN_PRICE, accepted_prices, parse_day
 from forecaster.errors import DataError
-from forecaster.model.artifact import Bundle
+from forecaster.model.artifact import CONFIG_FILE, WEIGHTS_FILE, Bundle, save_bundle
 from forecaster.model.batch import forecast_bars
 from forecaster.model.device import autocast, resolve_device
 
 PREDICT_BATCH = 4096
+BUNDLE_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 
 
 def bars_frame(bars: object, name: str = "bars") -> pd.DataFrame:
@@ -92,6 +93,16 @@ class Forecaster:
     def median_index(self) -> int:
         """Where the median (the point forecast) sits among `quantiles`."""
         return self.quantiles.index(MEDIAN)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as a bundle folder (config.json + weights.safetensors, `model.artifact`) that
+        `forecaster.load(path)` and every ``--model`` option read back. Refused when `path` is a file or
+        a folder holding anything but a bundle's files (nothing of the caller's is overwritten)."""
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(p.name not in BUNDLE_FILES for p in path.iterdir())):
+            raise ValueError(f"path: '{path}' exists and is not an empty folder or a model bundle; choose a new folder")
+        b = self.bundle
+        return save_bundle(path, self.model, b.model_config, b.data_config, b.transform, b.calibration, b.meta)
 
     def predict(self, X: np.ndarray, calibrated: bool = True, batch_size: int = PREDICT_BATCH) -> Forecast:
         """Deprecated name of `predict_windows` (goes in 0.3). A DataFrame of bars is a TypeError

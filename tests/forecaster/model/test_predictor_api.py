@@ -58,3 +58,20 @@ def test_predict_with_a_frame_of_bars_is_a_type_error_pointing_to_forecast(model
             method(bars)  # type: ignore[arg-type]
     table = model.forecast(bars)  # the frame path: a DataFrame
     assert isinstance(table, pd.DataFrame) and len(table) == 2 * HORIZON
+
+
+def test_save_writes_a_bundle_folder_that_forecaster_load_reads_back(model: Forecaster, tmp_path: Path) -> None:
+    import forecaster
+
+    folder = model.save(tmp_path / "saved")
+
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "weights.safetensors"]
+    loaded = forecaster.load(folder, device="cpu")
+    bars = random_ohlc(days=40)
+    pd.testing.assert_frame_equal(loaded.forecast(bars), model.forecast(bars))
+    assert loaded.bundle.meta == {"note": "kept"} and loaded.bundle.model_config == model.bundle.model_config
+    model.save(folder)  # a bundle folder is overwritten
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="path: .*other' exists and is not an empty folder or a model bundle"):
+        model.save(tmp_path / "other")
