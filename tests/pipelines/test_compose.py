@@ -412,3 +412,64 @@ def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context() -
     ignored = {line.strip().strip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
     for entry in (".venv", "mlruns", ".forecaster", ".git", ".env", "**/__pycache__", ".pytest_cache"):
         assert entry in ignored, f".dockerignore must exclude {entry}"
+
+
+def test_api_and_scheduler_write_and_score_one_ledger_in_its_own_postgres_database(
+    compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    """The api writes the ledger and the scheduler scores it: one PostgreSQL URI, a database of its own
+    (not MLflow's), made by the init script the postgres service mounts; the scheduler scores."""
+    from pipelines.settings import RetrainSettings
+
+    services = compose["services"]
+    api, scheduler = environment(services["api"]), environment(services["scheduler"])
+    uri = api["FORECASTER_LEDGER_URI"]
+    assert scheduler["FORECASTER_RETRAIN_LEDGER_URI"] == uri
+    ledger = urlparse(uri)
+    mlflow_store = urlparse(environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"])
+    assert ledger.scheme == "postgresql" and ledger.hostname == "postgres" and ledger.port == 5432
+    assert (ledger.username, ledger.password) == (example_env["POSTGRES_USER"], example_env["POSTGRES_PASSWORD"])
+    database = ledger.path.lstrip("/")
+    assert database and database != mlflow_store.path.lstrip("/")
+    postgres = services["postgres"]
+    assert environment(postgres)["LEDGER_DB"] == database
+    init = next(v.split(":")[0] for v in postgres["volumes"] if v.split(":")[1] == "/docker-entrypoint-initdb.d")
+    script = (ROOT / init.removeprefix("./") / "10-ledger-database.sh").read_text()
+    assert 'CREATE DATABASE \\"$LEDGER_DB\\"' in script and "set -eu" in script
+    settings = RetrainSettings(monitor_score=scheduler["FORECASTER_RETRAIN_MONITOR_SCORE"], ledger_uri=uri)
+    assert settings.monitor_score and settings.ledger_uri == uri
+
+
+ALERTS = ROOT / "deploy" / "alerts.yml"
+
+
+def exported_metrics() -> set[str]:
+    """Every metric family the service exports (service/metrics.py and the ledger's), with the
+    sample names Prometheus gives them (_total of a counter, _bucket/_sum/_count of a histogram)."""
+    from service.ledger import LedgerMetrics
+    from service.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    LedgerMetrics(metrics.registry)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix for family in metrics.registry.collect() for suffix in suffixes.get(family.type, ("",))
+    }
+
+
+def test_the_alert_rules_are_prometheus_rule_groups_on_metrics_the_service_exports() -> None:
+    rules = yaml.safe_load(ALERTS.read_text())
+    assert set(rules) == {"groups"} and rules["groups"]
+    exported = exported_metrics()
+    names = []
+    for group in rules["groups"]:
+        assert set(group) <= {"name", "interval", "rules"} and group["name"] and group["rules"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+            assert rule["alert"] and rule["expr"] and rule["annotations"]["summary"], rule
+            assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s")), rule
+            used = set(re.findall(r"\b(forecaster_[a-z_]+)\b", rule["expr"]))
+            assert used and used <= exported, f"{rule['alert']}: {sorted(used - exported)} not exported"
+            names.append(rule["alert"])
+    assert len(names) == len(set(names))
+    assert {"ForecasterLedgerDropping", "ForecasterLedgerBacklog"} <= set(names)
