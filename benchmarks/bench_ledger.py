@@ -6,14 +6,17 @@ ledger's write and scoring throughput on a ledger of a million forecast steps.
    FORECASTER_LEDGER=on (a SQLite ledger in the temporary folder), one with FORECASTER_LEDGER=off,
    and drives them with bench_service.py's closed-loop load generator over the same real windows:
    (a) 1 series at concurrency 1, (b) 1 series at concurrency 32, (c) 64 series at concurrency 4;
-   the two servers alternate who goes first; then checks that the ledger holds every forecast
-   answered (its written counter equals its rows / horizon, nothing dropped);
+   the servers alternate who goes first; then checks that the ledger holds every forecast
+   answered (its written counter equals its rows, nothing dropped); with `--baseline-tree DIR` (an
+   older checkout, e.g. `git archive 910a473 | tar -x -C DIR`) a third service runs that tree's
+   code with its ledger on (`uvicorn --app-dir DIR`), measured in the same run;
 3. builds a ledger of `--rows` forecast steps (synthetic random-walk bars, `--tickers` tickers,
    horizon 5) and times the appends and `forecaster.monitor.score.score` over it, then scores
    again (nothing is due: the cost of an idempotent re-run).
 
     .venv/bin/python benchmarks/bench_ledger.py                  # about 4 minutes on 2 cores
     .venv/bin/python benchmarks/bench_ledger.py --skip-serving   # scoring only
+    .venv/bin/python benchmarks/bench_ledger.py --baseline-tree /tmp/ledger_old  # beside an older ledger
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def serving(args: argparse.Namespace, tmp: Path) -> list[str]:
     env |= {"MLFLOW_TRACKING_URI": tracking_uri, "FORECASTER_MODEL_NAME": bs.MODEL_NAME, "FORECASTER_DEVICE": "cpu"}
     ledger_uri = f"sqlite:///{tmp / 'ledger.db'}"
     settings = {"on": {"FORECASTER_LEDGER_URI": ledger_uri}, "off": {"FORECASTER_LEDGER": "off"}}
+    if args.baseline_tree:
+        settings["on@base"] = {"FORECASTER_LEDGER_URI": f"sqlite:///{tmp / 'ledger_base.db'}"}
     servers = bs.Servers()
     ports = {name: bs.free_port() for name in settings}
     try:
@@ -59,6 +64,8 @@ def serving(args: argparse.Namespace, tmp: Path) -> list[str]:
             cmd = [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port",
                    str(ports[name]), "--workers", "1", "--loop", "uvloop", "--http", "httptools",
                    "--no-access-log", "--log-level", "warning"]  # fmt: skip
+            if name == "on@base":
+                cmd += ["--app-dir", str(Path(args.baseline_tree).resolve())]  # first on sys.path: its code
             servers.start(name, cmd, {**env, **extra}, tmp / f"{name}.log")
         for name in settings:
             servers.wait_http(name, f"http://127.0.0.1:{ports[name]}/ready", 180)
@@ -66,7 +73,8 @@ def serving(args: argparse.Namespace, tmp: Path) -> list[str]:
         lines = []
         phases = [bs.Phase("a", 1, 1), bs.Phase("b", 1, 32), bs.Phase("c", bs.BATCH_SERIES, 4)]
         for i, phase in enumerate(phases):
-            for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
+            names = list(settings)
+            for name in names if i % 2 == 0 else names[::-1]:
                 bodies = single if phase.series == 1 else batch
                 r = bs.run_loadgen(f"{phase.key}/{name}", ports[name], "/forecast", bodies, phase, pids[name],
                                    '{"model"', args)  # fmt: skip
@@ -88,8 +96,8 @@ def serving(args: argparse.Namespace, tmp: Path) -> list[str]:
     with store.connect("counting") as connection:
         rows = connection.exec_driver_sql("SELECT count(*) FROM ledger_forecasts").scalar_one()
     store.close()
-    lines.append(f"ledger on: {written:.0f} series forecasts written ({rows} rows = {rows / bs.HORIZON:.0f} x "
-                 f"horizon {bs.HORIZON}), {dropped:.0f} dropped")  # fmt: skip
+    lines.append(f"ledger on: {written:.0f} series forecasts written ({rows} rows, one per series forecast of "
+                 f"{bs.HORIZON} steps), {dropped:.0f} dropped")  # fmt: skip
     bs.say(lines[-1])
     return lines
 
@@ -121,17 +129,17 @@ def scoring(args: argparse.Namespace, tmp: Path) -> list[str]:
     frame = random_bars(args.tickers, origins + horizon + 30)
     store = LedgerStore(f"sqlite:///{tmp / 'scoring.db'}")
     served = dt.datetime.now(dt.UTC)
-    t0, appended, pending = time.perf_counter(), 0, []
+    t0, appended, pending = time.perf_counter(), 0, []  # appended: series forecasts (rows)
     for ticker, bars in frame.groupby("ticker"):
         dates, close = [d.date() for d in bars["date"]], bars["close"].to_numpy()
         for t in range(30, 30 + origins):
             last = float(np.float32(close[t]))
-            pending += ForecastRecord(
+            pending.append(ForecastRecord(
                 served, "service", "served", "bench", "1", "champion", None, f"r{t}", str(ticker), str(ticker),
                 "file", "0" * 32, dates[t], last, LEVELS, dates[t + 1 : t + 1 + horizon],
                 [[last * 0.98, last, last * 1.02]] * horizon,
-            ).rows()  # fmt: skip
-            if len(pending) >= 50_000:
+            ).row())  # fmt: skip
+            if len(pending) >= 10_000:
                 appended += store.append(pending)
                 pending = []
     appended += store.append(pending)
@@ -144,8 +152,9 @@ def scoring(args: argparse.Namespace, tmp: Path) -> list[str]:
     again_s = time.perf_counter() - t0
     store.close()
     lines = [
-        f"ledger of {appended:,} forecast steps ({args.tickers} tickers x {origins} as-of dates x {horizon} steps, "
-        f"SQLite): built (records -> rows -> appends of 50k) in {write_s:.1f} s = {appended / write_s:,.0f} rows/s",
+        f"ledger of {appended * horizon:,} forecast steps ({args.tickers} tickers x {origins} as-of dates x {horizon} "
+        f"steps = {appended:,} rows, SQLite): built (records -> rows -> appends of 10k) in {write_s:.1f} s = "
+        f"{appended * horizon / write_s:,.0f} steps/s",
         f"score: {first.scored:,} steps scored in {score_s:.1f} s = {first.scored / score_s:,.0f} rows/s "
         f"({first.pending:,} pending: target after the last bar); again: {again.scored} scored in {again_s:.1f} s",
     ]
@@ -162,6 +171,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="forecast steps in the scoring ledger")
     parser.add_argument("--tickers", type=int, default=200)
     parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--baseline-tree", help="an older checkout served beside, its ledger on")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_ledger_"))
     bs.say(f"# ledger benchmark {dt.datetime.now():%Y-%m-%d %H:%M}; load average {bs.load3()}; {bs.machine()}")
