@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 
 from forecaster.config import TrainingConfig, describe
+from forecaster.data.columns import column_map, map_columns
 from forecaster.data.validate import validate_ohlc
 from forecaster.errors import one_line
 from forecaster.evaluation import backtest as ev
@@ -93,11 +94,23 @@ def _predictor(model: Forecaster | str | os.PathLike[str], device: str = "auto")
     return model
 
 
+def mapped_bars(
+    bars: pd.DataFrame, id_col: str | None, time_col: str | None, columns: Mapping[str, str] | None
+) -> pd.DataFrame:
+    """`bars` (a DataFrame, else a TypeError) in the standard columns by the caller's mapping
+    (`forecaster.data.columns.map_columns`, the one place a mapping is applied)."""
+    return map_columns(bars_frame(bars), column_map(id_col, time_col, columns))
+
+
 def forecast(
     model: Forecaster | str | os.PathLike[str],
     bars: pd.DataFrame,
     as_of: str | pd.Timestamp | None = None,
     allow_stale: bool = False,
+    *,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    columns: Mapping[str, str] | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """One forecast per ticker from its last lookback bars on or before `as_of` (default: its last bar):
@@ -107,8 +120,11 @@ def forecast(
     session after its last bar) is a DataError naming both dates; allow_stale: forecast from the
     last bars anyway, with a ``stale_days`` column (days from each ticker's last bar to `as_of`).
     options: those of `batch.forecast_bars`: exchange (the calendar of the dates), batch_size,
-    workers, strict (refuse tickers without enough history instead of skipping them)."""
-    return _predictor(model).forecast(bars, as_of=as_of, allow_stale=allow_stale, **options)
+    workers, strict (refuse tickers without enough history instead of skipping them).
+    id_col, time_col, columns: the frame's own column names (see `train`)."""
+    predictor = _predictor(model)
+    mapping: dict[str, Any] = {"id_col": id_col, "time_col": time_col, "columns": columns}
+    return predictor.forecast(bars, as_of=as_of, allow_stale=allow_stale, **mapping, **options)
 
 
 def evaluate(
@@ -119,13 +135,16 @@ def evaluate(
     data: str = FRAME_ORIGIN,
     backtest_out: str | Path | None = None,
     device: str = "auto",
+    id_col: str | None = None,
+    time_col: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Rolling-origin evaluation beside the baselines: the dict `forecaster evaluate --json` prints.
 
     model: a Forecaster (from `load`, or trained in memory: then ``model`` and ``model_uri`` are
     None) or a model reference (see `load`). from_date: only origins on or after it. data: how
     the report names the data. backtest_out: also write every forecast to this .parquet or .csv file."""
-    bars = bars_frame(bars)
+    bars = mapped_bars(bars, id_col, time_col, columns)
     model = _predictor(model, device)
     frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)  # a ticker too short for one origin
     return evaluation_report(frame, model, from_date, source=_LOADED.get(model), data=data, backtest_out=backtest_out)
@@ -137,6 +156,9 @@ def backtest(
     from_date: str | pd.Timestamp | None = None,
     *,
     device: str = "auto",
+    id_col: str | None = None,
+    time_col: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Every rolling-origin forecast of `bars` as a long DataFrame (NeuralForecast's cross_validation):
     one row per ticker x origin x step with ticker, origin (the last observed date), step, date
@@ -145,7 +167,7 @@ def backtest(
 
     model: a Forecaster or a model reference (see `load`). from_date: only origins on or after it.
     A ticker shorter than lookback + horizon bars is a DataError naming it."""
-    bars = bars_frame(bars)
+    bars = mapped_bars(bars, id_col, time_col, columns)
     model = _predictor(model, device)
     frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)
     return backtest_table(evaluate_frame(model, frame, model.lookback, model.horizon, from_date))
@@ -261,6 +283,9 @@ def train(
     device: str | None = None,
     config: TrainingConfig | Mapping[str, Any] | None = None,
     track: bool = True,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    columns: Mapping[str, str] | None = None,
     source: str = FRAME_ORIGIN,
     run_name: str | None = None,
     tracking_uri: str | None = None,
@@ -277,8 +302,11 @@ def train(
     ValueError naming it. track: True runs it in MLflow (the store `tracking_uri`, default
     MLFLOW_TRACKING_URI, else ./mlruns), registered as `register_as` with `alias` pointed at the new
     version when given; False writes nothing at all (no store, no run, no file): the model lives in
-    memory (``result.model.save(folder)`` keeps it) and run_id / model_uri / version are None."""
-    bars = bars_frame(bars)
+    memory (``result.model.save(folder)`` keeps it) and run_id / model_uri / version are None.
+    id_col, time_col, columns: the frame's names of ticker, date and any other standard column
+    (``id_col="unique_id", time_col="ds", columns={{"open": "Open", "close": "Adj Close"}}``), as
+    forecast, backtest and evaluate take them (forecaster.data.columns: a missing column is a DataError)."""
+    bars = mapped_bars(bars, id_col, time_col, columns)
     if not isinstance(config, TrainingConfig | Mapping | None):
         raise TypeError(f"config: expected a TrainingConfig or a mapping of its settings, got {config!r}")
     given = {

@@ -18,7 +18,7 @@ import io
 import lzma
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,10 +29,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from forecaster.config import FEATURES
+from forecaster.data.columns import HOW_TO_MAP, REQUIRED_COLUMNS, map_columns
 from forecaster.errors import DataError, one_line
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("date", "ticker", *FEATURES)
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".gz", ".parquet", ".pq")
 ROW_SOURCES = "forecaster_row_sources"  # frame.attrs key: where each file of a folder starts
 # compressed CSVs read by suffix (as pandas infers them): the decompressor the scan streams through
@@ -67,29 +66,34 @@ class Measured:
     bytes: int
 
 
-def read_ohlc_file(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> pd.DataFrame:
+def read_ohlc_file(
+    path: str | Path, limits: ReadLimits = DEFAULT_LIMITS, columns: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """Read a long-format CSV (optionally gzip, bz2, xz or zip compressed) or Parquet file; headers
     are case-insensitive.
 
     Anything that is not a readable table with the required columns (a truncated archive, binary
     garbage, text that is not UTF-8, an empty file) or that passes `limits` is a one-line DataError
-    naming the file, raised before the table is parsed.
+    naming the file, raised before the table is parsed. columns: the file's names of the standard
+    columns (`forecaster.data.columns.map_columns`), e.g. {"ticker": "unique_id", "date": "ds"}.
     """
-    return _read(Path(path), limits)[0]
+    return _read(Path(path), limits, columns=columns)[0]
 
 
-def read_ohlc_path(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> pd.DataFrame:
+def read_ohlc_path(
+    path: str | Path, limits: ReadLimits = DEFAULT_LIMITS, columns: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """One file, or every CSV/Parquet file of a folder (sorted by name) as one frame; the folder's
     files together stay within the row and byte limits."""
     path = Path(path)
     if not path.is_dir():
-        return read_ohlc_file(path, limits)
+        return read_ohlc_file(path, limits, columns)
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
     if not files:
         raise DataError(f"data: folder '{path}' holds no CSV or Parquet file")
     frames, left = [], limits
     for file in files:
-        frame, size = _read(file, left, folder=path)
+        frame, size = _read(file, left, folder=path, columns=columns)
         frames.append(frame)
         left = replace(left, max_rows=max(1, left.max_rows - size.rows), max_bytes=max(1, left.max_bytes - size.bytes))
     frame = pd.concat(frames, ignore_index=True)
@@ -99,7 +103,9 @@ def read_ohlc_path(path: str | Path, limits: ReadLimits = DEFAULT_LIMITS) -> pd.
     return frame
 
 
-def _read(path: Path, limits: ReadLimits, folder: Path | None = None) -> tuple[pd.DataFrame, Measured]:
+def _read(
+    path: Path, limits: ReadLimits, folder: Path | None = None, columns: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, Measured]:
     if not path.exists():
         raise DataError(f"data: file '{path}' does not exist")
     suffixes = "".join(path.suffixes).lower()
@@ -124,13 +130,15 @@ def _read(path: Path, limits: ReadLimits, folder: Path | None = None) -> tuple[p
         raise DataError(f"data: cannot read '{path}': the file is empty") from exc
     except (OSError, ValueError, ImportError, pa.ArrowException, zipfile.BadZipFile) as exc:  # ParserError: ValueError
         raise DataError(f"data: cannot read '{path}': {one_line(exc)}") from exc
+    if columns:
+        frame = map_columns(frame, columns, f"'{path}'")
     frame.columns = lowercase_columns(frame.columns, f"'{path}'")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         found = [str(c)[:30] for c in frame.columns[:10]]
         raise DataError(
             f"data: '{path}' is not an OHLC table: missing column(s) {missing}; found {found} "
-            f"(expected a header {','.join(REQUIRED_COLUMNS)}[,volume])"
+            f"(expected a header {','.join(REQUIRED_COLUMNS)}[,volume]; {HOW_TO_MAP})"
         )
     if frame.empty:
         raise DataError(f"data: '{path}' has a header but no rows")

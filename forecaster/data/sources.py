@@ -6,6 +6,7 @@ A failing yfinance request is asked again by the one retry policy (forecaster.da
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def load_source(
     overwrite: bool = False,
     splits: str = "warn",
     limits: ReadLimits = DEFAULT_LIMITS,
+    columns: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Load and validate bars; returns (frame, a description of the source for tracking).
 
@@ -53,6 +55,7 @@ def load_source(
     overwrite: yfinance only: let new bars replace cached ones that differ (otherwise a DataError).
     bad_rows, splits: files only, see `data.validate_ohlc` (the sample and yfinance bars are clean).
     limits: files only: the largest file read (rows, bytes, cell length; `data.files.ReadLimits`).
+    columns: files only: the file's names of the standard columns (`data.columns.map_columns`).
     """
     first = parse_day(start, "start") if start else None  # checked before anything is read or fetched
     last = parse_day(end, "end") if end else None
@@ -65,7 +68,8 @@ def load_source(
     if source == "file":
         if path is None:
             raise DataError("data: source 'file' needs a path (--data PATH; data_path in the retrain settings)")
-        frame = validate_ohlc(read_ohlc_path(path, limits), bad_rows=bad_rows, splits=splits, date_format=date_format)
+        raw = read_ohlc_path(path, limits, columns)
+        frame = validate_ohlc(raw, bad_rows=bad_rows, splits=splits, date_format=date_format)
         origin = str(Path(path).resolve())
     elif source == "sample":
         frame, origin = load_sample(), "forecaster/data/sample_data/ohlcv.csv.gz"

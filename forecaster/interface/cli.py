@@ -26,6 +26,7 @@ from forecaster.interface.options import (
     RUN,
     BadRowsOption,
     CacheDirOption,
+    ColumnsOption,
     DataOption,
     DateFormatOption,
     DeviceOption,
@@ -76,6 +77,7 @@ def evaluate(
     bad_rows: BadRowsOption = "fail",
     splits: SplitsOption = "warn",
     date_format: DateFormatOption = None,
+    columns: ColumnsOption = None,
     from_date: Annotated[
         str | None, typer.Option("--from", help="Only forecast origins on or after DATE", rich_help_panel=OUTPUT)
     ] = None,
@@ -94,6 +96,7 @@ def evaluate(
 
     Diebold-Mariano tests per step say where the model is significantly better or worse."""
     from forecaster.api import evaluation_report
+    from forecaster.data.columns import parse_columns
     from forecaster.data.sources import load_source
     from forecaster.data.validate import parse_day, require_rows
     from forecaster.evaluation.backtest_file import check_backtest_path
@@ -110,8 +113,18 @@ def evaluate(
             check_backtest_path(backtest_out, reads=data)
         except ValueError as exc:
             raise ValueError(f"--backtest-out: {exc}") from None
+    mapping = parse_columns(columns)
     frame, origin = load_source(
-        source, data, parse_list(tickers), start, None, None, bad_rows, date_format=date_format, splits=splits
+        source,
+        data,
+        parse_list(tickers),
+        start,
+        None,
+        None,
+        bad_rows,
+        date_format=date_format,
+        splits=splits,
+        columns=mapping,
     )
     tracking.configure(tracking_uri)
     forecaster, loaded = tracking.load_forecaster(reference, device=device)
@@ -144,6 +157,7 @@ def predict(
     bad_rows: BadRowsOption = "fail",
     splits: SplitsOption = "warn",
     date_format: DateFormatOption = None,
+    columns: ColumnsOption = None,
     cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
     as_of: Annotated[
         str | None,
@@ -188,6 +202,7 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from forecaster.data.calendar import check_exchange
+    from forecaster.data.columns import parse_columns
     from forecaster.data.sources import load_source
     from forecaster.data.validate import parse_day
     from forecaster.model.batch import (
@@ -212,6 +227,7 @@ def predict(
         raise ValueError(f"--out: {exc}") from None
     check_exchange(exchange)
     cut = parse_day(as_of, "--as-of") if as_of is not None else None  # once, before any data or model is read
+    mapping = parse_columns(columns)
     frame, origin = load_source(
         source,
         data,
@@ -222,6 +238,7 @@ def predict(
         bad_rows,
         date_format=date_format,
         splits=splits,
+        columns=mapping,
     )
     if not allow_stale and len(frame):
         check_as_of(frame["date"].to_numpy(), cut, exchange)  # refused before the model is loaded
@@ -231,8 +248,8 @@ def predict(
         workers = default_workers(forecaster.device)
     if forecaster.device.type == "cpu" and workers > 1:
         torch.set_num_threads(1)  # the workers use the cores; see batch.default_workers
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    bar_columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*bar_columns, console=console) as bar:
         task = bar.add_task("forecasting", total=None)
         result = forecast_panel(
             forecaster,

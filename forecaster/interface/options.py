@@ -42,6 +42,13 @@ DateFormatOption = Annotated[
     str | None, typer.Option(help="strptime layout of non-ISO dates, e.g. %d/%m/%Y", rich_help_panel=DATA)
 ]
 CacheDirOption = Annotated[str | None, typer.Option(help="yfinance cache folder", rich_help_panel=DATA)]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The file's column names: ticker=unique_id,date=ds,open=Open,... (names not given: the standard ones)",
+        rich_help_panel=DATA,
+    ),
+]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda[:N]", rich_help_panel=RUN)]
 TrackingOption = Annotated[
     str | None, typer.Option(help="MLflow store (default: MLFLOW_TRACKING_URI or ./mlruns)", rich_help_panel=REGISTRY)

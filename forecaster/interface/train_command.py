@@ -27,6 +27,7 @@ from forecaster.interface.options import (
     REGISTRY,
     TRAINING,
     CacheDirOption,
+    ColumnsOption,
     DataOption,
     DateFormatOption,
     SourceOption,
@@ -56,6 +57,7 @@ def train(
     start: Annotated[str | None, typer.Option(help="First date YYYY-MM-DD", rich_help_panel=DATA)] = None,
     end: Annotated[str | None, typer.Option(help="Last date YYYY-MM-DD", rich_help_panel=DATA)] = None,
     date_format: DateFormatOption = None,
+    columns: ColumnsOption = None,
     cache_dir: CacheDirOption = DEFAULT_CACHE_DIR,
     bad_rows: Annotated[str | None, _opt("bad_rows", DATA)] = None,
     val_fraction: Annotated[float | None, _opt("val_fraction", DATA)] = None,
@@ -114,6 +116,7 @@ def train(
     """
     from pathlib import Path
 
+    from forecaster.data.columns import parse_columns
     from forecaster.data.sources import load_source
     from forecaster.model import distributed
     from forecaster.registry import tracking
@@ -160,6 +163,7 @@ def train(
     if alias is not None and name is None:
         raise ValueError("alias (--alias): an alias needs --model NAME, the registered model it points into")
     check_registration(name, alias)  # before any data is read, or any process is started
+    mapping = parse_columns(columns)
     distributed.check_launch(nnodes, rdzv_endpoint)
     if (nnodes > 1 or rdzv_endpoint) and not distributed.launched():
         import subprocess
@@ -179,6 +183,7 @@ def train(
             config.data.bad_rows,
             date_format=date_format,
             splits=config.data.splits,
+            columns=mapping,
         )
     )
     if not group.is_main:

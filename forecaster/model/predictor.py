@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from forecaster.config import FEATURES, MEDIAN, N_FEATURES
+from forecaster.data.columns import column_map, map_columns
 from forecaster.data.rules import MAX_PRICE, MIN_PRICE, accepted_prices, parse_day
 from forecaster.errors import DataError
 from forecaster.model.artifact import CONFIG_FILE, WEIGHTS_FILE, Bundle, save_bundle
@@ -146,12 +147,24 @@ class Forecaster:
         """One series' bars [L,4] (L >= lookback) -> the forecast from its last T rows."""
         return self.predict_windows(self.window(history).values[None])
 
-    def forecast(self, bars: pd.DataFrame, as_of: str | pd.Timestamp | None = None, **options: Any) -> pd.DataFrame:
+    def forecast(
+        self,
+        bars: pd.DataFrame,
+        as_of: str | pd.Timestamp | None = None,
+        *,
+        id_col: str | None = None,
+        time_col: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> pd.DataFrame:
         """Long bars of any number of tickers -> one row per ticker x step: ticker, as_of, step, date,
         close and every quantile (``q0.1``, ...), from each ticker's last bars up to `as_of`.
+        id_col, time_col, columns: the frame's names of ticker, date and the other standard columns
+        (`forecaster.data.columns`: ``id_col="unique_id", time_col="ds", columns={"open": "Open"}``).
         options: those of `forecaster.model.batch.forecast_bars` (exchange, batch_size, strict); tickers without
         enough history are skipped and logged."""
-        return forecast_bars(self, bars_frame(bars), as_of=as_of, **options)
+        frame = map_columns(bars_frame(bars), column_map(id_col, time_col, columns))
+        return forecast_bars(self, frame, as_of=as_of, **options)
 
     def window(
         self,

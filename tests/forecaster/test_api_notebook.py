@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from factories import random_ohlc
@@ -76,3 +77,49 @@ def test_plot_refuses_other_tables_steps_and_tickers_naming_them(model: Forecast
         forecaster.plot(forecaster.backtest(model, BARS), step=7)
     with pytest.raises(ValueError, match=r"tickers: \['NOPE'\] not in the table"):
         forecaster.plot(model.forecast(BARS), tickers=["NOPE"])
+
+
+NAMES = {"ticker": "unique_id", "date": "ds", "open": "Open", "high": "High", "low": "Low", "close": "Close"}
+FOREIGN = BARS.rename(columns=NAMES)  # NeuralForecast's ids and times, Yahoo's OHLC names
+
+
+def test_forecast_backtest_evaluate_and_train_take_a_mapped_frame(model: Forecaster) -> None:
+    mapping = {"id_col": "unique_id", "time_col": "ds", "columns": {"open": "Open", "close": "Close"}}
+    pd.testing.assert_frame_equal(model.forecast(FOREIGN, **mapping), model.forecast(BARS))
+    pd.testing.assert_frame_equal(forecaster.forecast(model, FOREIGN, **mapping), model.forecast(BARS))
+    pd.testing.assert_frame_equal(forecaster.backtest(model, FOREIGN, **mapping), forecaster.backtest(model, BARS))
+    report = forecaster.evaluate(model, FOREIGN, **mapping)
+    assert report["n_series"] == 3
+    tiny = {"lookback": LOOKBACK, "horizon": HORIZON, "hidden_size": 4, "epochs": 0, "device": "cpu"}
+    trained = forecaster.train(FOREIGN, track=False, id_col="unique_id", time_col="ds", **tiny)
+    assert sorted(trained.model.bundle.meta["tickers"]) == ["AAA", "BBB", "CCC"]
+
+
+def test_an_unmapped_foreign_frame_is_refused_saying_how_to_map(model: Forecaster) -> None:
+    with pytest.raises(DataError, match=r"missing column\(s\) \['date', 'ticker'\].*id_col= / time_col="):
+        model.forecast(FOREIGN)
+
+
+def test_the_cli_columns_option_maps_a_file_for_predict_and_evaluate(
+    model: Forecaster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factories import to_csv
+    from typer.testing import CliRunner
+
+    from forecaster.interface.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    folder = model.save(tmp_path / "model")
+    to_csv(FOREIGN.rename(columns={"Close": "Adj Close"}), tmp_path / "foreign.csv")
+    columns = "ticker=unique_id,date=ds,close=Adj Close"
+    common = ["--model", str(folder), "--data", "foreign.csv", "--device", "cpu"]
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["predict", *common, "--columns", columns, "--out", "f.csv"])
+    assert result.exit_code == 0, result.output
+    want = model.forecast(BARS)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "f.csv")["q0.5"], want["q0.5"], rtol=1e-5)
+    result = runner.invoke(app, ["evaluate", *common, "--columns", columns, "--json"])
+    assert result.exit_code == 0, result.output
+    refused = runner.invoke(app, ["predict", *common, "--out", "g.csv"])
+    assert refused.exit_code == 2 and "--columns ticker=unique_id" in refused.output
