@@ -212,6 +212,7 @@ def train(
         f"best epoch {fit.best_epoch} of {len(fit.history)} (val loss {fit.best_val_loss:.4f}), device {fit.device}"
     )
     console.print(f"run id: [bold]{result.run_id}[/]")
+    console.print(f"MLflow UI: {result.ui_link}", soft_wrap=True, markup=False, highlight=False)  # one line: a link
     if result.version:
         where = f"models:/{name}@{alias}" if alias else f"models:/{name}/{result.version}"
         console.print(f"registered: [bold]{name}[/] version [bold]{result.version}[/] ({where})")

@@ -14,13 +14,18 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from forecaster.errors import one_line
+from forecaster.errors import one_line, redact
 from forecaster.registry.store import STORE_ERROR_CHARS, STORE_ERRORS, registry_call, registry_errors
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "forecaster"
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3.17's UI opens every experiment in the view of its GenAI / Model training switch: the
+# `workflowType` in the page's address, else the browser's last pick (localStorage), else GenAI. It
+# reads no experiment tag for that (mlflow/mlflow#24498), so each link we give names the view.
+TRAINING_VIEW = "workflowType=machine_learning"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as a run's description
 FAILURE_TAG = "failure_reason"  # why a run ended FAILED
 MAX_TAG_CHARS = 5000  # a tag value is cut here: the store's tag values are bounded
@@ -28,7 +33,9 @@ MAX_TAG_CHARS = 5000  # a tag value is cut here: the store's tag values are boun
 
 def ensure_experiment(name: str = EXPERIMENT) -> str:
     """Create the experiment if needed; with the local SQLite store, artifacts go beside it. It is
-    marked as model training, so the MLflow UI opens it in the runs view, not the GenAI one."""
+    tagged as model training (`mlflow.experimentKind`, set on an older experiment too), the kind
+    MLflow's own selector writes; the 3.17 UI still opens it in the view its address names, so
+    links to it come from `ui_route`."""
     client = MlflowClient()
     existing = client.get_experiment_by_name(name)
     if existing is not None:
@@ -40,6 +47,22 @@ def ensure_experiment(name: str = EXPERIMENT) -> str:
         db_path = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///"))
         location = (db_path.parent / "artifacts").resolve().as_uri()
     return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+
+def ui_route(experiment_id: str, run_id: str | None = None) -> str:
+    """The UI page of the experiment (or one of its runs) in the Model training view, relative to
+    the UI's root."""
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{page}?{TRAINING_VIEW}"
+
+
+def ui_link(experiment_id: str, run_id: str | None = None) -> str:
+    """`ui_route` on the tracking server (password hidden); for a local store, on `mlflow ui`'s
+    default address, with the command that starts it."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"{redact(uri).rstrip('/')}/{ui_route(experiment_id, run_id)}"
+    return f"{DEFAULT_UI}/{ui_route(experiment_id, run_id)} (after: mlflow ui --backend-store-uri {redact(uri)})"
 
 
 class MlflowTracker:
@@ -67,8 +90,10 @@ class MlflowTracker:
     def log_table(self, frame: pd.DataFrame, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(path, index=False)
-            mlflow.log_artifact(str(path))
+            folder = Path(name).parent.as_posix()  # "metrics/x.csv" goes in the run's metrics/ folder
+            mlflow.log_artifact(str(path), artifact_path=None if folder == "." else folder)
 
     def log_dict(self, data: dict[str, Any], name: str) -> None:
         mlflow.log_dict(data, name)

@@ -1,6 +1,7 @@
 """A training run as MLflow sees it, the same for the CLI and the retraining pipeline:
 `forecaster.run.steps.run_training` inside an MLflow run, with its params, curves, metrics beside the
-baselines, plots, backtest table, dataset, pyfunc model, registry version and alias."""
+baselines (named and grouped by `forecaster.run.metric_names`), plots, backtest table, dataset,
+pyfunc model, registry version and alias."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from forecaster.evaluation.calibration_plot import calibration_figure
 from forecaster.model import distributed
 from forecaster.model.fit import FitHooks
 from forecaster.registry import tracking
+from forecaster.registry.runs import ui_link
+from forecaster.run import metric_names
 from forecaster.run.steps import TrainOutcome, run_training
 
 
@@ -32,6 +35,7 @@ class RunResult:
     metrics: dict[str, dict[str, list[float]]]
     outcome: TrainOutcome
     dataset_digest: str
+    ui_link: str = ""  # the run's page in the MLflow UI, in the Model training view
 
 
 def code_version() -> str:
@@ -129,14 +133,11 @@ def tracked_training(
             model_config,
             train_config,
             Path(tmp) / "bundle",
-            tracker=tracker,
+            tracker=metric_names.GroupedCurves(tracker),
             hooks=hooks,
             meta={"data_digest": digest, "source": source},
         )
         fit = outcome.fit
-        tracker.log_metrics(
-            {"best_epoch": fit.best_epoch, "best_val_loss": fit.best_val_loss, "epochs_run": len(fit.history)}
-        )
         tracker.set_tags(
             {
                 "val_start": f"{outcome.windows.split.val_start:%Y-%m-%d}",
@@ -148,19 +149,14 @@ def tracked_training(
         plots.close(figure)
         if outcome.backtest is not None:
             tests = evaluate.significance(outcome.backtest)  # Diebold-Mariano per step vs naive and ewma
-            tracker.log_metrics({f"test_{k}": v for k, v in evaluate.summary(outcome.metrics).items()})
-            tracker.log_metrics({f"test_{k}": v for k, v in evaluate.significance_summary(tests).items()})
+            # headline first: the run page lists metrics as they were logged
+            tracker.log_metrics(metric_names.headline(outcome.metrics, tests))
+            tracker.log_metrics(metric_names.details(outcome.metrics, tests))
             calibration = calibration_tests.calibration(outcome.backtest)  # tail tests, conditional coverage
-            tracker.log_metrics({f"test_{k}": v for k, v in calibration_tests.calibration_summary(calibration).items()})
-            for h in range(1, outcome.backtest.horizon + 1):  # per-step curves, one batch per step h
-                tracker.log_metrics(
-                    {
-                        f"test_{name}_{metric}_by_step": values[h - 1]
-                        for name, block in outcome.metrics.items()
-                        for metric, values in block.items()
-                    },
-                    step=h,
-                )
+            summary = calibration_tests.calibration_summary(calibration)
+            tracker.log_metrics(metric_names.per_forecast("test_calibration", summary, calibration))
+            # figures per forecast step: a table and the JSON, never on MLflow's training-step axis
+            tracker.log_table(metric_names.by_step_table(outcome.metrics, tests), "metrics/test_by_step.csv")
             tracker.log_dict(
                 {
                     "horizon": outcome.backtest.horizon,
@@ -179,18 +175,11 @@ def tracked_training(
                 figure = calibration_figure(calibration, step=step)
                 tracker.log_figure(figure, f"plots/calibration_h{step}.png")
                 plots.close(figure)
+        tracker.log_metrics(metric_names.fit_summary(fit))
         example = tracking.example_input(frame, data_config.lookback)
         model_uri, version = tracking.log_model(outcome.bundle_dir, example, registered_name=register_as)
         if register_as and version is not None:
-            tracking.set_version_tags(
-                register_as,
-                version,
-                {
-                    "data_digest": digest,
-                    "code_version": code_version(),
-                    **{f"test_{k}": f"{v:.6g}" for k, v in evaluate.summary(outcome.metrics).items()},
-                },
-            )
+            tracking.set_version_tags(register_as, version, metric_names.version_tags(digest, outcome.metrics))
             if alias == tracking.CHAMPION:  # the champion it replaces stays `previous`: rollback works
                 tracking.make_champion(register_as, version)
             elif alias:
@@ -199,7 +188,8 @@ def tracked_training(
         tracking.describe_run(tracker.run_id, description)
         if register_as and version is not None:
             tracking.describe_version(register_as, version, description)
-        return RunResult(tracker.run_id, model_uri, version, outcome.metrics, outcome, digest)
+        link = ui_link(tracker.run.info.experiment_id, tracker.run_id)
+        return RunResult(tracker.run_id, model_uri, version, outcome.metrics, outcome, digest, link)
 
 
 def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,10 @@ from mlflow.tracking import MlflowClient
 from forecaster.config import ModelConfig
 from forecaster.data.windows import Panel
 from forecaster.errors import ModelNotFoundError
+from forecaster.evaluation import backtest as evaluate
 from forecaster.registry import tracking
+from forecaster.registry.runs import TRAINING_VIEW, ui_route
+from forecaster.run.metric_names import HEADLINE_GROUPS, MAX_HEADLINE_CHARTS, MAX_VERSION_TAGS
 
 if TYPE_CHECKING:  # fixtures' types (tests/conftest.py); not imported at run time
     from conftest import CliModel, MlflowStore
@@ -83,7 +86,7 @@ def test_run_records_params_curves_metrics_plots_backtest_and_dataset(in_cli_sto
     assert params["train.seed"] == "3" and params["source"] == str(model.data_path.resolve())
 
     history = model.run.outcome.fit.history
-    for key, attribute in (("train_loss", "train_loss"), ("val_loss", "val_loss")):
+    for key, attribute in (("loss/train", "train_loss"), ("loss/val", "val_loss")):
         logged = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in logged] == list(range(1, model.epochs + 1))
         assert [m.value for m in logged] == pytest.approx([getattr(s, attribute) for s in history])
@@ -91,9 +94,19 @@ def test_run_records_params_curves_metrics_plots_backtest_and_dataset(in_cli_sto
     metrics = run.data.metrics
     for name in ("model", "naive", "drift"):
         for metric in ("mae", "rmse", "mape", "mase", "dir_acc"):
-            assert metrics[f"test_{name}_{metric}"] == pytest.approx(np.mean(model.run.metrics[name][metric]))
-    by_step = client.get_metric_history(run.info.run_id, "test_model_mae_by_step")
-    assert sorted(m.step for m in by_step) == list(range(1, model.horizon + 1))
+            assert metrics[f"test_all/{name}/{metric}"] == pytest.approx(np.mean(model.run.metrics[name][metric]))
+    assert metrics["test/model/mase"] == metrics["test_all/model/mase"]
+    assert metrics["test/vs_naive/mae_ratio"] == pytest.approx(
+        metrics["test/model/mae"] / metrics["test_all/naive/mae"]
+    )
+    # every figure per forecast step is in a table (and the JSON), not on MLflow's training-step axis
+    by_step = pd.read_csv(client.download_artifacts(run.info.run_id, "metrics/test_by_step.csv"))
+    mae = by_step[(by_step["forecast"] == "model") & (by_step["metric"] == "mae")]
+    steps = [f"h{h}" for h in range(1, model.horizon + 1)]
+    assert mae[steps].to_numpy().ravel() == pytest.approx(model.run.metrics["model"]["mae"])
+    assert len(by_step) == sum(len(block) for block in model.run.metrics.values()) + 2 * len(
+        evaluate.significance(model.run.outcome.backtest)
+    )
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
@@ -118,15 +131,41 @@ def test_run_records_params_curves_metrics_plots_backtest_and_dataset(in_cli_sto
     assert run.data.tags["data_digest"] == model.run.dataset_digest
 
 
-def test_model_version_carries_the_champion_alias_and_its_test_metrics(in_cli_store: CliModel) -> None:
+def test_run_metrics_are_grouped_with_the_headline_first_and_nothing_per_forecast_step(
+    in_cli_store: CliModel,
+) -> None:
+    client = MlflowClient()
+    run = client.get_run(in_cli_store.run.run_id)
+    keys = set(run.data.metrics)
+    # MLflow's run page groups charts by the key up to its last "/", the groups sorted by name, and
+    # puts keys without "/" last as "Model metrics": every key is in a group, the headline ones first
+    assert all("/" in key for key in keys), sorted(k for k in keys if "/" not in k)
+    groups = sorted({key.rsplit("/", 1)[0] for key in keys})
+    assert groups[: len(HEADLINE_GROUPS)] == sorted(HEADLINE_GROUPS)
+    headline = [key for key in keys if key.rsplit("/", 1)[0] in HEADLINE_GROUPS]
+    assert 10 <= len(headline) <= MAX_HEADLINE_CHARTS, sorted(headline)
+    assert len(keys) > 4 * len(headline)  # the details are all there, after the headline
+    # the per-epoch curves alone have steps; a test figure is one number, not a curve over h
+    curves = {"loss/train", "loss/val", "train/lr", "train/windows_per_s"}
+    assert curves <= keys
+    for key in keys - curves:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [0], key
+
+
+def test_model_version_carries_the_champion_alias_the_digest_and_headline_ratios(in_cli_store: CliModel) -> None:
     client = MlflowClient()
     version = client.get_model_version_by_alias(in_cli_store.name, "champion")
     assert str(version.version) == "1" and version.run_id == in_cli_store.run.run_id
     assert "champion" in version.aliases
     assert version.tags["data_digest"] == in_cli_store.run.dataset_digest
-    assert float(version.tags["test_naive_mae"]) == pytest.approx(
-        np.mean(in_cli_store.run.metrics["naive"]["mae"]), rel=1e-5
+    metrics = in_cli_store.run.metrics
+    assert float(version.tags["mae_vs_naive"]) == pytest.approx(
+        np.mean(metrics["model"]["mae"]) / np.mean(metrics["naive"]["mae"]), rel=1e-3
     )
+    assert float(version.tags["spl_vs_ewma"]) == pytest.approx(
+        np.mean(metrics["model"]["spl"]) / np.mean(metrics["ewma"]["spl"]), rel=1e-3
+    )
+    assert len(version.tags) <= MAX_VERSION_TAGS, version.tags  # the rest stays on the run
 
 
 def test_unknown_model_or_alias_is_model_not_found(mlflow_store: MlflowStore) -> None:
@@ -164,6 +203,10 @@ def test_runs_are_named_described_and_the_experiment_opens_in_the_training_view(
     assert "2 tickers" in description and "Test SPL / ewma" in description
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    # the link train gives names the view (MLflow 3.17's UI opens the view its address names)
+    link = ui_route(run.info.experiment_id, run.info.run_id)
+    assert link == f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning"
+    assert link in in_cli_store.output
     version = client.get_model_version(in_cli_store.name, in_cli_store.run.version)
     assert version.description == description
 
@@ -175,3 +218,13 @@ def test_the_logged_pyfunc_carries_the_package_code_and_pinned_requirements(in_c
     requirements = (local / "requirements.txt").read_text()
     for name in ("mlflow==", "torch==", "numpy==", "pandas==", "safetensors==", "pydantic=="):
         assert name in requirements, requirements
+
+
+def test_the_installed_mlflow_ui_takes_its_view_from_the_workflow_type_in_the_address() -> None:
+    """What `ui_route` relies on, read from the UI bundle MLflow ships: a `workflowType` query
+    parameter whose values include machine_learning. Fails when an MLflow upgrade changes it."""
+    bundles = list((Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js").glob("main.*.js"))
+    assert bundles, "no MLflow UI bundle installed"
+    code = bundles[0].read_text(encoding="utf-8", errors="replace")
+    name, value = TRAINING_VIEW.split("=")
+    assert f'get("{name}")' in code and f'MACHINE_LEARNING="{value}"' in code
