@@ -244,19 +244,6 @@ class MlflowServer:
             kill_process(self.proc)
         wait_until(lambda: not port_open(self.port), 30, f"port {self.port} to close")
 
-    def last_refresh(self) -> float:
-        """Unix time of the service's last registry refresh that resolved every followed alias (0: none)."""
-        metrics = httpx.get(f"{self.url}/metrics", timeout=5).text
-        name = "forecaster_registry_last_refresh_timestamp_seconds"
-        values = [float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name)]
-        return max(values, default=0.0)
-
-    def wait_full_refresh(self, after: float, timeout_s: float = 60.0) -> None:
-        """Until a whole registry refresh has run after `after` (unix time): two completed refreshes
-        later, the second started after the first ended, so it read the registry as it is now."""
-        first = wait_until(lambda: (t := self.last_refresh()) > after and t, timeout_s, "a registry refresh")
-        wait_until(lambda: self.last_refresh() > first, timeout_s, "a second registry refresh")
-
     def stop(self) -> None:
         stop_process(self.proc)
 
@@ -316,6 +303,19 @@ class Service:
             timeout_s,
             f"the service to serve version {version} (log {self.log_path})",
         )
+
+    def last_refresh(self) -> float:
+        """Unix time of the service's last registry refresh that resolved every followed alias (0: none)."""
+        metrics = httpx.get(f"{self.url}/metrics", timeout=5).text
+        name = "forecaster_registry_last_refresh_timestamp_seconds"
+        values = [float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name)]
+        return max(values, default=0.0)
+
+    def wait_full_refresh(self, after: float, timeout_s: float = 60.0) -> None:
+        """Until a whole registry refresh has run after `after` (unix time): two completed refreshes
+        later, the second started after the first ended, so it read the registry as it is now."""
+        first = wait_until(lambda: (t := self.last_refresh()) > after and t, timeout_s, "a registry refresh")
+        wait_until(lambda: self.last_refresh() > first, timeout_s, "a second registry refresh")
 
     def stop(self) -> None:
         stop_process(self.proc)

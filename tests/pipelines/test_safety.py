@@ -380,9 +380,13 @@ def test_two_retrains_from_different_directories_on_one_sqlite_store_run_one_at_
     killed = client.get_run(run_a)
     assert killed.info.status == "FAILED" and "failure_reason" in killed.data.tags
     assert client.get_run(report["run_id"]).info.status == "FINISHED"
-    assert [str(mv.version) for mv in client.search_model_versions(f"name='{MODEL}'")] == ["1"]
-    expected = "champion" if report["promoted"] else "challenger"
-    assert aliases_at(client) == {expected: "1"}
+    versions = sorted(str(mv.version) for mv in client.search_model_versions(f"name='{MODEL}'"))
+    # C trained the only challenger; never without a champion: it, or the EWMA baseline after it
+    if report["promoted"]:
+        assert (versions, aliases_at(client), report["baseline_version"]) == (["1"], {"champion": "1"}, None)
+    else:
+        assert versions == ["1", "2"] and report["baseline_version"] == "2"
+        assert aliases_at(client) == {"challenger": "1", "champion": "2"}
     assert not (dir_a / ".forecaster").exists() and not (dir_b / ".forecaster").exists()
 
 
