@@ -1,6 +1,10 @@
 """`forecaster serve`: run the service with uvicorn, in one process (batching does the rest) or
 in several worker processes (`--workers N`) that share the port (by default one SO_REUSEPORT
-socket each: service.workers) and sum their metrics."""
+socket each: service.workers) and sum their metrics.
+
+`--model` takes a registered name (its `--alias` followed) or one fixed model reference
+(models:/NAME/VERSION, models:/m-<id>, runs:/<run_id>/model, a folder), served as it is: the
+service's `model_uri` setting."""
 
 from __future__ import annotations
 
@@ -29,6 +33,19 @@ FLAG_SETTINGS = {
 }
 
 
+def model_setting(value: str) -> str:
+    """The setting `--model VALUE` gives: a reference (a URI scheme, or a path: a '/' or a folder
+    here) is the fixed `model_uri`, anything else a registered `model_name`."""
+    from forecaster.errors import ModelNotFoundError
+    from forecaster.registry.tracking import parse_reference
+
+    try:
+        is_reference = parse_reference(value).kind != "path"
+    except ModelNotFoundError:
+        is_reference = True  # a malformed URI: model_uri's check says what is wrong with it
+    return "model_uri" if is_reference or "/" in value or os.path.isdir(value) else "model_name"
+
+
 def settings_problems(exc: ValidationError, flags: Mapping[str, str]) -> list[str]:
     """One line per invalid setting, naming where it came from: the flag (`flags`: setting ->
     the flag that gave it) or else its FORECASTER_* variable; the value shown with any password
@@ -53,7 +70,14 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to bind", min=PORT_RANGE[0], max=PORT_RANGE[1])] = 8000,
-        model: Annotated[str | None, typer.Option(help="Registered model name (FORECASTER_MODEL_NAME)")] = None,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                help="Registered model name (FORECASTER_MODEL_NAME), or one fixed model served as it is, "
+                "never followed: models:/NAME/VERSION, models:/m-<id>, runs:/<run_id>/model or a folder "
+                "(FORECASTER_MODEL_URI)"
+            ),
+        ] = None,
         alias: Annotated[str | None, typer.Option(help="Alias to serve (FORECASTER_ALIAS)")] = None,
         device: Annotated[str | None, typer.Option(help="auto | cpu | cuda (FORECASTER_DEVICE)")] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI (FORECASTER_TRACKING_URI)")] = None,
@@ -71,7 +95,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Serve POST /forecast from models:/MODEL@ALIAS."""
+        """Serve POST /forecast from models:/MODEL@ALIAS, or from one fixed model."""
         import uvicorn
 
         from service.settings import Settings
@@ -79,11 +103,12 @@ def register(app: typer.Typer) -> None:
         from service.workers import APP_FACTORY, run_workers, settings_env, shared_metrics_dir
 
         given = {name: value for name, value in ctx.params.items() if name in FLAG_SETTINGS and value is not None}
-        overrides: dict[str, Any] = {FLAG_SETTINGS[name]: value for name, value in given.items()}
+        fields = {**FLAG_SETTINGS, "model": model_setting(model)} if model is not None else FLAG_SETTINGS
+        overrides: dict[str, Any] = {fields[name]: value for name, value in given.items()}
         try:
             settings = Settings.model_validate(overrides)  # fails here, once, before any worker starts
         except ValidationError as exc:
-            flags = {FLAG_SETTINGS[p.name]: p.opts[0] for p in ctx.command.params if p.name in given}
+            flags = {fields[p.name]: p.opts[0] for p in ctx.command.params if p.name in given}
             for line in settings_problems(exc, flags):
                 console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
             raise typer.Exit(code=2) from None

@@ -61,8 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         uri = tracking.configure(settings.tracking_uri)
-        log.info("registry %s, serving %s@%s", redact(uri), settings.model_name, settings.alias)
         store = ModelStore(settings, metrics)
+        log.info("registry %s, serving %s", redact(uri), store.label(store.default_key))
         app.state.store = store
         poller = asyncio.create_task(store.poll_forever())
         app.state.poller = poller

@@ -23,9 +23,11 @@ class FailedLoadInfo(BaseModel):
 
 class ReadyStatus(BaseModel):
     status: Literal["ready", "not ready"]
-    model: str
-    alias: str
-    version: str | None = Field(description="The loaded version of the default model; null while none is")
+    model: str = Field(description="The default model: its registered name, or the fixed reference served")
+    alias: str | None = Field(description="The alias it follows; null for a fixed reference (FORECASTER_MODEL_URI)")
+    version: str | None = Field(
+        description="The loaded version of the default model; null while none is, or when it is no registered version"
+    )
     registry: Literal["up", "down", "unknown"] = Field(
         description="Whether the latest registry call asked got an answer (refreshed in the background when "
         "no call was made within the registry timeout)"
@@ -43,7 +45,7 @@ class ReloadResult(BaseModel):
     detail: str | None = Field(None, description="Set when the answer is not 200: what failed")
     changes: list[str] = Field(description="'NAME@ALIAS: OLD -> NEW' per swap, 'NAME@ALIAS: loaded' on first load")
     failed: list[FailedLoadInfo] = Field(description="References whose new version could not be loaded")
-    models: dict[str, str] = Field(description="Every loaded reference and its version after the reload")
+    models: dict[str, str | None] = Field(description="Every loaded reference and its version after the reload")
 
 
 def failed_info(failure: LoadFailure | None) -> FailedLoadInfo | None:

@@ -49,8 +49,8 @@ def model_section(settings: Settings, store: StoreDep) -> str:  # the model stor
     """The default model as the store holds it now: version, run, shape, or why it is not loaded."""
     loaded = store.models.get(store.default_key)
     rows = [
-        _row("model", f"<code>{html.escape(settings.model_name)}</code>"),
-        _row("alias", f"<code>{html.escape(settings.alias)}</code>"),
+        _row("model", f"<code>{html.escape(store.default_key[0])}</code>"),  # a name, or the fixed reference
+        _row("alias", f"<code>{html.escape(settings.alias if settings.model_uri is None else '- (fixed)')}</code>"),
     ]
     if loaded is None:
         reason = store.default_error or "still loading"
@@ -58,7 +58,7 @@ def model_section(settings: Settings, store: StoreDep) -> str:  # the model stor
     else:
         config = loaded.forecaster.bundle.model_config
         rows += [
-            _row("version", f'<span class="ok">{html.escape(loaded.ref.version)}</span>'),
+            _row("version", f'<span class="ok">{html.escape(loaded.ref.version or "not registered")}</span>'),
             _row("run", f"<code>{html.escape(loaded.ref.run_id or '-')}</code>"),
             _row("network", html.escape(f"{config.arch}, {config.mode}, quantiles {list(config.quantiles)}")),
             _row("window", html.escape(f"lookback {loaded.forecaster.lookback}, horizon {loaded.forecaster.horizon}")),

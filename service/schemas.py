@@ -292,8 +292,8 @@ class SeriesForecast(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    name: str
-    version: str
+    name: str = Field(description="The registered model, or the fixed reference served (FORECASTER_MODEL_URI)")
+    version: str | None = Field(description="The registered version; null for a model that is not registered")
     alias: str | None
     run_id: str | None
 

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     )
     model_name: str = Field("forecaster", description="Registered model served by default")
     alias: str = Field(CHAMPION, description="Alias served by default")
+    model_uri: str | None = Field(
+        None,
+        description="One fixed model served by default instead of models:/MODEL_NAME@ALIAS: models:/NAME/VERSION, "
+        "models:/NAME@ALIAS (resolved once), models:/m-<id>, runs:/<run_id>/model or a model folder; never "
+        "followed, and a folder needs no registry",
+    )
     device: str = Field("auto", description="auto | cpu | cuda (cuda only where one is visible)")
     poll_interval_s: float = Field(30.0, ge=0.0, description="Seconds between alias checks; 0 disables polling")
     batch_wait_ms: float = Field(
@@ -107,6 +113,19 @@ class Settings(BaseSettings):
     @classmethod
     def _exchange(cls, value: str) -> str:
         return check_exchange(value)
+
+    @field_validator("model_uri")
+    @classmethod
+    def _model_uri(cls, value: str | None) -> str | None:
+        from forecaster.errors import ModelNotFoundError
+        from forecaster.registry.tracking import parse_reference  # its forms, read without MLflow
+
+        if value is not None:
+            try:
+                parse_reference(value)
+            except ModelNotFoundError as exc:
+                raise ValueError(str(exc)) from None  # pydantic reports ValueErrors as the field's problem
+        return value
 
     @field_validator("ledger_uri")
     @classmethod

@@ -39,10 +39,11 @@ class FailedLoads:
     def get(self, key: Key) -> LoadFailure | None:
         return self.by_key.get(key)
 
-    def add(self, key: Key, version: str, exc: ModelLoadError) -> LoadFailure:
+    def add(self, key: Key, version: str | None, exc: ModelLoadError) -> LoadFailure:
+        """`version`: None for a fixed reference that is no registered version (its gauge shows 1)."""
         failure = self.by_key[key] = LoadFailure(label(key), version, public_reason(exc))
         self.metrics.load_failures.labels(key[0], metric_ref(key)).inc()
-        self.metrics.failed_version.labels(key[0], metric_ref(key)).set(float(version))
+        self.metrics.failed_version.labels(key[0], metric_ref(key)).set(float(version) if version is not None else 1.0)
         log.error("%s: version %s failed to load: %s", label(key), version, exc)
         return failure
 

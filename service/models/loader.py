@@ -1,6 +1,10 @@
 """Loading one model version: resolve the reference, download and build it (both bounded registry
 calls), warm it up and check its forecast (`warmup`), and give it a micro-batcher on the one
 forward thread. A loaded model's answers are checked again on every request: never a NaN on the wire.
+
+A fixed reference (settings' model_uri) that names a registered version or alias resolves to that
+version once; any other (a logged model, a run's model, a folder) loads as a `StaticRef`, a
+folder without asking the registry (bounded all the same).
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ import torch
 from forecaster.errors import ModelLoadError
 from forecaster.model.predictor import Forecaster
 from forecaster.registry import tracking
-from forecaster.registry.tracking import ModelRef
+from forecaster.registry.tracking import ModelRef, parse_reference
 from service.batching import MicroBatcher
 from service.metrics import ServiceMetrics
-from service.models.refs import Key, label
-from service.models.registry import RegistryHealth
+from service.models.refs import Key, StaticRef, label
+from service.models.registry import RegistryHealth, call_bounded
 from service.models.warmup import warm_up
 from service.settings import Settings
 
@@ -37,7 +41,7 @@ class UnservableForecast(ModelLoadError):
 @dataclass
 class LoadedModel:
     forecaster: Forecaster
-    ref: ModelRef
+    ref: ModelRef | StaticRef
     batcher: MicroBatcher
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
@@ -49,10 +53,14 @@ class LoadedModel:
         if not finite.all():
             where = names[int(np.argmin(finite))] or "the series"
             raise UnservableForecast(
-                f"model '{self.ref.name}' version {self.ref.version} cannot forecast {where}: "
-                "it answered non-finite values (NaN or inf)"
+                f"{describe(self.ref)} cannot forecast {where}: it answered non-finite values (NaN or inf)"
             )
         return quantiles
+
+
+def describe(ref: ModelRef | StaticRef) -> str:
+    """How messages name a loaded model: ``model 'prices' version 3``, or the fixed reference."""
+    return f"model '{ref.name}'" + (f" version {ref.version}" if ref.version is not None else "")
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -79,9 +87,15 @@ class Loader:
             initargs=(settings.torch_threads,),
         )
 
-    async def resolve(self, key: Key, wait_s: float | None = None) -> ModelRef:
+    async def resolve(self, key: Key, wait_s: float | None = None) -> ModelRef | StaticRef:
         name, kind, value = key
-        alias, version = (value, None) if kind == "alias" else (None, value)
+        if kind == "uri":
+            reference = parse_reference(value)
+            if reference.kind not in ("alias", "version") or reference.name is None:
+                return StaticRef(name, value)  # nothing to resolve: loaded as it is
+            name, alias, version = reference.name, reference.alias, reference.version
+        else:
+            alias, version = (value, None) if kind == "alias" else (None, value)
         return await self.registry.call(
             f"resolve {label(key)}",
             self.settings.registry_timeout_s,
@@ -89,15 +103,19 @@ class Loader:
             wait_s,
         )
 
-    async def load(self, target: ModelRef) -> LoadedModel:
+    async def load(self, target: ModelRef | StaticRef) -> LoadedModel:
         """The version `target`, loaded and warmed up; ModelLoadError when it cannot serve (broken
         artifact, failed or non-finite or unordered warm-up forecast)."""
-        what = f"model '{target.name}' version {target.version}"
-        forecaster, resolved = await self.registry.call(
-            f"load {what}",
-            self.settings.load_timeout_s,
-            lambda: tracking.load_forecaster(device=self.settings.device, ref=target),
-        )
+        what = describe(target)
+        resolved: ModelRef | StaticRef
+        if isinstance(target, StaticRef):
+            forecaster, resolved = await self._load_static(target)
+        else:
+            forecaster, resolved = await self.registry.call(
+                f"load {what}",
+                self.settings.load_timeout_s,
+                lambda: tracking.load_forecaster(device=self.settings.device, ref=target),
+            )
         try:
             problem = await asyncio.get_running_loop().run_in_executor(self.predict_executor, warm_up, forecaster)
         except Exception as exc:  # noqa: BLE001 - a version that cannot forecast is a failed load
@@ -111,8 +129,21 @@ class Loader:
             self.predict_executor,
             self.metrics.batch_size.observe,
         )
-        log.info("loaded %s version %s on %s", resolved.name, resolved.version, forecaster.device)
+        log.info("loaded %s on %s", describe(resolved), forecaster.device)
         return LoadedModel(forecaster, resolved, batcher)
+
+    async def _load_static(self, target: StaticRef) -> tuple[Forecaster, StaticRef]:
+        """A logged model or a run's model through the registry (its health noted); a folder read
+        here, bounded by load_timeout_s like any load, without touching the registry's health."""
+
+        def load() -> tuple[Forecaster, StaticRef]:
+            forecaster, source = tracking.load_forecaster(target.uri, device=self.settings.device)
+            return forecaster, StaticRef(target.name, target.uri, run_id=source.run_id)
+
+        what = f"load {describe(target)}"
+        if parse_reference(target.uri).kind == "path":
+            return await call_bounded(what, self.settings.load_timeout_s, self.registry.slots, load)
+        return await self.registry.call(what, self.settings.load_timeout_s, load)
 
     @staticmethod
     def _predict_fn(forecaster: Forecaster) -> Callable[[np.ndarray], np.ndarray]:

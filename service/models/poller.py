@@ -20,7 +20,7 @@ from forecaster.errors import ForecasterError, RegistryUnavailableError
 from forecaster.registry.tracking import ModelRef
 from service.errors import public_reason
 from service.models.failures import LoadFailure
-from service.models.refs import Key, is_alias, label
+from service.models.refs import Key, StaticRef, is_alias, label
 
 if TYPE_CHECKING:
     from service.models.store import ModelStore
@@ -99,17 +99,17 @@ class AliasPoller:
             else:
                 await self._follow(key, ref, force, report)
 
-    async def _resolve_all(self, keys: Iterable[Key], deadline: float) -> list[ModelRef | BaseException]:
+    async def _resolve_all(self, keys: Iterable[Key], deadline: float) -> list[ModelRef | StaticRef | BaseException]:
         loop = asyncio.get_running_loop()
         lanes = asyncio.Semaphore(PASS_LOOKUPS)
 
-        async def resolve(key: Key) -> ModelRef:
+        async def resolve(key: Key) -> ModelRef | StaticRef:
             async with lanes:
                 return await self.store.loader.resolve(key, wait_s=deadline - loop.time())
 
         return await asyncio.gather(*(resolve(key) for key in keys), return_exceptions=True)
 
-    async def _first_load(self, key: Key, ref: ModelRef, report: SyncReport) -> None:
+    async def _first_load(self, key: Key, ref: ModelRef | StaticRef, report: SyncReport) -> None:
         self._doing = f"load {label(key)} version {ref.version}"
         try:
             await self.store.get_or_load(key, remembered=False, ref=ref)
@@ -118,7 +118,7 @@ class AliasPoller:
             return
         report.changes.append(f"{label(key)}: loaded")
 
-    async def _follow(self, key: Key, ref: ModelRef, force: bool, report: SyncReport) -> None:
+    async def _follow(self, key: Key, ref: ModelRef | StaticRef, force: bool, report: SyncReport) -> None:
         store = self.store
         loaded = store.models[key]
         if ref.version == loaded.ref.version:

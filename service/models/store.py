@@ -2,6 +2,9 @@
 registry's calls and health (`registry`), loading and warm-up (`loader`), what failed
 (`failures`), the alias poller (`poller`).
 
+The default model is models:/MODEL_NAME@ALIAS, followed; or, with settings' model_uri, that one
+fixed reference, loaded once and never followed (`refs.static_key`).
+
 A new version is loaded in the background and swapped in with one dict assignment, so requests
 already holding the old entry finish on it and none fail during the swap. A version is installed
 only once its warm-up forecast is finite and ordered; otherwise the old one keeps serving and the
@@ -24,7 +27,7 @@ from service.metrics import ServiceMetrics
 from service.models.failures import FailedLoads, NegativeCache
 from service.models.loader import LoadedModel, Loader
 from service.models.poller import AliasPoller, SyncReport
-from service.models.refs import Key, key_of, label, metric_ref
+from service.models.refs import Key, StaticRef, key_of, label, metric_ref, static_key
 from service.models.registry import RegistryHealth
 from service.settings import Settings
 
@@ -50,7 +53,19 @@ class ModelStore:
 
     @property
     def default_key(self) -> Key:
+        if self.settings.model_uri is not None:
+            return static_key(self.settings.model_uri)
         return key_of(self.settings.model_name, self.settings.alias, None)
+
+    @property
+    def default_name(self) -> str:
+        """What answers call the default model: its registered name, or the fixed reference."""
+        return self.default_key[0]
+
+    @property
+    def default_alias(self) -> str | None:
+        """The alias the default model follows; None for a fixed reference."""
+        return None if self.settings.model_uri is not None else self.settings.alias
 
     @property
     def registry_up(self) -> bool | None:
@@ -60,13 +75,21 @@ class ModelStore:
     def last_refresh(self) -> dt.datetime | None:
         return self.poller.last_refresh
 
-    async def get(self, name: str, alias: str | None = None, version: int | str | None = None) -> LoadedModel:
-        """The loaded model for a reference, loading it on first use.
+    async def get(
+        self, name: str | None = None, alias: str | None = None, version: int | str | None = None
+    ) -> LoadedModel:
+        """The loaded model for a reference, loading it on first use; no name: settings' model_name
+        with `alias` (default settings' alias) or `version`, or the default model when none is given.
 
-        The service's own model (settings' name and alias) that cannot be had is 503 with
-        Retry-After, whatever the cause: the service is not ready. Any other reference raises
-        the library's error: not found (404), cannot be loaded (409), registry down (503)."""
-        key = key_of(name, alias, version)
+        The service's own model (settings' name and alias, or its fixed reference) that cannot be
+        had is 503 with Retry-After, whatever the cause: the service is not ready. Any other
+        reference raises the library's error: not found (404), cannot be loaded (409), registry down (503)."""
+        if name is None and alias is None and version is None:
+            key = self.default_key
+        elif version is not None:
+            key = key_of(name or self.settings.model_name, None, version)
+        else:
+            key = key_of(name or self.settings.model_name, alias or self.settings.alias, None)
         loaded = self.models.get(key)
         if loaded is not None:
             return loaded
@@ -77,7 +100,7 @@ class ModelStore:
                 raise
             raise ServiceUnavailable(f"no model available: {public_reason(exc)}", self.settings.retry_after_s) from exc
 
-    async def get_or_load(self, key: Key, remembered: bool, ref: ModelRef | None = None) -> LoadedModel:
+    async def get_or_load(self, key: Key, remembered: bool, ref: ModelRef | StaticRef | None = None) -> LoadedModel:
         """The model of `key`, loaded (from `ref` when already resolved) unless it is; a failure
         remembered for a few seconds is raised again without asking the registry when `remembered`."""
         lock = self.locks.setdefault(key, asyncio.Lock())
@@ -96,7 +119,7 @@ class ModelStore:
             self.install(key, loaded)
             return loaded
 
-    async def load(self, key: Key, ref: ModelRef | None = None) -> LoadedModel:
+    async def load(self, key: Key, ref: ModelRef | StaticRef | None = None) -> LoadedModel:
         """Resolve `key` (unless `ref` is given) and load that version; a version that cannot serve
         is noted as the reference's failed version before its ModelLoadError goes on."""
         target = ref if ref is not None else await self.loader.resolve(key)
@@ -114,7 +137,10 @@ class ModelStore:
     def install(self, key: Key, loaded: LoadedModel) -> None:
         old = self.models.get(key)
         self.models[key] = loaded  # atomic swap: new requests see the new model from here on
-        self.metrics.model_version.labels(key[0], metric_ref(key)).set(float(loaded.ref.version))
+        # the registered version; 1 (loaded) for a fixed reference without one, so that /ready's
+        # count of the workers serving it (service.workers) sees it
+        version = float(loaded.ref.version) if loaded.ref.version is not None else 1.0
+        self.metrics.model_version.labels(key[0], metric_ref(key)).set(version)
         self.failed.clear(key)
         self.remembered.forget(key)
         if key == self.default_key:
@@ -126,7 +152,10 @@ class ModelStore:
 
     def check_registry(self) -> None:
         """Refresh the registry's health in the background when it is older than the registry
-        bound, by looking up the default reference (/ready asks; it never waits for the answer)."""
+        bound, by looking up the default reference (/ready asks; it never waits for the answer). A
+        fixed reference is not looked up again: its registry health is that of its one load."""
+        if self.settings.model_uri is not None:
+            return
         name, alias = self.settings.model_name, self.settings.alias
         self.registry.refresh_if_stale(lambda: tracking.resolve_version(name, alias))
 

@@ -118,8 +118,7 @@ async def forecast(
     if len(body.series) > settings.max_series:  # documented as the body's maxItems (document_series_limit)
         raise InvalidField("series", f"series: {len(body.series)} series, the limit is {settings.max_series}")
     metrics.series.observe(len(body.series))
-    name = body.model or settings.model_name
-    loaded = await store.get(name, None if body.version else (body.alias or settings.alias), body.version)
+    loaded = await store.get(body.model, body.alias, body.version)  # none given: the default model
     forecaster = loaded.forecaster
     horizon = body.horizon or forecaster.horizon
     if horizon > forecaster.horizon:

@@ -32,8 +32,8 @@ async def health() -> dict[str, str]:
 def _status(settings: Settings, store: ModelStore, version: str | None, detail: str | None) -> ReadyStatus:
     return ReadyStatus(
         status="ready" if detail is None else "not ready",
-        model=settings.model_name,
-        alias=settings.alias,
+        model=store.default_name,
+        alias=store.default_alias,
         version=version,
         registry="unknown" if store.registry_up is None else ("up" if store.registry_up else "down"),
         last_refresh=store.last_refresh,
