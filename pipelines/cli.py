@@ -1,6 +1,6 @@
 """`forecaster retrain` and `forecaster rollback`.
 
-Every setting of `pipelines.settings.RetrainSettings` is a flag (``--model-name X``,
+Every setting of `pipelines.settings.RetrainSettings` is a flag (``--model X``,
 ``--training.train.epochs 5``, or the shortcut ``--epochs 5``), parsed by pydantic-settings'
 CLI source; flags override FORECASTER_RETRAIN_* environment variables, which override the
 YAML file, which overrides the defaults.
@@ -33,10 +33,17 @@ class RetrainCommand(TyperCommand):
     importing the settings loads pandas and the scheduler, which `forecaster --help` does not need."""
 
     def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
-        from pipelines.settings import RetrainSettings
+        from pipelines.settings import RetrainSettings, flag_of
 
-        self.help = RETRAIN_HELP + "\n\n".join(settings_help(RetrainSettings).splitlines())
+        lines = settings_help(RetrainSettings).splitlines()  # each '--setting-name  description'
+        renamed = {"--" + name.replace("_", "-"): flag_of(name) for name in RetrainSettings.model_fields}
+        self.help = RETRAIN_HELP + "\n\n".join(_renamed(line, renamed) for line in lines)
         super().format_help(ctx, formatter)
+
+
+def _renamed(line: str, flags: dict[str, str]) -> str:
+    flag, gap, rest = line.partition("  ")
+    return flags.get(flag, flag) + gap + rest
 
 
 def register(app: typer.Typer) -> None:
@@ -107,6 +114,6 @@ def register(app: typer.Typer) -> None:
         from pipelines.settings import load_settings
 
         setup_logging()
-        flags = ["--model-name", model, *(["--tracking-uri", tracking_uri] if tracking_uri else [])]
+        flags = ["--model", model, *(["--tracking-uri", tracking_uri] if tracking_uri else [])]
         old, new = rollback_locked(load_settings(config, flags))
         typer.echo(f"{model}: champion {old} -> {new}")

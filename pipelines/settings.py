@@ -212,13 +212,34 @@ def setting_hint(name: str, value: bool | str) -> str:
     if name not in RetrainSettings.model_fields:
         raise KeyError(name)
     text = str(value).lower() if isinstance(value, bool) else value
-    flag = "--" + name.replace("_", "-") + ("" if value is True else f" {text}")
+    flag = flag_of(name) + ("" if value is True else f" {text}")
     return f"{name}: {text} (flag {flag}, or {ENV_PREFIX}{name.upper()}={text})"
+
+
+# Settings whose flag is named otherwise: `--model`, as on every other command; the setting's own
+# flag (`--model-name`) still works, unlisted.
+FLAG_NAMES = {"model_name": "model"}
+
+
+def flag_of(name: str) -> str:
+    """The flag of a setting: ``--model`` for model_name, ``--on-busy`` for on_busy."""
+    return "--" + FLAG_NAMES.get(name, name).replace("_", "-")
+
+
+def _setting_flags(args: list[str]) -> list[str]:
+    """``--model X`` / ``--model=X`` -> ``--model-name X``: the flags the settings' CLI source reads."""
+    renamed = {flag_of(name): "--" + name.replace("_", "-") for name in FLAG_NAMES}
+    out = []
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        out.append(renamed[flag] + eq + value if flag in renamed else arg)
+    return out
 
 
 def load_settings(config_path: str | Path | None = None, args: list[str] | None = None) -> RetrainSettings:
     """Defaults, then the YAML file, then FORECASTER_RETRAIN_* env, then `args` (flags, last wins)."""
-    flags = cli_values(RetrainSettings, expand_shortcuts(list(args or []), "training."), "forecaster retrain")
+    args = _setting_flags(list(args or []))
+    flags = cli_values(RetrainSettings, expand_shortcuts(args, "training."), "forecaster retrain")
     if config_path is None:
         return RetrainSettings(**flags)
     yaml_config = SettingsConfigDict(yaml_file=Path(config_path), yaml_file_encoding="utf-8")
