@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlparse, urlsplit
 from filelock import FileLock, Timeout
 
 from forecaster.errors import ForecasterError, one_line, redact, uri_secrets
+from forecaster.registry.store import sqlite_path
 from forecaster.registry.tracking import POSTGRES_SCHEMES, STORE_CLIENT_DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,8 @@ def lock_target(
 def derived_lock_file(name: str, tracking_uri: str, folder: Path) -> Path:
     """The lock file of model `name` on a store that is not PostgreSQL."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    if tracking_uri.startswith("sqlite:///"):
-        # sqlite:///relative.db is relative to the working directory, as SQLAlchemy reads it
-        db = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]).resolve()
+    db = sqlite_path(tracking_uri)  # sqlite:///relative.db is relative to the working directory
+    if db is not None:
         return db.with_name(f"{db.name}.retrain-{safe}.lock")
     digest = hashlib.sha256(store_key(tracking_uri).encode()).hexdigest()[:16]
     return folder / f"retrain-{safe}-{digest}.lock"

@@ -42,15 +42,11 @@ class LedgerError(ForecasterError, ValueError):
 def default_uri(tracking_uri: str | None = None) -> str:
     """The ledger beside the MLflow store: ``ledger.db`` in the folder of a SQLite tracking store,
     else in the embedded store's folder (``mlruns/``) under the working directory."""
-    from forecaster.registry.tracking import LOCAL_STORE, resolve_tracking_uri
+    from forecaster.registry.store import LOCAL_STORE, SQLITE_PREFIX, resolve_tracking_uri, sqlite_path
 
-    tracking = resolve_tracking_uri(tracking_uri)
-    prefix = "sqlite:///"
-    if tracking.startswith(prefix) and tracking != prefix + ":memory:":
-        folder = Path(tracking.removeprefix(prefix).split("?", 1)[0]).parent
-    else:
-        folder = LOCAL_STORE
-    return f"{prefix}{(folder / LEDGER_FILE).resolve()}"
+    db = sqlite_path(resolve_tracking_uri(tracking_uri))
+    folder = db.parent if db is not None else LOCAL_STORE
+    return f"{SQLITE_PREFIX}{(folder / LEDGER_FILE).resolve()}"
 
 
 def resolve_uri(explicit: str | None, tracking_uri: str | None = None) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from forecaster.errors import one_line, redact
-from forecaster.registry.store import STORE_ERROR_CHARS, STORE_ERRORS, registry_call, registry_errors
+from forecaster.registry.store import STORE_ERROR_CHARS, STORE_ERRORS, registry_call, registry_errors, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,8 @@ def ensure_experiment(name: str = EXPERIMENT) -> str:
         if existing.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
             client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return existing.experiment_id
-    location = None
-    if mlflow.get_tracking_uri().startswith("sqlite:"):
-        db_path = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///"))
-        location = (db_path.parent / "artifacts").resolve().as_uri()
+    db_path = sqlite_path(mlflow.get_tracking_uri())
+    location = (db_path.parent / "artifacts").as_uri() if db_path is not None else None
     return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
 

@@ -80,6 +80,19 @@ def store_uri(uri: str) -> str:
     return uri
 
 
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, resolved as SQLAlchemy reads it (a relative path
+    against the working directory, query options dropped); None for another store or in-memory.
+    The one reading of such a URI: the artifact folder beside it, the ledger beside it, its lock."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    path = uri.removeprefix(SQLITE_PREFIX).split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
 def resolve_tracking_uri(explicit: str | None = None) -> str:
     """The tracking URI: explicit, else MLFLOW_TRACKING_URI, else the embedded SQLite store;
     a PostgreSQL one with the installed driver named (`store_uri`)."""
@@ -87,7 +100,7 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     if uri:
         return store_uri(uri)
     LOCAL_STORE.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(LOCAL_STORE / 'mlflow.db').resolve()}"
+    return f"{SQLITE_PREFIX}{(LOCAL_STORE / 'mlflow.db').resolve()}"
 
 
 def configure(tracking_uri: str | None = None) -> str:
