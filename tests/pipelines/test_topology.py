@@ -34,6 +34,8 @@ from e2e_support import (
     wait_until,
 )
 
+from forecaster.run.metric_names import CURVES
+
 pytestmark = [pytest.mark.slow, pytest.mark.incremental]
 MODEL = "e2e"
 LOOKBACK, HORIZON = 20, 3
@@ -95,7 +97,8 @@ class Topology:
 
     def epochs_logged(self, run_id: str) -> int:
         """Epochs the run has logged so far, straight from the PostgreSQL backend store."""
-        rows = self.db.query("SELECT count(*) FROM metrics WHERE run_uuid = %s AND key = 'train_loss'", (run_id,))
+        key = CURVES["train_loss"]  # the name the run logs the training curve under
+        rows = self.db.query("SELECT count(*) FROM metrics WHERE run_uuid = %s AND key = %s", (run_id, key))
         return int(rows[0][0])
 
     def runs(self) -> dict[str, str]:
