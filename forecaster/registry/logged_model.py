@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(__file__).parents[1]  # the whole forecaster package travels 
 PYFUNC_REQUIREMENTS = [
     # the public release (torch's "+cpu" local label is not on PyPI)
     f"{name}=={metadata.version(name).split('+')[0]}"
-    for name in ("mlflow", "torch", "numpy", "pandas", "safetensors", "pydantic")
+    for name in ("mlflow", "torch", "numpy", "pandas", "safetensors", "pydantic", "exchange_calendars")  # dates
 ]
 
 

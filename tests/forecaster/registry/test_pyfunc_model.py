@@ -3,6 +3,7 @@ history is an error naming the ticker and row, never a forecast from reordered o
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 import mlflow
@@ -55,3 +56,30 @@ def test_pyfunc_forecasts_shuffled_iso_bars_as_the_ordered_ones(pyfunc, example)
     shuffled = example.sample(frac=1.0, random_state=0)
 
     pd.testing.assert_frame_equal(pyfunc.predict(shuffled), pyfunc.predict(example))
+
+
+def test_pyfunc_answers_carry_as_of_and_the_trading_date_of_each_step(pyfunc, example, in_cli_store: CliModel) -> None:
+    from forecaster.data.calendar import DEFAULT_EXCHANGE, next_sessions
+
+    answer = pyfunc.predict(example)
+    last = example.groupby("ticker")["date"].max()
+    for ticker, rows in answer.groupby("ticker"):
+        assert set(rows["as_of"]) == {last[ticker]}
+        expected = [d.isoformat() for d in next_sessions(DEFAULT_EXCHANGE, dt.date.fromisoformat(last[ticker]), 2)]
+        assert rows.sort_values("step")["date"].tolist() == expected
+    assert list(answer.columns[:4]) == ["ticker", "as_of", "step", "date"]
+
+
+def test_a_bad_input_is_a_400_whose_message_is_the_cause_in_mlflow_s_scoring_server(pyfunc, example) -> None:
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    repeated = pd.concat([example, example.tail(1)]).reset_index(drop=True)
+    body = {"dataframe_split": repeated.to_dict(orient="split")}
+    with TestClient(scoring_server.init(pyfunc)) as server:
+        response = server.post("/invocations", json=body)
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "duplicate (ticker, date)" in answer["message"] and "unexpected error" not in answer["message"]
+    assert "stack_trace" not in answer or not answer["stack_trace"]
