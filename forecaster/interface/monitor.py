@@ -12,7 +12,7 @@ from rich.table import Table
 
 from forecaster.config import BAD_ROWS, SPLITS, check_choice
 from forecaster.interface.console import console, friendly_errors, parse_list, setup_logging
-from forecaster.monitor.store import LEDGER_URI_ENV
+from forecaster.monitor import LEDGER_URI_ENV
 
 monitor_app = typer.Typer(
     no_args_is_help=True,

@@ -24,12 +24,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from forecaster.errors import ForecasterError, one_line, redact
+from forecaster.monitor import LEDGER_URI_ENV
 from forecaster.monitor.migrate import migrate
 from forecaster.monitor.schema import SCHEMA_VERSION, forecasts, meta, metadata
 
 log = logging.getLogger(__name__)
 
-LEDGER_URI_ENV = "FORECASTER_LEDGER_URI"  # the service's setting `ledger_uri` and the CLI's --ledger-uri
 LEDGER_FILE = "ledger.db"
 TIMEOUT_S = 5.0  # longest wait for a connection, a lock or a statement
 ERROR_CHARS = 400  # driver errors quote whole statements: one line at most this long
