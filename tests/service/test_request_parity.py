@@ -48,7 +48,8 @@ def test_pyfunc_output_has_every_quantile_column_beside_close_lower_upper(regist
     output = mlflow.pyfunc.load_model(f"models:/{registry.model}@champion").predict(
         frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d"))[["ticker", "date", "open", "high", "low", "close"]]
     )
-    assert list(output.columns) == ["ticker", "step", "close", "lower", "upper", "q0.1", "q0.5", "q0.9"]
+    columns = ["ticker", "as_of", "step", "date", "close", "lower", "upper", "q0.1", "q0.5", "q0.9"]
+    assert list(output.columns) == columns
     pd.testing.assert_series_equal(output["close"], output["q0.5"], check_names=False)
     pd.testing.assert_series_equal(output["lower"], output["q0.1"], check_names=False)
     pd.testing.assert_series_equal(output["upper"], output["q0.9"], check_names=False)
