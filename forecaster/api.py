@@ -325,7 +325,9 @@ def train(
         if register_as is not None or alias is not None or tracking_uri is not None:
             raise ValueError("track: register_as, alias and tracking_uri need a tracked run (track=True)")
         with tempfile.TemporaryDirectory() as tmp:  # the bundle is read back into memory before it goes
-            outcome = run_training(frame, resolved.data, resolved.model, resolved.train, Path(tmp) / "bundle")
+            outcome = run_training(
+                frame, resolved.data, resolved.model, resolved.train, Path(tmp) / "bundle", validated=True
+            )
         return TrainResult(outcome.forecaster, outcome.metrics, outcome)
     with _store(tracking_uri):
         run = tracked_training(
@@ -337,6 +339,7 @@ def train(
             register_as=register_as,
             alias=alias,
             run_name=run_name,
+            validated=True,
         )
     return TrainResult(
         run.outcome.forecaster, run.metrics, run.outcome, run.run_id, run.model_uri, run.version, run.dataset_digest

@@ -187,7 +187,7 @@ def train(
         )
     )
     if not group.is_main:
-        train_other_rank(frame, config.data, config.model, config.train)
+        train_other_rank(frame, config.data, config.model, config.train, validated=True)
         return
     uri = tracking.configure(tracking_uri)
     log.info("tracking store: %s", redact(uri))
@@ -204,6 +204,7 @@ def train(
             register_as=name,
             alias=alias,
             hooks=progress.hooks(),
+            validated=True,  # load_source validated it with the data settings
         )
     if result.metrics:
         console.print(metrics_table(result.metrics, "Test split: model vs baselines (mean over steps 1..H)"))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig, to_dict
-from forecaster.data.validate import DateSplit, split_by_date, validate_ohlc
+from forecaster.data.validate import DateSplit, require_rows, split_by_date, validate_ohlc
 from forecaster.data.windows import Panel
 from forecaster.errors import DataError
 from forecaster.evaluation import backtest as evaluate
@@ -141,11 +141,14 @@ def run_training(
     tracker: Tracker | None = None,
     hooks: FitHooks | None = None,
     meta: dict[str, Any] | None = None,
+    validated: bool = False,
 ) -> TrainOutcome:
     """Validate, split, fit (every ensemble member), calibrate on validation, save the bundle,
-    and backtest on the test split. Under torchrun: rank 0's part (see `train_other_rank`)."""
+    and backtest on the test split. Under torchrun: rank 0's part (see `train_other_rank`).
+    validated: the frame came from `data.validate_ohlc` with the data settings' bad_rows and splits
+    (a source, the API), so only its tickers' lengths are checked again (see `training_windows`)."""
     distributed.setup_for(train_config).require_main("run_training")
-    windows = training_windows(frame, data_config, train_config)
+    windows = training_windows(frame, data_config, train_config, validated)
     log.info(
         "windows: train %d, validation %d, test %d", len(windows.train), len(windows.val), len(windows.test_origins)
     )
@@ -187,26 +190,35 @@ def run_training(
     return TrainOutcome(forecaster, summary_fit, members, calibration, windows, backtest, metrics, bundle_dir)
 
 
-def training_windows(frame: pd.DataFrame, data_config: DataConfig, train_config: TrainConfig) -> SplitWindows:
+def training_windows(
+    frame: pd.DataFrame, data_config: DataConfig, train_config: TrainConfig, validated: bool = False
+) -> SplitWindows:
     """The validated frame's windows, split by date (what every rank of a distributed run trains on);
-    also where a training process takes its CPU thread count (`train.threads`)."""
+    also where a training process takes its CPU thread count (`train.threads`). A frame its caller
+    already validated is not validated again (its warnings, a split's say, would repeat): only the
+    tickers too short for one window are refused or dropped (`require_rows`)."""
     use_cpu_threads(train_config.threads, resolve_device(train_config.device))
-    frame = validate_ohlc(
-        frame,
-        bad_rows=data_config.bad_rows,
-        min_rows=data_config.min_rows,
-        splits=data_config.splits,
-    )
+    if validated:
+        frame = require_rows(frame, data_config.min_rows, data_config.bad_rows)
+    else:
+        frame = validate_ohlc(
+            frame, bad_rows=data_config.bad_rows, min_rows=data_config.min_rows, splits=data_config.splits
+        )
     return split_windows(frame, data_config, train_config.stride)
 
 
 def train_other_rank(
-    frame: pd.DataFrame, data_config: DataConfig, model_config: ModelConfig, train_config: TrainConfig
+    frame: pd.DataFrame,
+    data_config: DataConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    validated: bool = False,
 ) -> None:
     """A rank other than 0 of a run launched by torchrun: the same windows and the same fits, in
     lockstep with rank 0 (gradients, validation and early stopping are shared); nothing logged,
     saved or registered here. Rank 0 runs `tracked_training` (or `run_training`)."""
-    fit_members(model_config, train_config, training_windows(frame, data_config, train_config), None, None)
+    windows = training_windows(frame, data_config, train_config, validated)
+    fit_members(model_config, train_config, windows, None, None)
     distributed.finish()  # with rank 0, which does the same after its fits
 
 

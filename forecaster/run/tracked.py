@@ -97,6 +97,7 @@ def tracked_training(
     run_name: str | None = None,
     hooks: FitHooks | None = None,
     extra_tags: dict[str, Any] | None = None,
+    validated: bool = False,
 ) -> RunResult:
     """Train inside an MLflow run and log everything; register and alias when asked.
 
@@ -136,6 +137,7 @@ def tracked_training(
             tracker=metric_names.GroupedCurves(tracker),
             hooks=hooks,
             meta={"data_digest": digest, "source": source},
+            validated=validated,  # the caller's validation stands: no second pass, no repeated warnings
         )
         fit = outcome.fit
         tracker.set_tags(

@@ -12,6 +12,7 @@ import torch
 from factories import random_ohlc
 
 from forecaster.config import DataConfig, ModelConfig, TrainConfig
+from forecaster.errors import DataError
 from forecaster.model import fit as train_module
 from forecaster.model.artifact import load_bundle
 from forecaster.model.fit import fit, learning_rate
@@ -185,3 +186,24 @@ def test_zero_epochs_give_the_untrained_network_which_is_the_ewma_random_walk(tm
     metrics = outcome.metrics
     np.testing.assert_allclose(metrics["model"]["mae"], metrics["naive"]["mae"], rtol=1e-6)
     np.testing.assert_allclose(metrics["model"]["spl"], metrics["ewma"]["spl"], rtol=0.01)
+
+
+def test_a_frame_its_caller_validated_is_not_validated_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API validates the frame once: a split-like jump is reported once, not by every step, and
+    a ticker too short for one window is still refused by the training step."""
+    import logging
+
+    import forecaster
+
+    bars = random_ohlc(tickers=("AAA", "BBB"), days=200, seed=3)
+    jump = (bars["ticker"] == "AAA") & (bars.index >= 150)
+    bars.loc[jump, ["open", "high", "low", "close"]] /= 2.0  # a 2:1 split left unadjusted
+    with caplog.at_level(logging.WARNING):
+        forecaster.train(bars, track=False, lookback=12, horizon=3, epochs=1, hidden_size=8, device="cpu")
+    assert sum("unadjusted split" in r.getMessage() for r in caplog.records) == 1
+
+    short = random_ohlc(tickers=("AAA",), days=10, seed=1)
+    with pytest.raises(DataError, match="too few rows"):
+        run_training(short, DATA, MODEL, TRAIN, tmp_path / "short", validated=True)
