@@ -126,6 +126,7 @@ def evaluate(
         splits=splits,
         columns=mapping,
     )
+
     tracking.configure(tracking_uri)
     forecaster, loaded = tracking.load_forecaster(reference, device=device)
     # a ticker too short for one origin is an error (or, with --bad-rows drop, left out with a warning)
@@ -196,10 +197,16 @@ def predict(
     One forecast per ticker, from its last lookback bars up to --as-of, written to --out.
 
     Every quantile of each step, dated by the exchange's next trading sessions."""
+    import importlib
+    import threading
     from pathlib import Path
 
-    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # torch and the network (about half of a command's time) load in the background while the
+    # data is read and checked; the model is loaded only after both
+    network = threading.Thread(target=importlib.import_module, args=("forecaster.model.predictor",), daemon=True)
+    network.start()
 
     from forecaster.data.calendar import check_exchange
     from forecaster.data.columns import parse_columns
@@ -242,6 +249,9 @@ def predict(
     )
     if not allow_stale and len(frame):
         check_as_of(frame["date"].to_numpy(), cut, exchange)  # refused before the model is loaded
+    network.join()
+    import torch
+
     tracking.configure(tracking_uri)
     forecaster, loaded = tracking.load_forecaster(reference, device=device)
     if workers is None:

@@ -28,11 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 
 from forecaster.config import MEDIAN, quantile_column
 from forecaster.data.calendar import DEFAULT_EXCHANGE, next_sessions
@@ -41,6 +40,9 @@ from forecaster.data.storage import check_table_path, write_table_atomically
 from forecaster.data.validate import parse_day, validate_ohlc
 from forecaster.data.windows import Panel
 from forecaster.errors import DataError
+
+if TYPE_CHECKING:  # a type only: batch scoring's module loads no torch (the command line imports it
+    import torch  # in the background while it reads the data)
 
 log = logging.getLogger(__name__)
 

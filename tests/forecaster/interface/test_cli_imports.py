@@ -69,3 +69,15 @@ def test_a_model_folder_is_forecast_without_importing_mlflow(in_cli_store: CliMo
         table = pd.read_csv(out)
         assert sorted(table["ticker"].unique()) == ["AAA", "BBB"]
         assert len(table) == 2 * in_cli_store.horizon
+
+
+def test_batch_scoring_loads_no_torch_so_predict_can_import_it_while_reading_the_data() -> None:
+    """forecaster predict imports torch in a background thread while it reads the bars; that only
+    helps while batch scoring's own module (imported up front) needs no torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, forecaster.model.batch; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
