@@ -146,7 +146,7 @@ def evaluate(
     the report names the data. backtest_out: also write every forecast to this .parquet or .csv file."""
     bars = mapped_bars(bars, id_col, time_col, columns)
     model = _predictor(model, device)
-    frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)  # a ticker too short for one origin
+    frame = validate_ohlc(bars, min_rows=model.min_rows)  # a ticker too short for one origin
     return evaluation_report(frame, model, from_date, source=_LOADED.get(model), data=data, backtest_out=backtest_out)
 
 
@@ -169,7 +169,7 @@ def backtest(
     A ticker shorter than lookback + horizon bars is a DataError naming it."""
     bars = mapped_bars(bars, id_col, time_col, columns)
     model = _predictor(model, device)
-    frame = validate_ohlc(bars, min_rows=model.lookback + model.horizon)
+    frame = validate_ohlc(bars, min_rows=model.min_rows)
     return backtest_table(evaluate_frame(model, frame, model.lookback, model.horizon, from_date))
 
 

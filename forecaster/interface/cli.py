@@ -130,7 +130,7 @@ def evaluate(
     tracking.configure(tracking_uri)
     forecaster, loaded = tracking.load_forecaster(reference, device=device)
     # a ticker too short for one origin is an error (or, with --bad-rows drop, left out with a warning)
-    frame = require_rows(frame, forecaster.lookback + forecaster.horizon, bad_rows)
+    frame = require_rows(frame, forecaster.min_rows, bad_rows)
     payload = evaluation_report(  # the report's one owner, also behind forecaster.evaluate()
         frame, forecaster, cut, source=loaded, data=origin, backtest_out=backtest_out
     )
